@@ -1,0 +1,1 @@
+"""Scenes, cameras, renderer backends, pair sampling and co-visibility. Imports no torch."""

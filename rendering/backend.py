@@ -1,0 +1,61 @@
+"""The renderer contract every backend (embedded moderngl, Habitat) fulfils.
+
+A backend is created inside the worker process that uses it (GL contexts must never cross a
+fork), loads one scene at a time and renders RGB + z-depth for OpenCV poses. It also exposes the
+loaded scene's navigable space, because only the backend knows it (our floor finder for the
+embedded renderer, the navmesh for Habitat).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """What to load. ``uri`` is a mesh file path or ``procedural:<seed>`` (see rendering.scenes)."""
+
+    scene_id: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class RenderedView:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32 z-depth in metres, 0 = no surface
+
+    @property
+    def valid_fraction(self) -> float:
+        return float(np.count_nonzero(self.depth > 0)) / self.depth.size
+
+
+@runtime_checkable
+class NavigableSpace(Protocol):
+    """Where a person could stand: floor points with head clearance, in world coordinates (+Y up)."""
+
+    def sample_point(self, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly random navigable floor point (3,)."""
+
+    def snap_point(self, point: np.ndarray) -> np.ndarray:
+        """The navigable floor point nearest to ``point`` horizontally (3,)."""
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    name: str
+
+    def load_scene(self, scene: SceneSpec) -> NavigableSpace:
+        """Make ``scene`` current (reusing GPU resources where possible) and return its floor."""
+
+    def render(self, K: np.ndarray, cam2world: np.ndarray, width: int, height: int) -> RenderedView:
+        """Render the current scene from an OpenCV pose with pinhole intrinsics ``K``."""
+
+    def close(self) -> None:
+        """Release the context / simulator."""
+
+
+class SceneLoadError(ValueError):
+    """A scene file is missing, unreadable, empty, or has no navigable floor."""
