@@ -1,11 +1,22 @@
-"""The `crocopipe` command line. Commands import prefect, torch and GL lazily, inside the command,
-so that `crocopipe --help` is fast and Prefect is configured (pipeline.prefect_env) before import."""
+"""The `crocopipe` command line.
+
+Each area's commands live in pipeline/commands/<area>.py and are registered here. Command modules
+import only the standard library and typer at top level; prefect, torch and GL are imported inside
+the command bodies, after pipeline.prefect_env.configure_prefect has run, so `crocopipe --help` is
+fast and Prefect reads the right settings.
+"""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.splitlines()[0])
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="CroCo-style pair corpora, pretraining and evaluation as resumable Prefect flows.",
+)
+
+# Command registrations (one line each): app.command("name")(module.function)
 
 
 def main() -> None:
