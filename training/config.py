@@ -1,0 +1,91 @@
+"""Pretraining configuration: the `[pretrain]` section of a run TOML.
+
+Validated data only; this module must not import torch so that the run config (and the CLI's
+`--help`) loads on machines without it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Method = Literal["croco_v1", "croco_v2", "mae"]
+Preset = Literal["test", "tiny", "small", "base", "large"]
+Device = Literal["auto", "cpu", "cuda"]
+
+# Crop size each preset was designed for (patch 8 at 112 px and patch 16 at 224 px both give the
+# paper's 14x14 token grid).
+PRESET_CROP = {"test": 32, "tiny": 112, "small": 224, "base": 224, "large": 224}
+
+
+class PretrainConfig(BaseModel):
+    """Recipe for pretraining one or more methods on a run's corpus.
+
+    Defaults follow the CroCo paper: AdamW(0.9, 0.95), wd 0.05, lr = base_lr x batch/256,
+    linear warmup then a half-cosine that is stopped halfway (stop_fraction 0.5).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    methods: list[Method] = Field(default_factory=lambda: ["croco_v1", "croco_v2", "mae"], min_length=1)
+    preset: Preset = "tiny"
+    crop_size: int | None = Field(default=None, ge=8, description="square crop; None = the preset's")
+    mask_ratio_croco: float = Field(default=0.9, gt=0.0, lt=1.0)
+    mask_ratio_mae: float = Field(default=0.75, gt=0.0, lt=1.0)
+    batch_size: int = Field(default=16, ge=1, description="pairs per process per micro-step")
+    accumulation: int = Field(default=1, ge=1, description="micro-steps per optimiser step")
+    base_lr: float = Field(default=1.5e-4, gt=0.0)
+    weight_decay: float = Field(default=0.05, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    epochs: int = Field(default=100, ge=1, description="length of the full half-cosine schedule")
+    steps_per_epoch: int = Field(default=100, ge=1, description="optimiser steps per epoch (resampled shards)")
+    warmup_epochs: float = Field(default=10.0, ge=0.0)
+    stop_fraction: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="train for this fraction of the schedule (paper: 0.5)"
+    )
+    min_lr: float = Field(default=0.0, ge=0.0)
+    checkpoint_every: int = Field(default=100, ge=1, description="optimiser steps between checkpoints")
+    log_every: int = Field(default=10, ge=1)
+    figure_every: int = Field(default=500, ge=1, description="steps between reconstruction figures")
+    swap_views: bool = False
+    jitter_min: float = Field(default=0.6, gt=0.0)
+    jitter_max: float = Field(default=1.4, gt=0.0)
+    num_workers: int = Field(default=2, ge=0)
+    shuffle_buffer: int = Field(default=256, ge=0)
+    compile: bool = False
+    naive_attention: bool = False
+    seed: int = 0
+    nproc: int = Field(default=1, ge=1, description="processes per node (torchrun --nproc-per-node)")
+    device: Device = "auto"
+    split: str = "train"
+
+    @model_validator(mode="after")
+    def _check(self) -> "PretrainConfig":
+        if self.jitter_min > self.jitter_max:
+            raise ValueError(f"jitter_min {self.jitter_min} > jitter_max {self.jitter_max}")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs {self.warmup_epochs} exceeds epochs {self.epochs}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods listed twice: {self.methods}")
+        return self
+
+    @property
+    def crop(self) -> int:
+        return self.crop_size if self.crop_size is not None else PRESET_CROP[self.preset]
+
+    def mask_ratio(self, method: str) -> float:
+        return self.mask_ratio_mae if method == "mae" else self.mask_ratio_croco
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser steps actually run: the schedule's length times the stop fraction."""
+        return max(1, int(round(self.epochs * self.steps_per_epoch * self.stop_fraction)))
+
+    @property
+    def schedule_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(round(self.warmup_epochs * self.steps_per_epoch))
