@@ -1,0 +1,129 @@
+"""MPI-Sintel optical flow, training set layout.
+
+``training/{clean,final}/<scene>/frame_%04d.png`` (frames start at 1) and
+``training/flow/<scene>/frame_%04d.flo``: flow *i* maps frame *i* to frame *i+1*.
+Optional ``training/occlusions/<scene>/frame_%04d.png`` (255 = occluded) and
+``training/invalid/<scene>/frame_%04d.png``.
+
+The ``.flo`` format (Middlebury): 4 bytes tag, the float32 202021.25 (reads 'PIEH' as ASCII), then
+int32 width, int32 height, then height*width*2 float32 in row-major order, (u, v) interleaved;
+all little-endian.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FLO_TAG = 202021.25
+PASSES = ("clean", "final")
+_MAX_SIDE = 1 << 15
+
+
+def read_flo(path: Path) -> np.ndarray:
+    """Read a ``.flo`` file as (H, W, 2) float32 (u, v)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 12:
+        raise ValueError(f"{path}: too short for a .flo header ({len(data)} bytes)")
+    tag = np.frombuffer(data, dtype="<f4", count=1)[0]
+    if tag != np.float32(FLO_TAG):
+        raise ValueError(f"{path}: not a .flo file (tag {data[:4]!r}, expected b'PIEH')")
+    width, height = (int(v) for v in np.frombuffer(data, dtype="<i4", count=2, offset=4))
+    if not (0 < width < _MAX_SIDE and 0 < height < _MAX_SIDE):
+        raise ValueError(f"{path}: implausible size {width}x{height}")
+    expected = 12 + width * height * 8
+    if len(data) != expected:
+        raise ValueError(f"{path}: {len(data)} bytes, expected {expected} for {width}x{height} (truncated?)")
+    flow = np.frombuffer(data, dtype="<f4", offset=12).reshape(height, width, 2)
+    return flow.astype(np.float32)
+
+
+def write_flo(path: Path, flow: np.ndarray) -> None:
+    """Write (H, W, 2) flow as a ``.flo`` file (to a temporary name, then renamed)."""
+    flow = np.asarray(flow, dtype="<f4")
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"write_flo: expected (H, W, 2), got {flow.shape}")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    header = np.array([FLO_TAG], dtype="<f4").tobytes() + np.array(flow.shape[1::-1], dtype="<i4").tobytes()
+    tmp.write_bytes(header + np.ascontiguousarray(flow).tobytes())
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class SintelSample:
+    scene: str
+    frame: int
+    img1: np.ndarray  # (H, W, 3) uint8 RGB
+    img2: np.ndarray
+    flow: np.ndarray  # (H, W, 2) float32
+    valid: np.ndarray  # (H, W) bool: not occluded and not invalid (all True without the masks)
+
+
+class SintelFlow:
+    """Pairs (frame i, frame i+1, flow i) of one rendering pass of the Sintel training set."""
+
+    def __init__(self, root: Path, pass_name: str = "clean", scenes: list[str] | None = None) -> None:
+        if pass_name not in PASSES:
+            raise ValueError(f"unknown Sintel pass {pass_name!r}; allowed: {', '.join(PASSES)}")
+        self.root = Path(root)
+        self.pass_name = pass_name
+        training = self.root / "training"
+        image_dir = training / pass_name
+        flow_dir = training / "flow"
+        for folder in (image_dir, flow_dir):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"Sintel folder not found: {folder} (expected <root>/training/...)")
+        available = sorted(p.name for p in flow_dir.iterdir() if p.is_dir())
+        if scenes is not None:
+            missing = sorted(set(scenes) - set(available))
+            if missing:
+                raise ValueError(f"Sintel scenes {missing} not in {flow_dir}")
+            available = [s for s in available if s in scenes]
+        self.items: list[tuple[str, int]] = []
+        for scene in available:
+            for flo in sorted((flow_dir / scene).glob("frame_*.flo")):
+                frame = int(flo.stem.split("_")[1])
+                for f in (frame, frame + 1):
+                    png = image_dir / scene / f"frame_{f:04d}.png"
+                    if not png.is_file():
+                        raise FileNotFoundError(f"Sintel frame missing for {flo}: {png}")
+                self.items.append((scene, frame))
+        if not self.items:
+            raise ValueError(f"no .flo files under {flow_dir}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _png(self, path: Path) -> np.ndarray:
+        import cv2
+
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise ValueError(f"cannot decode image {path}")
+        return img
+
+    def __getitem__(self, i: int) -> SintelSample:
+        import cv2
+
+        scene, frame = self.items[i]
+        training = self.root / "training"
+        imgs = []
+        for f in (frame, frame + 1):
+            img = self._png(training / self.pass_name / scene / f"frame_{f:04d}.png")
+            if img.ndim == 2:
+                img = np.repeat(img[..., None], 3, axis=2)
+            imgs.append(cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB))
+        flow = read_flo(training / "flow" / scene / f"frame_{frame:04d}.flo")
+        if flow.shape[:2] != imgs[0].shape[:2]:
+            raise ValueError(f"Sintel {scene} frame {frame}: flow {flow.shape[:2]} != image {imgs[0].shape[:2]}")
+        valid = np.ones(flow.shape[:2], dtype=bool)
+        for mask_dir in ("occlusions", "invalid"):
+            mask_path = training / mask_dir / scene / f"frame_{frame:04d}.png"
+            if mask_path.is_file():
+                mask = self._png(mask_path)
+                valid &= (mask if mask.ndim == 2 else mask[..., 0]) < 128
+        return SintelSample(scene=scene, frame=frame, img1=imgs[0], img2=imgs[1], flow=flow, valid=valid)
