@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from scipy.spatial import cKDTree
 
-from rendering.camera import check_pose, project, unproject_depth
+from rendering.camera import check_pose, pixel_rays, unproject_depth
 from rendering.pair import CovisScores
 
 CovisMethod = Literal["reprojection", "croco_nn"]
@@ -73,6 +73,35 @@ def _valid_world_points(depth: np.ndarray, K: np.ndarray, pose: np.ndarray) -> n
     return unproject_depth(depth, K, pose)[depth > 0]
 
 
+def reproject_depth(
+    depth: np.ndarray, K_src: np.ndarray, pose_src: np.ndarray, K_dst: np.ndarray, pose_dst: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each source pixel's surface point lands in the destination camera.
+
+    Returns continuous pixel coordinates ``u``, ``v`` and z-depth ``z`` in the destination view,
+    each (H, W) like ``depth`` (meaningless where ``depth`` is 0 or ``z <= 0``). Equivalent to
+    ``camera.project(camera.unproject_depth(...))`` -- a test holds them equal -- but folds
+    unprojection, the relative pose and ``K_dst`` into one 3x3 map applied with separable
+    row/column terms, so a 256x256 view takes ~1 ms instead of two tall (N, 3) @ (3, 3) products.
+    """
+    height, width = depth.shape
+    # The project's pixel-centre convention; a ray's x depends on the column only, y on the row.
+    ray_x = pixel_rays(width, 1, K_src)[0, :, 0][None, :]
+    ray_y = pixel_rays(1, height, K_src)[:, 0, 1][:, None]
+    src_to_dst = np.linalg.inv(pose_dst) @ pose_src
+    A = K_dst @ src_to_dst[:3, :3]
+    b = K_dst @ src_to_dst[:3, 3]
+    # float32 keeps ~1e-6 m at 10 m, far below the occlusion tolerance, and halves memory traffic.
+    d = depth.astype(np.float32, copy=False)
+    h = [
+        d * (A[k, 0] * ray_x + A[k, 1] * ray_y + A[k, 2]).astype(np.float32) + np.float32(b[k])
+        for k in range(3)
+    ]
+    z = h[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return h[0] / z, h[1] / z, z
+
+
 def _directional_reprojection(
     src_depth: np.ndarray,
     src_K: np.ndarray,
@@ -84,20 +113,15 @@ def _directional_reprojection(
     rel_tolerance: float,
 ) -> int:
     """Number of valid source pixels that the destination view sees (after the occlusion test)."""
-    points = _valid_world_points(src_depth, src_K, src_pose)
-    if points.shape[0] == 0:
-        return 0
-    uv, z = project(points, dst_K, dst_pose)
+    u, v, z = reproject_depth(src_depth, src_K, src_pose, dst_K, dst_pose)
     height, width = dst_depth.shape
     with np.errstate(invalid="ignore"):
-        cols = np.floor(uv[:, 0])
-        rows = np.floor(uv[:, 1])
-        inside = (z > 0) & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    cols = cols[inside].astype(np.intp)
-    rows = rows[inside].astype(np.intp)
-    seen = dst_depth[rows, cols].astype(np.float64)
-    tolerance = np.maximum(abs_tolerance, rel_tolerance * seen)
-    agree = (seen > 0) & (np.abs(z[inside] - seen) <= tolerance)
+        cols = np.floor(u)  # pixel (c, r) covers [c, c+1) x [r, r+1): floor is the nearest centre
+        rows = np.floor(v)
+        hit = (src_depth > 0) & (z > 0) & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    seen = dst_depth[np.where(hit, rows, 0).astype(np.intp), np.where(hit, cols, 0).astype(np.intp)]
+    tolerance = np.maximum(np.float32(abs_tolerance), np.float32(rel_tolerance) * seen)
+    agree = hit & (seen > 0) & (np.abs(z - seen) <= tolerance)
     return int(np.count_nonzero(agree))
 
 

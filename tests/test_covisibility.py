@@ -163,3 +163,21 @@ def test_unknown_method_raises():
     depth = _raycast_depth(K, pose, [WALL])
     with pytest.raises(ValueError, match="unknown co-visibility method"):
         compute_covisibility("bogus", depth, depth, K, K, pose, pose)  # type: ignore[arg-type]
+
+
+def test_reproject_depth_matches_camera_project_of_unprojected_points():
+    from rendering.covisibility import reproject_depth
+
+    rng = np.random.default_rng(3)
+    K_dst = camera.intrinsics_from_fov(40, 30, 75.0)
+    for _ in range(3):
+        src = camera.look_at(rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3) + [0, 0, -4])
+        dst = camera.apply_orientation_noise(src, *rng.uniform(-0.3, 0.3, 3))
+        dst[:3, 3] += rng.uniform(-0.5, 0.5, 3)
+        depth = rng.uniform(0.5, 6.0, (H, W)).astype(np.float32)
+        u, v, z = reproject_depth(depth, K, src, K_dst, dst)
+        uv_ref, z_ref = camera.project(camera.unproject_depth(depth, K, src).reshape(-1, 3), K_dst, dst)
+        front = z_ref > 0.1
+        np.testing.assert_allclose(z.ravel()[front], z_ref[front], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(u.ravel()[front], uv_ref[front, 0], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(v.ravel()[front], uv_ref[front, 1], rtol=1e-4, atol=1e-3)
