@@ -1,0 +1,256 @@
+"""Pair batches for pretraining, streamed from the corpus's WebDataset shards.
+
+Stages: shard list from manifest.parquet -> resampled shards (seeded per rank and worker, so the
+stream never ends and every rank takes the same number of steps) -> tar samples -> shuffle ->
+decode + independent random crop + asymmetric colour jitter per view -> batches.
+
+Every sample's augmentation is drawn from a generator seeded by (seed, stream, sample index), so
+a resumed run can skip the raw samples it already consumed and see exactly the batches an
+uninterrupted run would have seen (exact as long as no sample was skipped as bad).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+import webdataset as wds
+from webdataset.filters import _shuffle as shuffle_samples
+from webdataset.tariterators import tarfile_samples
+
+from training.models.croco import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+# Paper recipe: 224 crops from 256 renders; other crop sizes first rescale by the same ratio.
+CROP_CONTEXT = 256 / 224
+MAX_CONSECUTIVE_ERRORS = 64
+
+
+class CorpusError(RuntimeError):
+    """The corpus is missing, empty or unreadable."""
+
+
+def list_shards(corpus_dir: str | Path, split: str = "train") -> list[str]:
+    """Shard paths of one split, from the corpus manifest (one row per pair: shard, split)."""
+    import pyarrow.parquet as pq
+
+    corpus = Path(corpus_dir)
+    manifest = corpus / "manifest.parquet"
+    if not corpus.is_dir():
+        raise CorpusError(f"corpus folder not found: {corpus}")
+    if not manifest.is_file():
+        raise CorpusError(f"no manifest.parquet in {corpus}: the corpus is missing or incomplete")
+    try:
+        table = pq.read_table(manifest, columns=["shard", "split"])
+    except Exception as exc:
+        raise CorpusError(f"cannot read {manifest} (need columns 'shard' and 'split'): {exc}") from exc
+    rows = table.to_pydict()
+    names = sorted({s for s, sp in zip(rows["shard"], rows["split"]) if sp == split})
+    if not names:
+        raise CorpusError(f"{manifest} lists no shards for split {split!r}")
+    paths, missing = [], []
+    for name in names:
+        for candidate in (corpus / name, corpus / "shards" / split / name):
+            if candidate.is_file():
+                paths.append(str(candidate))
+                break
+        else:
+            missing.append(name)
+    if missing:
+        raise CorpusError(f"{len(missing)} shard(s) listed in {manifest} are missing, e.g. {missing[:3]}")
+    return paths
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop: int
+    jitter_min: float = 0.6
+    jitter_max: float = 1.4
+    swap_views: bool = False
+
+
+_MEAN = np.array(IMAGENET_MEAN, np.float32)
+_STD = np.array(IMAGENET_STD, np.float32)
+_GRAY = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def decode_rgb(data: bytes, name: str) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot decode image {name}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def random_crop(img: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """Rescale so the short side is crop*256/224, then take a uniformly placed crop x crop window."""
+    h, w = img.shape[:2]
+    short = max(crop, int(round(crop * CROP_CONTEXT)))
+    scale = short / min(h, w)
+    if abs(scale - 1.0) > 1e-6:
+        size = (max(crop, int(round(w * scale))), max(crop, int(round(h * scale))))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        h, w = img.shape[:2]
+    y = int(rng.integers(0, h - crop + 1))
+    x = int(rng.integers(0, w - crop + 1))
+    return img[y : y + crop, x : x + crop]
+
+
+def colour_jitter(img: np.ndarray, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast and saturation factors U[lo, hi], applied in random order (float [0,1])."""
+    out = img
+    for op in rng.permutation(3):
+        f = np.float32(rng.uniform(lo, hi))
+        if op == 0:
+            out = out * f
+        elif op == 1:
+            mean = np.float32((out @ _GRAY).mean())
+            out = (out - mean) * f + mean
+        else:
+            gray = (out @ _GRAY)[..., None]
+            out = (out - gray) * f + gray
+        out = np.clip(out, 0.0, 1.0)
+    return out
+
+
+def augment_view(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """uint8 HxWx3 RGB -> normalised float32 3xCxC."""
+    view = random_crop(img, cfg.crop, rng).astype(np.float32) / 255.0
+    view = colour_jitter(view, cfg.jitter_min, cfg.jitter_max, rng)
+    return np.ascontiguousarray(((view - _MEAN) / _STD).transpose(2, 0, 1))
+
+
+def _image(sample: dict, view: str) -> bytes:
+    for ext in ("jpg", "png", "jpeg"):
+        if f"{view}.{ext}" in sample:
+            return sample[f"{view}.{ext}"]
+    raise KeyError(f"sample {sample.get('__key__')!r} from {sample.get('__url__')!r} has no {view}.jpg/.png")
+
+
+def make_pair(sample: dict, cfg: AugmentConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    key = sample.get("__key__", "?")
+    img1 = decode_rgb(_image(sample, "img1"), f"{key}.img1")
+    img2 = decode_rgb(_image(sample, "img2"), f"{key}.img2")
+    v1, v2 = augment_view(img1, cfg, rng), augment_view(img2, cfg, rng)
+    if cfg.swap_views and rng.random() < 0.5:
+        v1, v2 = v2, v1
+    return v1, v2
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+class PairStream(torch.utils.data.IterableDataset):
+    """Endless stream of pair batches for one rank (each DataLoader worker is its own stream).
+
+    Yields dicts: img1, img2 (B,3,C,C float), bad (samples/shards skipped since the last batch).
+    `skip_batches` is the number of batches this rank already consumed (resume).
+    """
+
+    def __init__(
+        self,
+        shards: list[str],
+        aug: AugmentConfig,
+        batch_size: int,
+        seed: int,
+        shuffle_buffer: int = 256,
+        skip_batches: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if not shards:
+            raise CorpusError("empty shard list")
+        self.shards = list(shards)
+        self.aug = aug
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle_buffer = shuffle_buffer
+        self.skip_batches = skip_batches
+        self.num_workers = max(1, num_workers)
+
+    def _stream_id(self) -> tuple[int, int]:
+        info = torch.utils.data.get_worker_info()
+        return _rank(), 0 if info is None else info.id
+
+    def _skip_for_worker(self, worker: int) -> int:
+        """Batches this worker produced before the resume point (DataLoader is round-robin)."""
+        done = self.skip_batches
+        return 0 if done <= worker else (done - worker + self.num_workers - 1) // self.num_workers
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, worker = self._stream_id()
+        stream = rank * 1000 + worker
+        errors = {"n": 0, "consecutive": 0, "last": ""}
+
+        def on_error(exc: Exception) -> bool:
+            errors["n"] += 1
+            errors["consecutive"] += 1
+            errors["last"] = f"{type(exc).__name__}: {exc}"
+            log.warning("skipping bad shard/sample (rank %d worker %d): %s", rank, worker, errors["last"])
+            if errors["consecutive"] > MAX_CONSECUTIVE_ERRORS:
+                raise CorpusError(
+                    f"{errors['consecutive']} consecutive bad shards/samples, last: {errors['last']}"
+                ) from exc
+            return True
+
+        shard_urls = wds.ResampledShards(self.shards, seed=self.seed, worker_seed=lambda: stream, deterministic=True)
+        samples = tarfile_samples(shard_urls, handler=on_error)
+        if self.shuffle_buffer > 1:
+            samples = shuffle_samples(samples, self.shuffle_buffer, min(100, self.shuffle_buffer),
+                                  rng=random.Random(hash((self.seed, stream)) & 0xFFFFFFFF))
+        to_skip = self._skip_for_worker(worker) * self.batch_size
+        index = 0
+        reported = 0
+        views1: list[np.ndarray] = []
+        views2: list[np.ndarray] = []
+        for sample in samples:
+            index += 1
+            if index <= to_skip:
+                continue
+            rng = np.random.default_rng([self.seed, stream, index])
+            try:
+                v1, v2 = make_pair(sample, self.aug, rng)
+            except Exception as exc:  # corrupt image, missing view
+                on_error(exc)
+                continue
+            errors["consecutive"] = 0
+            views1.append(v1)
+            views2.append(v2)
+            if len(views1) == self.batch_size:
+                bad = errors["n"] - reported
+                reported = errors["n"]
+                yield {
+                    "img1": torch.from_numpy(np.stack(views1)),
+                    "img2": torch.from_numpy(np.stack(views2)),
+                    "bad": bad,
+                }
+                views1, views2 = [], []
+
+
+def make_loader(
+    corpus_dir: str | Path,
+    split: str,
+    aug: AugmentConfig,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    shuffle_buffer: int = 256,
+    skip_batches: int = 0,
+) -> torch.utils.data.DataLoader:
+    """DataLoader of pair batches for this rank; never exhausts (the train loop counts steps)."""
+    stream = PairStream(list_shards(corpus_dir, split), aug, batch_size, seed, shuffle_buffer, skip_batches, num_workers)
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=2 if num_workers > 0 else None,
+    )

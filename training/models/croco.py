@@ -1,0 +1,212 @@
+"""CroCo v1/v2 (cross-view completion) and the single-view MAE baseline.
+
+Both share one ViT encoder layout; they differ in the decoder. Positions: v1 and MAE add fixed
+2-D sin-cos embeddings to the encoder and decoder inputs; v2 instead rotates q and k with 2-D
+RoPE (base 100) in every self- and cross-attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from training.models.layers import (
+    Attention,
+    Block,
+    CrossAttention,
+    DecoderBlock,
+    PatchEmbed,
+    RoPE2D,
+    init_weights,
+    layer_norm,
+    patchify,
+    sincos_pos_embed_2d,
+    unpatchify,
+)
+from training.models.presets import ModelSpec
+
+PosEmbed = Literal["cosine", "rope"]
+# Images enter the model normalised with these (ImageNet) statistics, as in CroCo.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class PretrainOutput:
+    loss: torch.Tensor  # scalar
+    pred: torch.Tensor  # (B, N, patch*patch*3), normalised-patch space
+    target: torch.Tensor  # (B, N, patch*patch*3), per-patch normalised
+    mask: torch.Tensor  # (B, N) bool, True = masked (to predict)
+
+
+def random_mask(batch: int, num_patches: int, ratio: float, device: torch.device) -> torch.Tensor:
+    """Uniformly random masks with exactly round(ratio * N) masked tokens per sample."""
+    num_masked = int(round(ratio * num_patches))
+    order = torch.rand(batch, num_patches, device=device).argsort(dim=1)
+    mask = torch.zeros(batch, num_patches, dtype=torch.bool, device=device)
+    mask.scatter_(1, order[:, :num_masked], True)
+    return mask
+
+
+def normalised_patch_mse(pred: torch.Tensor, img: torch.Tensor, mask: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE against per-patch mean/variance-normalised pixels, averaged over masked patches only."""
+    target = patchify(img, patch)
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True)
+    target = (target - mean) / (var + 1e-6) ** 0.5
+    per_patch = ((pred.float() - target) ** 2).mean(dim=-1)
+    m = mask.float()
+    return (per_patch * m).sum() / m.sum().clamp(min=1.0), target
+
+
+class MaskedViT(nn.Module):
+    """Encoder, enc->dec projection, mask token and head shared by CroCo and MAE."""
+
+    def __init__(self, spec: ModelSpec, pos_embed: PosEmbed, mask_ratio: float) -> None:
+        super().__init__()
+        if pos_embed not in ("cosine", "rope"):
+            raise ValueError(f"unknown positional embedding {pos_embed!r}")
+        self.spec = spec
+        self.pos_embed = pos_embed
+        self.mask_ratio = mask_ratio
+        self.rope = RoPE2D(100.0) if pos_embed == "rope" else None
+        self.patch_embed = PatchEmbed(spec.img_size, spec.patch_size, spec.enc_dim)
+        grid = self.patch_embed.grid
+        if pos_embed == "cosine":
+            self.register_buffer("enc_pos_embed", sincos_pos_embed_2d(spec.enc_dim, grid, grid))
+            self.register_buffer("dec_pos_embed", sincos_pos_embed_2d(spec.dec_dim, grid, grid))
+        else:
+            self.enc_pos_embed = None
+            self.dec_pos_embed = None
+        self.enc_blocks = nn.ModuleList(
+            Block(spec.enc_dim, spec.enc_heads, spec.mlp_ratio, self.rope) for _ in range(spec.enc_depth)
+        )
+        self.enc_norm = layer_norm(spec.enc_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.dec_dim))
+        self.decoder_embed = nn.Linear(spec.enc_dim, spec.dec_dim)
+
+    def _finish_init(self) -> None:
+        self.dec_norm = layer_norm(self.spec.dec_dim)
+        self.prediction_head = nn.Linear(self.spec.dec_dim, self.spec.patch_size**2 * 3)
+        self.apply(init_weights)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    @property
+    def patch_size(self) -> int:
+        return self.spec.patch_size
+
+    def set_naive_attention(self, naive: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, (Attention, CrossAttention)):
+                m.naive = naive
+
+    def encode(
+        self, img: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Encode the visible tokens of `img` (all of them when mask is None).
+
+        Returns (tokens after enc_norm (B, Nvis, enc_dim), their (row, col) positions (B, Nvis, 2),
+        the output of every encoder block, the last one after enc_norm).
+        """
+        x, pos = self.patch_embed(img)
+        if self.enc_pos_embed is not None:
+            x = x + self.enc_pos_embed
+        if mask is not None:
+            b, _, c = x.shape
+            x = x[~mask].reshape(b, -1, c)
+            pos = pos[~mask].reshape(b, -1, 2)
+        outputs = []
+        for blk in self.enc_blocks:
+            x = blk(x, pos)
+            outputs.append(x)
+        x = self.enc_norm(x)
+        outputs[-1] = x
+        return x, pos, outputs
+
+    def _decoder_input(self, feat: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Project encoder tokens and put the mask token back at masked positions."""
+        x = self.decoder_embed(feat)
+        if mask is not None:
+            b, n = mask.shape
+            full = self.mask_token.to(x.dtype).expand(b, n, -1).clone()
+            full[~mask] = x.reshape(-1, x.shape[-1])
+            x = full
+        if self.dec_pos_embed is not None:
+            x = x + self.dec_pos_embed
+        return x
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        return unpatchify(x, self.spec.patch_size)
+
+
+class CroCoNet(MaskedViT):
+    """Cross-view completion: reconstruct the masked view 1 from its visible 10% and view 2."""
+
+    def __init__(self, spec: ModelSpec, pos_embed: PosEmbed = "cosine", mask_ratio: float = 0.9) -> None:
+        super().__init__(spec, pos_embed, mask_ratio)
+        self.dec_blocks = nn.ModuleList(
+            DecoderBlock(spec.dec_dim, spec.dec_heads, spec.mlp_ratio, self.rope) for _ in range(spec.dec_depth)
+        )
+        self._finish_init()
+
+    def decode(
+        self,
+        feat1: torch.Tensor,
+        pos1: torch.Tensor,
+        feat2: torch.Tensor,
+        pos2: torch.Tensor,
+        mask1: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Decode view 1 attending to view 2; returns every decoder block's output (last one
+        after dec_norm). With mask1, feat1 holds only the visible tokens and pos1 must be the
+        full grid's positions."""
+        x = self._decoder_input(feat1, mask1)
+        mem = self.decoder_embed(feat2)
+        if self.dec_pos_embed is not None:
+            mem = mem + self.dec_pos_embed
+        outputs = []
+        for blk in self.dec_blocks:
+            x = blk(x, mem, pos1, pos2)
+            outputs.append(x)
+        outputs[-1] = self.dec_norm(x)
+        return outputs
+
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> PretrainOutput:
+        b = img1.shape[0]
+        mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
+        feat1, _, _ = self.encode(img1, mask)
+        feat2, pos2, _ = self.encode(img2)
+        full_pos = self.patch_embed.positions(b, img1.device)
+        pred = self.prediction_head(self.decode(feat1, full_pos, feat2, pos2, mask)[-1])
+        loss, target = normalised_patch_mse(pred, img1, mask, self.spec.patch_size)
+        return PretrainOutput(loss, pred, target, mask)
+
+
+class MAENet(MaskedViT):
+    """Single-view masked autoencoder baseline: same encoder, self-attention-only decoder."""
+
+    def __init__(self, spec: ModelSpec, mask_ratio: float = 0.75) -> None:
+        super().__init__(spec, "cosine", mask_ratio)
+        self.dec_blocks = nn.ModuleList(Block(spec.dec_dim, spec.dec_heads, spec.mlp_ratio) for _ in range(spec.dec_depth))
+        self._finish_init()
+
+    def decode(self, feat: torch.Tensor, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        x = self._decoder_input(feat, mask)
+        outputs = []
+        for blk in self.dec_blocks:
+            x = blk(x)
+            outputs.append(x)
+        outputs[-1] = self.dec_norm(x)
+        return outputs
+
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor | None = None) -> PretrainOutput:
+        """img2 is accepted and ignored so that both methods train from the same pair batches."""
+        b = img1.shape[0]
+        mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
+        feat, _, _ = self.encode(img1, mask)
+        pred = self.prediction_head(self.decode(feat, mask)[-1])
+        loss, target = normalised_patch_mse(pred, img1, mask, self.spec.patch_size)
+        return PretrainOutput(loss, pred, target, mask)

@@ -1,0 +1,241 @@
+"""Transformer building blocks shared by the CroCo and MAE models.
+
+Attribute names (qkv, proj, projq/projk/projv, norm1/norm2/norm3/norm_y, mlp.fc1/fc2) are the ones
+the public CroCo checkpoints use, so their state dicts load without renaming.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LN_EPS = 1e-6
+
+
+def layer_norm(dim: int) -> nn.LayerNorm:
+    return nn.LayerNorm(dim, eps=LN_EPS)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, naive: bool = False) -> torch.Tensor:
+    """Softmax attention on (B, heads, N, head_dim) tensors.
+
+    The fused kernel is the default; the naive path materialises the score matrix and exists to
+    measure what the fused kernel buys.
+    """
+    if not naive:
+        return F.scaled_dot_product_attention(q, k, v)
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    return scores.softmax(dim=-1) @ v
+
+
+class RoPE2D:
+    """2-D rotary position embedding (CroCo v2): the first half of each head's channels rotates
+    with the token's row, the second half with its column, frequencies base^(-2i/d).
+
+    Parameter-free; applied to q and k so that q.k depends only on the positions' difference.
+    """
+
+    def __init__(self, base: float = 100.0) -> None:
+        self.base = base
+
+    def _rotate_1d(self, t: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+        d = t.shape[-1]
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, device=t.device, dtype=torch.float32) / d))
+        angles = coord[:, None, :, None].float() * inv_freq  # (B, 1, N, d/2)
+        angles = torch.cat([angles, angles], dim=-1)
+        cos, sin = angles.cos().to(t.dtype), angles.sin().to(t.dtype)
+        first, second = t[..., : d // 2], t[..., d // 2 :]
+        rotated = torch.cat([-second, first], dim=-1)
+        return t * cos + rotated * sin
+
+    def __call__(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x: (B, heads, N, head_dim); pos: (B, N, 2) integer (row, column)."""
+        d = x.shape[-1]
+        if d % 4 != 0:
+            raise ValueError(f"RoPE2D needs a head dimension divisible by 4, got {d}")
+        rows = self._rotate_1d(x[..., : d // 2], pos[..., 0])
+        cols = self._rotate_1d(x[..., d // 2 :], pos[..., 1])
+        return torch.cat([rows, cols], dim=-1)
+
+
+def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos embedding (MAE / CroCo v1), (grid_h*grid_w, dim), row-major tokens.
+
+    Half the channels encode the column, half the row; each half is [sin, cos] of
+    position x 10000^(-i/(dim/4)).
+    """
+    if dim % 4 != 0:
+        raise ValueError(f"sin-cos embedding needs dim divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (np.arange(quarter, dtype=np.float64) / quarter)
+    rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float64), np.arange(grid_w, dtype=np.float64), indexing="ij")
+
+    def embed(p: np.ndarray) -> np.ndarray:
+        out = p.reshape(-1)[:, None] * omega[None, :]
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    return torch.from_numpy(np.concatenate([embed(cols), embed(rows)], axis=1)).float()
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches -> tokens, plus each token's (row, column) grid position."""
+
+    def __init__(self, img_size: int, patch_size: int, dim: int) -> None:
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"image size {img_size} is not a multiple of patch size {patch_size}")
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.grid = img_size // patch_size
+        self.num_patches = self.grid * self.grid
+        self.proj = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
+
+    def positions(self, batch: int, device: torch.device) -> torch.Tensor:
+        rows, cols = torch.meshgrid(
+            torch.arange(self.grid, device=device), torch.arange(self.grid, device=device), indexing="ij"
+        )
+        return torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=-1).expand(batch, -1, -1)
+
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = img.shape
+        if h != self.img_size or w != self.img_size:
+            raise ValueError(f"expected {self.img_size}x{self.img_size} input, got {h}x{w}")
+        tokens = self.proj(img).flatten(2).transpose(1, 2)
+        return tokens, self.positions(b, img.device)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection and optional RoPE."""
+
+    def __init__(self, dim: int, heads: int, rope: RoPE2D | None = None) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} not divisible by {heads} heads")
+        self.heads = heads
+        self.rope = rope
+        self.naive = False
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        if self.rope is not None:
+            q, k = self.rope(q, pos), self.rope(k, pos)
+        out = attention(q, k, v, self.naive)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class CrossAttention(nn.Module):
+    """Queries from the masked view, keys/values from the reference view (the memory)."""
+
+    def __init__(self, dim: int, heads: int, rope: RoPE2D | None = None) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} not divisible by {heads} heads")
+        self.heads = heads
+        self.rope = rope
+        self.naive = False
+        self.projq = nn.Linear(dim, dim)
+        self.projk = nn.Linear(dim, dim)
+        self.projv = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        return x.reshape(b, n, self.heads, c // self.heads).transpose(1, 2)
+
+    def forward(
+        self, x: torch.Tensor, mem: torch.Tensor, pos_x: torch.Tensor | None, pos_mem: torch.Tensor | None
+    ) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self._split(self.projq(x)), self._split(self.projk(mem)), self._split(self.projv(mem))
+        if self.rope is not None:
+            q, k = self.rope(q, pos_x), self.rope(k, pos_mem)
+        out = attention(q, k, v, self.naive)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class Block(nn.Module):
+    """Pre-norm ViT block: x + attn(norm(x)), x + mlp(norm(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, rope: RoPE2D | None = None) -> None:
+        super().__init__()
+        self.norm1 = layer_norm(dim)
+        self.attn = Attention(dim, heads, rope)
+        self.norm2 = layer_norm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), pos)
+        return x + self.mlp(self.norm2(x))
+
+
+class DecoderBlock(nn.Module):
+    """CroCo decoder block: self-attention -> cross-attention to the reference tokens -> MLP.
+
+    The memory (reference view) passes through its own LayerNorm (norm_y) in each block and is
+    never updated.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, rope: RoPE2D | None = None) -> None:
+        super().__init__()
+        self.norm1 = layer_norm(dim)
+        self.attn = Attention(dim, heads, rope)
+        self.cross_attn = CrossAttention(dim, heads, rope)
+        self.norm2 = layer_norm(dim)
+        self.norm3 = layer_norm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.norm_y = layer_norm(dim)
+
+    def forward(
+        self, x: torch.Tensor, mem: torch.Tensor, pos_x: torch.Tensor | None = None, pos_mem: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), pos_x)
+        x = x + self.cross_attn(self.norm2(x), self.norm_y(mem), pos_x, pos_mem)
+        return x + self.mlp(self.norm3(x))
+
+
+def init_weights(module: nn.Module) -> None:
+    """MAE/CroCo initialisation: xavier-uniform linears, unit LayerNorms, zero biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        w = module.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def patchify(img: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, N, patch*patch*3), row-major patches, pixel order (py, px, channel)."""
+    b, c, h, w = img.shape
+    x = img.reshape(b, c, h // patch, patch, w // patch, patch)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // patch) * (w // patch), patch * patch * c)
+
+
+def unpatchify(x: torch.Tensor, patch: int, channels: int = 3) -> torch.Tensor:
+    b, n, _ = x.shape
+    g = int(math.isqrt(n))
+    x = x.reshape(b, g, g, patch, patch, channels).permute(0, 5, 1, 3, 2, 4)
+    return x.reshape(b, channels, g * patch, g * patch)
