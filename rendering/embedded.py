@@ -184,14 +184,24 @@ class EmbeddedRenderer:
         """The GL implementation in use (e.g. 'llvmpipe ...' or a GPU name)."""
         return str(self._ctx.info["GL_RENDERER"])
 
+    def resource_counts(self) -> dict[str, int]:
+        """How many GL objects the renderer holds (to check that scenes free what they used)."""
+        return {
+            "primitives": len(self._primitives),
+            "buffers": sum(len(p.buffers) for p in self._primitives),
+            "textures": len(self._textures),
+            "framebuffers": len(self._targets),
+        }
+
     def close(self) -> None:
         if self._closed:
             return
-        self._release_scene()
-        for targets in self._targets.values():
-            targets.release()
-        self._targets.clear()
-        self._program.release()
+        with self._ctx:  # release our objects in our context, whichever context is current now
+            self._release_scene()
+            for targets in self._targets.values():
+                targets.release()
+            self._targets.clear()
+            self._program.release()
         self._ctx.release()
         self._closed = True
 
@@ -223,18 +233,20 @@ class EmbeddedRenderer:
             mesh = trimesh.Scene(mesh)
         if not isinstance(mesh, trimesh.Scene):
             raise SceneLoadError(f"scene {scene_id!r}: expected a trimesh.Scene, got {type(mesh).__name__}")
-        self._release_scene()
-        textures: dict[int, moderngl.Texture] = {}
-        try:
-            for node in mesh.graph.nodes_geometry:
-                transform, geometry_name = mesh.graph[node]
-                geometry = mesh.geometry[geometry_name]
-                if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
-                    continue  # points and paths have no surface to render
-                self._primitives.append(self._upload(geometry, np.asarray(transform, dtype=np.float64), textures))
-        except Exception:
+        with self._ctx:
             self._release_scene()
-            raise
+            textures: dict[int, moderngl.Texture] = {}
+            try:
+                for node in mesh.graph.nodes_geometry:
+                    transform, geometry_name = mesh.graph[node]
+                    geometry = mesh.geometry[geometry_name]
+                    if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
+                        continue  # points and paths have no surface to render
+                    transform = np.asarray(transform, dtype=np.float64)
+                    self._primitives.append(self._upload(geometry, transform, textures))
+            except Exception:
+                self._release_scene()
+                raise
         if not self._primitives:
             raise SceneLoadError(f"scene {scene_id!r}: no triangle geometry to render")
         self._scene_id = scene_id
@@ -338,6 +350,10 @@ class EmbeddedRenderer:
 
         world_to_cam = np.linalg.inv(pose)
         world_to_clip = opencv_projection(K, width, height, self.near, self.far) @ world_to_cam
+        with self._ctx:  # make our context current: other renderers may live in this process
+            return self._draw(world_to_clip, world_to_cam, width, height)
+
+    def _draw(self, world_to_clip: np.ndarray, world_to_cam: np.ndarray, width: int, height: int) -> RenderedView:
         targets = self._framebuffer(width, height)
         ctx = self._ctx
         targets.fbo.use()
