@@ -1,0 +1,474 @@
+"""Where a camera-carrying agent could stand: a floor-height grid over the world XZ plane.
+
+The pair sampler needs two things from a scene: uniformly random floor points and "the floor point
+nearest to here" after a random-walk step. Both are cheap on a regular grid holding one floor
+height per cell (NaN = not navigable), whatever produced it: the procedural generator knows its
+floor exactly, and :func:`find_navigable_floor` recovers it from an arbitrary indoor mesh by
+rasterising the triangles into the same grid.
+
+World frame: +Y up (glTF convention), so the grid lies in X (columns) and Z (rows).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import trimesh
+from scipy import ndimage, sparse
+from scipy.sparse import csgraph
+from scipy.spatial import cKDTree
+
+from rendering.backend import SceneLoadError
+
+
+class NavigableGrid:
+    """Floor heights on a regular XZ grid; implements :class:`rendering.backend.NavigableSpace`.
+
+    Cell ``(row, col)`` covers ``x in [x0 + col*s, x0 + (col+1)*s)`` and
+    ``z in [z0 + row*s, z0 + (row+1)*s)`` where ``(x0, z0) = origin_xz`` and ``s = cell_size``;
+    ``heights[row, col]`` is the floor's world Y there, NaN where nobody can stand.
+    """
+
+    def __init__(self, heights: np.ndarray, origin_xz: tuple[float, float], cell_size: float):
+        heights = np.array(heights, dtype=np.float64)  # own copy: the grid is immutable
+        if heights.ndim != 2 or heights.size == 0:
+            raise ValueError(f"navigable heights must be a non-empty 2-D grid, got shape {heights.shape}")
+        if not (np.isfinite(cell_size) and cell_size > 0):
+            raise ValueError(f"cell_size must be a positive number, got {cell_size}")
+        origin = np.asarray(origin_xz, dtype=np.float64)
+        if origin.shape != (2,) or not np.all(np.isfinite(origin)):
+            raise ValueError(f"origin_xz must be two finite numbers, got {origin_xz}")
+        if np.any(np.isinf(heights)):
+            raise ValueError("navigable heights must be finite or NaN (not navigable)")
+        self.heights = heights
+        self.heights.setflags(write=False)
+        self.origin_xz = origin
+        self.cell_size = float(cell_size)
+        rows, cols = np.nonzero(np.isfinite(heights))
+        self._rows = rows
+        self._cols = cols
+        self._cell_heights = heights[rows, cols]
+
+    @classmethod
+    def from_heights(
+        cls, heights: np.ndarray, origin_xz: tuple[float, float], cell_size: float
+    ) -> "NavigableGrid":
+        """A grid from an explicit height array (NaN = not navigable)."""
+        return cls(heights, origin_xz, cell_size)
+
+    # --- what it holds -------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.heights.shape  # type: ignore[return-value]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Boolean (rows, cols): True where navigable."""
+        return np.isfinite(self.heights)
+
+    @property
+    def num_cells(self) -> int:
+        return int(self._rows.size)
+
+    @property
+    def area_m2(self) -> float:
+        return self.num_cells * self.cell_size**2
+
+    @property
+    def is_empty(self) -> bool:
+        return self.num_cells == 0
+
+    def cell_centres(self) -> np.ndarray:
+        """(N, 3) world points at the centres of the navigable cells, on the floor."""
+        s = self.cell_size
+        x = self.origin_xz[0] + (self._cols + 0.5) * s
+        z = self.origin_xz[1] + (self._rows + 0.5) * s
+        return np.stack([x, self._cell_heights, z], axis=1)
+
+    @cached_property
+    def _tree(self) -> cKDTree:
+        centres = self.cell_centres()
+        return cKDTree(centres[:, [0, 2]])
+
+    def _require_points(self) -> None:
+        if self.is_empty:
+            raise SceneLoadError("navigable grid is empty: no floor to sample or snap to")
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def cell_index(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, inside) of the cells under ``points`` (..., 3); ``inside`` = within the grid."""
+        pts = np.asarray(points, dtype=np.float64)
+        s = self.cell_size
+        cols = np.floor((pts[..., 0] - self.origin_xz[0]) / s).astype(np.int64)
+        rows = np.floor((pts[..., 2] - self.origin_xz[1]) / s).astype(np.int64)
+        inside = (rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1])
+        return np.where(inside, rows, 0), np.where(inside, cols, 0), inside
+
+    def height_at(self, points: np.ndarray) -> np.ndarray:
+        """Floor height under each point (..., 3) horizontally; NaN where not navigable."""
+        rows, cols, inside = self.cell_index(points)
+        return np.where(inside, self.heights[rows, cols], np.nan)
+
+    def is_navigable(self, points: np.ndarray) -> np.ndarray:
+        """True where the point's horizontal position lies on a navigable cell (height ignored)."""
+        return np.isfinite(self.height_at(points))
+
+    def sample_points(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """(n, 3) points uniform over the navigable area (cells have equal area)."""
+        self._require_points()
+        pick = rng.integers(0, self.num_cells, size=n)
+        jitter = rng.random((n, 2))
+        s = self.cell_size
+        x = self.origin_xz[0] + (self._cols[pick] + jitter[:, 0]) * s
+        z = self.origin_xz[1] + (self._rows[pick] + jitter[:, 1]) * s
+        return np.stack([x, self._cell_heights[pick], z], axis=1)
+
+    def sample_point(self, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly random navigable floor point (3,)."""
+        return self.sample_points(rng, 1)[0]
+
+    def snap_point(self, point: np.ndarray) -> np.ndarray:
+        """Nearest navigable floor point horizontally, for one point (3,) or many (N, 3).
+
+        A point over a navigable cell keeps its X/Z and takes that cell's floor height; any other
+        point moves into the navigable cell whose centre is nearest (to the closest spot inside it).
+        """
+        self._require_points()
+        pts = np.asarray(point, dtype=np.float64)
+        if pts.shape[-1] != 3 or pts.ndim not in (1, 2):
+            raise ValueError(f"snap_point expects (3,) or (N, 3) points, got shape {pts.shape}")
+        if not np.all(np.isfinite(pts)):
+            raise ValueError("snap_point: point contains NaN or infinite values")
+        flat = pts.reshape(-1, 3)
+        out = flat.copy()
+        h = self.height_at(flat)
+        on = np.isfinite(h)
+        out[on, 1] = h[on]
+        off = ~on
+        if np.any(off):
+            _, idx = self._tree.query(flat[off][:, [0, 2]])
+            s = self.cell_size
+            inset = 1e-6 * s  # stay strictly inside the cell despite rounding
+            lo_x = self.origin_xz[0] + self._cols[idx] * s
+            lo_z = self.origin_xz[1] + self._rows[idx] * s
+            out_off = flat[off].copy()
+            out_off[:, 0] = np.clip(out_off[:, 0], lo_x + inset, lo_x + s - inset)
+            out_off[:, 2] = np.clip(out_off[:, 2], lo_z + inset, lo_z + s - inset)
+            out_off[:, 1] = self._cell_heights[idx]
+            out[off] = out_off
+        return out.reshape(pts.shape)
+
+    def __repr__(self) -> str:
+        return (
+            f"NavigableGrid(shape={self.shape}, cell_size={self.cell_size}, "
+            f"origin_xz={self.origin_xz.tolist()}, area_m2={self.area_m2:.2f})"
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Floor finding for arbitrary meshes
+# ------------------------------------------------------------------------------------------------
+
+_MAX_PAIRS_PER_CHUNK = 4_000_000
+
+
+def world_triangles(mesh: trimesh.Scene) -> np.ndarray:
+    """All triangles of ``mesh`` in world coordinates, (F, 3, 3), with node transforms applied."""
+    tris = []
+    for node in mesh.graph.nodes_geometry:
+        transform, geom_name = mesh.graph[node]
+        geom = mesh.geometry.get(geom_name)
+        if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
+            continue
+        verts = trimesh.transform_points(np.asarray(geom.vertices, dtype=np.float64), transform)
+        faces = np.asarray(geom.faces, dtype=np.int64)
+        if np.linalg.det(np.asarray(transform)[:3, :3]) < 0:  # a mirror flips the winding
+            faces = faces[:, ::-1]
+        tris.append(verts[faces])
+    if not tris:
+        return np.zeros((0, 3, 3))
+    return np.concatenate(tris, axis=0)
+
+
+def _triangle_cell_pairs(tri_xz: np.ndarray, origin: np.ndarray, s: float, shape: tuple[int, int]):
+    """Yield (tri_index, rows, cols) for every grid cell in each triangle's XZ bounding box, in chunks."""
+    lo = np.floor((tri_xz.min(axis=1) - origin) / s).astype(np.int64)
+    hi = np.floor((tri_xz.max(axis=1) - origin) / s).astype(np.int64)
+    lo = np.clip(lo, 0, [shape[1] - 1, shape[0] - 1])
+    hi = np.clip(hi, 0, [shape[1] - 1, shape[0] - 1])
+    width = hi[:, 0] - lo[:, 0] + 1
+    count = width * (hi[:, 1] - lo[:, 1] + 1)
+    ends = np.cumsum(count)
+    start = 0
+    while start < len(count):
+        base = ends[start - 1] if start > 0 else 0
+        stop = int(np.searchsorted(ends, base + _MAX_PAIRS_PER_CHUNK, side="right"))
+        stop = max(stop, start + 1)
+        idx = np.arange(start, stop)
+        n = count[idx]
+        tri = np.repeat(idx, n)
+        local = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        cols = lo[tri, 0] + local % width[tri]
+        rows = lo[tri, 1] + local // width[tri]
+        yield tri, rows, cols
+        start = stop
+
+
+def _group_any(
+    query_cells: np.ndarray, item_cells_sorted: np.ndarray, test
+) -> np.ndarray:
+    """For each query, whether ``test(query_idx, item_idx)`` holds for any item in the same cell."""
+    starts = np.searchsorted(item_cells_sorted, query_cells, side="left")
+    stops = np.searchsorted(item_cells_sorted, query_cells, side="right")
+    n = stops - starts
+    result = np.zeros(len(query_cells), dtype=bool)
+    if n.sum() == 0:
+        return result
+    q = np.repeat(np.arange(len(query_cells)), n)
+    item = np.repeat(starts, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
+    hit = test(q, item)
+    result[np.unique(q[hit])] = True
+    return result
+
+
+def find_navigable_floor(
+    mesh: trimesh.Scene,
+    cell_size: float = 0.1,
+    agent_height: float = 1.5,
+    agent_radius: float = 0.2,
+    step_height: float = 0.2,
+    min_region_area_m2: float = 1.0,
+    max_slope_deg: float = 30.0,
+    scene_name: str = "scene",
+) -> NavigableGrid:
+    """Floor cells of an indoor mesh (+Y up) where an agent of the given size can stand.
+
+    A cell is a floor candidate where an up-facing surface (slope <= ``max_slope_deg``) covers its
+    centre. The candidate is free when no geometry overlapping the cell lies between
+    ``floor + step_height`` and ``floor + agent_height`` and the first surface above it faces down
+    (an up-facing one means the point is inside a closed solid such as a thick wall). The lowest
+    free candidate of each cell is kept; cells next to obstacles or to height jumps of at least
+    ``step_height`` are eroded by ``agent_radius``; finally only connected regions (4-neighbours
+    whose heights differ by less than ``step_height``) of at least ``min_region_area_m2`` remain,
+    which drops table and shelf tops. Everything is vectorised over (triangle, cell) pairs.
+    """
+    for name, value in [("cell_size", cell_size), ("agent_height", agent_height),
+                        ("step_height", step_height)]:
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{scene_name}: {name} must be positive, got {value}")
+    if not (np.isfinite(agent_radius) and agent_radius >= 0):
+        raise ValueError(f"{scene_name}: agent_radius must be >= 0, got {agent_radius}")
+    if step_height >= agent_height:
+        raise ValueError(f"{scene_name}: step_height ({step_height}) must be below agent_height ({agent_height})")
+
+    tris = world_triangles(mesh)
+    if len(tris) == 0:
+        raise SceneLoadError(f"{scene_name}: no navigable floor (the mesh has no triangles)")
+    if not np.all(np.isfinite(tris)):
+        raise SceneLoadError(f"{scene_name}: mesh has NaN or infinite vertex coordinates")
+    s = float(cell_size)
+
+    xz = tris[:, :, [0, 2]]
+    origin = np.floor(xz.reshape(-1, 2).min(axis=0) / s) * s - s  # one empty cell of padding
+    far = xz.reshape(-1, 2).max(axis=0)
+    ncols, nrows = (np.floor((far - origin) / s).astype(np.int64) + 2).tolist()
+    shape = (nrows, ncols)
+
+    normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+    norm = np.linalg.norm(normals, axis=1)
+    keep = norm > 1e-12
+    tris, xz, normals, norm = tris[keep], xz[keep], normals[keep], norm[keep]
+    ny = normals[:, 1] / norm
+    ys = tris[:, :, 1]
+    tri_ylo, tri_yhi = ys.min(axis=1), ys.max(axis=1)
+
+    # 2-D barycentric set-up on the XZ projection (signed area in XZ; zero for vertical triangles).
+    a, b, c = xz[:, 0], xz[:, 1], xz[:, 2]
+    det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+    flat_enough = np.abs(det) > 1e-12
+    # Edge normals for the separating-axis overlap test between triangle and cell square.
+    edges = np.stack([b - a, c - b, a - c], axis=1)  # (F, 3, 2)
+    axes = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)  # (F, 3, 2)
+    proj = np.einsum("fke,fve->fkv", axes, xz)  # (F, 3 axes, 3 vertices)
+    proj_lo, proj_hi = proj.min(axis=2), proj.max(axis=2)
+    # Plane y = p0 + px * x + pz * z for non-vertical triangles (to bound y inside a cell).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px = -normals[:, 0] / normals[:, 1]
+        pz = -normals[:, 2] / normals[:, 1]
+        p0 = tris[:, 0, 1] - px * tris[:, 0, 0] - pz * tris[:, 0, 2]
+    steep = np.abs(ny) < 1e-3
+
+    sample_cell, sample_y, sample_up = [], [], []
+    occ_cell, occ_lo, occ_hi = [], [], []
+    eps = 1e-6 * s
+    half = 0.5 * s + eps
+    for tri, rows, cols in _triangle_cell_pairs(xz, origin, s, shape):
+        cx = origin[0] + (cols + 0.5) * s
+        cz = origin[1] + (rows + 0.5) * s
+        cell = rows * ncols + cols
+        # Conservative overlap of the triangle's XZ footprint with the cell (bbox already holds).
+        ax = axes[tri]  # (P, 3, 2)
+        centre_proj = ax[..., 0] * cx[:, None] + ax[..., 1] * cz[:, None]
+        radius = half * (np.abs(ax[..., 0]) + np.abs(ax[..., 1]))
+        overlap = np.all(
+            (centre_proj + radius >= proj_lo[tri] - 1e-12) & (centre_proj - radius <= proj_hi[tri] + 1e-12),
+            axis=1,
+        )
+        t_ov = tri[overlap]
+        ylo, yhi = tri_ylo[t_ov], tri_yhi[t_ov]
+        plane = ~steep[t_ov]
+        if np.any(plane):
+            tp = t_ov[plane]
+            ccx, ccz = cx[overlap][plane], cz[overlap][plane]
+            corner_y = (
+                p0[tp][:, None]
+                + px[tp][:, None] * (ccx[:, None] + np.array([-half, half, -half, half]))
+                + pz[tp][:, None] * (ccz[:, None] + np.array([-half, -half, half, half]))
+            )
+            ylo_p = np.maximum(ylo[plane], corner_y.min(axis=1))
+            yhi_p = np.minimum(yhi[plane], corner_y.max(axis=1))
+            ylo[plane], yhi[plane] = np.minimum(ylo_p, yhi_p), np.maximum(ylo_p, yhi_p)
+        occ_cell.append(cell[overlap])
+        occ_lo.append(ylo)
+        occ_hi.append(yhi)
+
+        # Exact surface samples at cell centres (vertical rays) for non-vertical triangles.
+        fe = flat_enough[tri] & ~steep[tri]
+        t = tri[fe]
+        px_, pz_ = cx[fe], cz[fe]
+        d = det[t]
+        w1 = ((px_ - a[t, 0]) * (c[t, 1] - a[t, 1]) - (c[t, 0] - a[t, 0]) * (pz_ - a[t, 1])) / d
+        w2 = ((b[t, 0] - a[t, 0]) * (pz_ - a[t, 1]) - (px_ - a[t, 0]) * (b[t, 1] - a[t, 1])) / d
+        w0 = 1.0 - w1 - w2
+        tol = -1e-9
+        inside = (w0 >= tol) & (w1 >= tol) & (w2 >= tol)
+        t_in = t[inside]
+        y = (w0[inside] * ys[t_in, 0] + w1[inside] * ys[t_in, 1] + w2[inside] * ys[t_in, 2])
+        sample_cell.append(cell[fe][inside])
+        sample_y.append(y)
+        sample_up.append(ny[t_in])
+
+    occ_cell = np.concatenate(occ_cell)
+    occ_lo = np.concatenate(occ_lo)
+    occ_hi = np.concatenate(occ_hi)
+    sample_cell = np.concatenate(sample_cell)
+    sample_y = np.concatenate(sample_y)
+    sample_ny = np.concatenate(sample_up)
+
+    cos_slope = np.cos(np.radians(max_slope_deg))
+    is_cand = sample_ny >= cos_slope
+    cand_cell, cand_h = sample_cell[is_cand], sample_y[is_cand]
+    if cand_cell.size == 0:
+        raise SceneLoadError(f"{scene_name}: no navigable floor (no up-facing surfaces)")
+
+    # 1) Nothing in the body's way between step height and head height.
+    order = np.argsort(occ_cell, kind="stable")
+    occ_cell_s, occ_lo_s, occ_hi_s = occ_cell[order], occ_lo[order], occ_hi[order]
+    lo_band, hi_band = cand_h + step_height, cand_h + agent_height
+    blocked = _group_any(
+        cand_cell,
+        occ_cell_s,
+        lambda q, i: (occ_lo_s[i] < hi_band[q]) & (occ_hi_s[i] > lo_band[q]),
+    )
+    # 2) Not inside a closed solid: the first surface straight above must face down (or be absent).
+    order = np.lexsort((sample_y, sample_cell))
+    sc_s, sy_s, sny_s = sample_cell[order], sample_y[order], sample_ny[order]
+    first_above = _first_above(cand_cell, lo_band, sc_s, sy_s)
+    has_above = first_above >= 0
+    inside_solid = np.zeros_like(blocked)
+    inside_solid[has_above] = sny_s[first_above[has_above]] > 0
+    free = ~blocked & ~inside_solid
+
+    heights = np.full(nrows * ncols, np.inf)
+    np.minimum.at(heights, cand_cell[free], cand_h[free])
+    heights[~np.isfinite(heights)] = np.nan
+    heights = heights.reshape(shape)
+
+    heights = _erode(heights, s, agent_radius, step_height)
+    heights = _keep_large_regions(heights, s, step_height, min_region_area_m2)
+    grid = NavigableGrid(heights, (float(origin[0]), float(origin[1])), s)
+    if grid.is_empty:
+        raise SceneLoadError(
+            f"{scene_name}: no navigable floor (no connected floor region of at least "
+            f"{min_region_area_m2} m^2 with {agent_height} m head clearance and "
+            f"{agent_radius} m clearance from obstacles)"
+        )
+    return grid
+
+
+def _first_above(
+    query_cell: np.ndarray, query_y: np.ndarray, cells_sorted: np.ndarray, y_sorted: np.ndarray
+) -> np.ndarray:
+    """Index (into the (cell, y)-sorted samples) of the lowest sample above ``query_y`` in the same cell, or -1."""
+    starts = np.searchsorted(cells_sorted, query_cell, side="left")
+    stops = np.searchsorted(cells_sorted, query_cell, side="right")
+    n = stops - starts
+    out = np.full(len(query_cell), -1, dtype=np.int64)
+    if n.sum() == 0:
+        return out
+    q = np.repeat(np.arange(len(query_cell)), n)
+    item = np.repeat(starts, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
+    above = y_sorted[item] > query_y[q]
+    # Samples are sorted by y inside a cell, so the first "above" per query is the lowest one.
+    q_above, item_above = q[above], item[above]
+    first = np.unique(q_above, return_index=True)
+    out[first[0]] = item_above[first[1]]
+    return out
+
+
+def _height_jumps(heights: np.ndarray, step_height: float) -> np.ndarray:
+    """Cells with a navigable 4-neighbour at a height difference of at least ``step_height``."""
+    jump = np.zeros(heights.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        dv = np.abs(heights[1:, :] - heights[:-1, :]) >= step_height
+        dh = np.abs(heights[:, 1:] - heights[:, :-1]) >= step_height
+    jump[1:, :] |= dv
+    jump[:-1, :] |= dv
+    jump[:, 1:] |= dh
+    jump[:, :-1] |= dh
+    return jump
+
+
+def _erode(heights: np.ndarray, s: float, agent_radius: float, step_height: float) -> np.ndarray:
+    """Drop cells closer than ``agent_radius`` to an obstacle cell or a height jump.
+
+    A kept cell's centre is at least ``agent_radius + s`` from the centre of any blocked cell, so a
+    kept point is at least ``agent_radius`` from any axis-aligned obstacle inside a blocked cell.
+    """
+    ok = np.isfinite(heights) & ~_height_jumps(heights, step_height)
+    if agent_radius > 0:
+        padded = np.pad(ok, 1, constant_values=False)
+        dist = ndimage.distance_transform_edt(padded)[1:-1, 1:-1] * s
+        ok &= dist >= agent_radius + s - 1e-9
+    out = heights.copy()
+    out[~ok] = np.nan
+    return out
+
+
+def _keep_large_regions(
+    heights: np.ndarray, s: float, step_height: float, min_area_m2: float
+) -> np.ndarray:
+    """Keep connected regions (4-neighbours within ``step_height``) of at least ``min_area_m2``."""
+    nrows, ncols = heights.shape
+    ok = np.isfinite(heights)
+    idx = np.arange(nrows * ncols).reshape(nrows, ncols)
+    src, dst = [], []
+    with np.errstate(invalid="ignore"):
+        v = ok[1:, :] & ok[:-1, :] & (np.abs(heights[1:, :] - heights[:-1, :]) < step_height)
+        h = ok[:, 1:] & ok[:, :-1] & (np.abs(heights[:, 1:] - heights[:, :-1]) < step_height)
+    src += [idx[1:, :][v], idx[:, 1:][h]]
+    dst += [idx[:-1, :][v], idx[:, :-1][h]]
+    src_a, dst_a = np.concatenate(src), np.concatenate(dst)
+    n = nrows * ncols
+    graph = sparse.coo_matrix((np.ones(len(src_a), dtype=np.int8), (src_a, dst_a)), shape=(n, n))
+    _, labels = csgraph.connected_components(graph, directed=False)
+    labels = labels.reshape(nrows, ncols)
+    counts = np.bincount(labels[ok], minlength=labels.max() + 1)
+    big = counts * s * s >= min_area_m2 - 1e-9
+    keep = ok & big[labels]
+    out = heights.copy()
+    out[~keep] = np.nan
+    return out
