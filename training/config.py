@@ -46,6 +46,7 @@ class PretrainConfig(BaseModel):
     )
     min_lr: float = Field(default=0.0, ge=0.0)
     checkpoint_every: int = Field(default=100, ge=1, description="optimiser steps between checkpoints")
+    keep_checkpoints: int = Field(default=3, ge=1, description="newest checkpoints kept on disk")
     log_every: int = Field(default=10, ge=1)
     figure_every: int = Field(default=500, ge=1, description="steps between reconstruction figures")
     swap_views: bool = False
@@ -54,6 +55,7 @@ class PretrainConfig(BaseModel):
     num_workers: int = Field(default=2, ge=0)
     shuffle_buffer: int = Field(default=256, ge=0)
     compile: bool = False
+    tensorboard: bool = True
     naive_attention: bool = False
     seed: int = 0
     nproc: int = Field(default=1, ge=1, description="processes per node (torchrun --nproc-per-node)")

@@ -23,7 +23,7 @@ class ModelSpec:
 
 PRESETS: dict[str, ModelSpec] = {
     # a few thousand parameters, for tests only
-    "test": ModelSpec(32, 8, 16, 2, 2, 16, 1, 2),
+    "test": ModelSpec(32, 4, 16, 2, 2, 16, 1, 2),
     # laptop CPU: 112 px crops, patch 8 -> the paper's 14x14 token grid
     "tiny": ModelSpec(112, 8, 192, 6, 3, 128, 2, 4),
     "small": ModelSpec(224, 16, 384, 12, 6, 256, 4, 8),

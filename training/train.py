@@ -1,0 +1,363 @@
+"""Pretraining loop: one method, one run folder, resumable, DDP when launched under torchrun.
+
+    python -m training.train --config pretrain_config.json --method croco_v2 \
+        --corpus RUN/corpus --out RUN/pretrain/croco_v2
+    python -m torch.distributed.run --standalone --nproc-per-node 2 -m training.train ...
+
+Outputs in --out: checkpoints/step-XXXXXXXX.pt (atomic, newest `keep_checkpoints` kept),
+model.pt (final weights for load_backbone), metrics.jsonl, tensorboard/, figures/,
+ranks/rank-N.json (steps and samples each rank took), summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from training.checkpoint import checkpoint_path, latest_valid, prune, save_atomic
+from training.config import PretrainConfig
+from training.data import AugmentConfig, make_loader
+from training.figures import save_reconstruction
+from training.models import MaskedViT, build_from_spec, preset_spec
+
+log = logging.getLogger("training.train")
+
+
+# ---------------------------------------------------------------- schedule and optimiser
+
+
+def peak_lr(cfg: PretrainConfig, world_size: int) -> float:
+    """The linear scaling rule: base_lr x effective batch / 256."""
+    return cfg.base_lr * cfg.batch_size * cfg.accumulation * world_size / 256
+
+
+def lr_at(step: int, cfg: PretrainConfig, peak: float) -> float:
+    """Linear warmup, then a half-cosine over the full schedule (the run stops at stop_fraction)."""
+    warm = cfg.warmup_steps
+    if step < warm:
+        return peak * (step + 1) / warm
+    progress = (step - warm) / max(1, cfg.schedule_steps - warm)
+    return cfg.min_lr + (peak - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on norms, biases and the mask token (all 1-D or token parameters)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name.endswith("mask_token") or "pos_embed" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ---------------------------------------------------------------- process setup
+
+
+@dataclass
+class Dist:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(requested: str, local_rank: int) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("the pretrain config asks for device 'cuda' but no CUDA GPU is available here; "
+                           "set device = 'auto' or 'cpu'")
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def setup_distributed(requested_device: str) -> Dist:
+    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a plain process runs alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(requested_device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, local_rank, device)
+
+
+def mean_across_ranks(values: list[float], d: Dist) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
+    if d.world > 1:
+        dist.all_reduce(t)
+        t /= d.world
+    return t.tolist()
+
+
+def sum_across_ranks(values: list[float], d: Dist) -> list[float]:
+    return [v * d.world for v in mean_across_ranks(values, d)]
+
+
+# ---------------------------------------------------------------- checkpoint state
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def gather_rng(d: Dist) -> list[dict]:
+    """Every rank's RNG state (masking draws differ per rank), collected on all ranks."""
+    mine = rng_state(d.device)
+    if d.world == 1:
+        return [mine]
+    out: list = [None] * d.world
+    dist.all_gather_object(out, {k: v.cpu() for k, v in mine.items()})
+    return out
+
+
+def restore_rng(states: list[dict], d: Dist) -> None:
+    state = states[d.rank % len(states)]
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and d.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], d.device)
+
+
+def model_args(method: str, model: MaskedViT) -> dict:
+    return {"method": method, "spec": model.spec.to_dict(), "mask_ratio": model.mask_ratio}
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class MetricsLog:
+    """metrics.jsonl (+ TensorBoard when installed). On resume, lines after the resume step are
+    dropped so a step is never logged twice."""
+
+    def __init__(self, out: Path, resume_step: int, tensorboard: bool) -> None:
+        self.path = out / "metrics.jsonl"
+        if self.path.exists():
+            kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(ln + "\n" for ln in kept))
+            tmp.replace(self.path)
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step + 1)
+            except ImportError:
+                log.info("tensorboard not installed: metrics go to metrics.jsonl only")
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.writer.add_scalar(f"pretrain/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(
+    cfg: PretrainConfig,
+    method: str,
+    corpus_dir: str | Path,
+    out_dir: str | Path,
+    fault_after_step: int | None = None,
+) -> dict:
+    """Train `method` until cfg.total_steps optimiser steps; resumes from out_dir if it can."""
+    if method not in cfg.methods and method != "none":
+        log.info("method %s not in config methods %s; training it anyway", method, cfg.methods)
+    if method == "none":
+        raise ValueError("the 'none' baseline is random initialisation and is not trained")
+    d = setup_distributed(cfg.device)
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "pretrain_config.json").write_text(cfg.model_dump_json(indent=2))
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    spec = preset_spec(cfg.preset, cfg.crop)
+    model = build_from_spec(method, spec, cfg.mask_ratio(method)).to(d.device)
+    model.set_naive_attention(cfg.naive_attention)
+    optimiser = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.base_lr, betas=cfg.betas)
+    peak = peak_lr(cfg, d.world)
+    torch.manual_seed(cfg.seed + 1000 * d.rank + 1)  # masking draws differ per rank
+
+    start_step = 0
+    found = latest_valid(ckpt_dir)
+    if found is not None:
+        path, ckpt = found
+        if ckpt.get("model_args") != model_args(method, model):
+            raise ValueError(f"{path} was written for {ckpt.get('model_args')}, not {model_args(method, model)}; "
+                             f"use a fresh output folder or the original config")
+        model.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimizer"])
+        start_step = int(ckpt["step"])
+        restore_rng(ckpt["rng"], d)
+        if d.main:
+            log.info("resuming %s from %s (step %d)", method, path, start_step)
+
+    train_model: torch.nn.Module = model
+    if d.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.local_rank] if d.device.type == "cuda" else None
+        )
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    aug = AugmentConfig(cfg.crop, cfg.jitter_min, cfg.jitter_max, cfg.swap_views)
+    loader = make_loader(corpus_dir, cfg.split, aug, cfg.batch_size, cfg.seed, cfg.num_workers,
+                         cfg.shuffle_buffer, skip_batches=start_step * cfg.accumulation)
+    batches = iter(loader)
+    metrics = MetricsLog(out, start_step, cfg.tensorboard) if d.main else None
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda"
+                else contextlib.nullcontext())
+
+    def save(step: int) -> None:
+        rng = gather_rng(d)  # collective: every rank calls it
+        if d.main:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimiser.state_dict(),
+                "scheduler": {"name": "warmup_half_cosine", "peak_lr": peak, "step": step},
+                "step": step,
+                "epoch": step // cfg.steps_per_epoch,
+                "rng": rng,
+                "config": cfg.model_dump(mode="json"),
+                "model_args": model_args(method, model),
+                "world_size": d.world,
+            }
+            save_atomic(state, checkpoint_path(ckpt_dir, step))
+            prune(ckpt_dir, cfg.keep_checkpoints)
+        if d.world > 1:
+            dist.barrier()
+
+    total = cfg.total_steps
+    samples_seen = 0
+    bad_total = 0
+    window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
+    train_model.train()
+    for step in range(start_step, total):
+        lr = lr_at(step, cfg, peak)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        step_loss = 0.0
+        for micro in range(cfg.accumulation):
+            batch = next(batches)
+            bad_total += int(batch["bad"])
+            img1 = batch["img1"].to(d.device, non_blocking=True)
+            img2 = batch["img2"].to(d.device, non_blocking=True)
+            sync = micro == cfg.accumulation - 1 or d.world == 1
+            ctx = contextlib.nullcontext() if sync else train_model.no_sync()
+            with ctx:
+                with autocast:
+                    result = train_model(img1, img2)
+                (result.loss / cfg.accumulation).backward()
+            step_loss += float(result.loss.detach()) / cfg.accumulation
+            samples_seen += img1.shape[0]
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"{method}: loss is {step_loss} at step {step} (rank {d.rank})")
+        optimiser.step()
+        optimiser.zero_grad(set_to_none=True)
+        done = step + 1
+        window_loss += step_loss
+        window_steps += 1
+
+        if done % cfg.log_every == 0 or done == total:
+            loss, bad = mean_across_ranks([window_loss / window_steps], d)[0], sum_across_ranks([bad_total], d)[0]
+            elapsed = time.perf_counter() - window_t0
+            pairs = window_steps * cfg.batch_size * cfg.accumulation * d.world
+            if metrics is not None:
+                metrics.write({"step": done, "epoch": done / cfg.steps_per_epoch, "loss": loss, "lr": lr,
+                               "pairs_per_s": pairs / max(elapsed, 1e-9), "bad_samples": int(round(bad))})
+                log.info("%s step %d/%d loss %.4f lr %.2e %.1f pairs/s", method, done, total, loss, lr,
+                         pairs / max(elapsed, 1e-9))
+            window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
+        if d.main and (done % cfg.figure_every == 0 or done == total):
+            save_reconstruction(out / "figures" / f"recon-{done:08d}.png", img1, img2, result, spec.patch_size)
+        if done % cfg.checkpoint_every == 0 or done == total:
+            save(done)
+            if fault_after_step is not None and done == fault_after_step:
+                os.kill(os.getpid(), signal.SIGKILL)  # fault injection for resume tests
+
+    rank_record = {"rank": d.rank, "world_size": d.world, "start_step": start_step, "end_step": total,
+                   "steps_taken": max(0, total - start_step), "samples_seen": samples_seen, "bad_samples": bad_total}
+    (out / "ranks").mkdir(parents=True, exist_ok=True)
+    (out / "ranks" / f"rank-{d.rank}.json").write_text(json.dumps(rank_record))
+    summary = {"method": method, "steps": total, "resumed_from": start_step, "world_size": d.world,
+               "device": str(d.device), "peak_lr": peak}
+    if d.main:
+        save_atomic({"model": model.state_dict(), "model_args": model_args(method, model), "step": total,
+                     "config": cfg.model_dump(mode="json")}, out / "model.pt")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if metrics is not None:
+            metrics.close()
+    if d.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+# ---------------------------------------------------------------- command line
+
+
+def load_config(path: Path) -> PretrainConfig:
+    """A JSON PretrainConfig, or a run TOML whose [pretrain] section is one."""
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrain config not found: {path}")
+    if path.suffix == ".toml":
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        return PretrainConfig.model_validate(data.get("pretrain", data))
+    return PretrainConfig.model_validate_json(path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True, help="PretrainConfig JSON or run TOML")
+    parser.add_argument("--method", required=True, choices=["croco_v1", "croco_v2", "mae"])
+    parser.add_argument("--corpus", type=Path, required=True, help="corpus folder (holds manifest.parquet)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for this method")
+    parser.add_argument("--fault-after-step", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    train(load_config(args.config), args.method, args.corpus, args.out, args.fault_after_step)
+    return 0
+
+
+if __name__ == "__main__":
+    # torchrun records an uncaught exception in TORCHELASTIC_ERROR_FILE when the entry point is
+    # wrapped with @record; that file is how the launcher shows the failing rank's traceback.
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    sys.exit(record(main)())
