@@ -1,0 +1,180 @@
+"""Train a head on one task (probe or fine-tune) and score it on the test scenes.
+
+Plain functions, no Prefect: the evaluate flow calls :func:`run_one` once per
+(method, task, seed) and stores the returned dict as JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation.config import EvaluateConfig
+from evaluation.data import TaskArrays
+from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol, cosine_lr, count_parameters
+from evaluation.heads import l1_flow_loss, laplacian_flow_loss, pose_loss, silog_loss
+from evaluation.metrics import depth_metrics, flow_metrics, pose_metrics
+from training.models import MaskedViT, ModelSpec, build_from_spec, load_backbone
+
+TRAIN_LOG_POINTS = 10
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("evaluate.device = 'cuda' but no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _batch(data: TaskArrays, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v[idx])).to(device) for k, v in data.arrays.items()}
+
+
+def _loss(model: DownstreamModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    if model.task == "depth":
+        log_pred = model(batch["img1"])[:, 0]
+        depth = batch["depth"]
+        return silog_loss(log_pred, depth, depth > 0)
+    if model.task == "flow":
+        pred = model(batch["img1"], batch["img2"])
+        return laplacian_flow_loss(pred, batch["flow"].permute(0, 3, 1, 2).float(), batch["valid"])
+    r, t = model(batch["img1"], batch["img2"])
+    return pose_loss(r, t, batch["rotation"].float(), batch["direction"].float())
+
+
+@torch.no_grad()
+def predict_and_score(model: DownstreamModel, data: TaskArrays, batch_size: int, device: torch.device) -> dict:
+    """Metrics of ``model`` on every sample of ``data``."""
+    model.eval()
+    preds: list[np.ndarray] = []
+    rots: list[np.ndarray] = []
+    for start in range(0, len(data), batch_size):
+        b = _batch(data, np.arange(start, min(start + batch_size, len(data))), device)
+        if model.task == "depth":
+            preds.append(torch.exp(model(b["img1"])[:, 0].float().clamp(-10, 10)).cpu().numpy())
+        elif model.task == "flow":
+            preds.append(model(b["img1"], b["img2"])[:, :2].permute(0, 2, 3, 1).float().cpu().numpy())
+        else:
+            r, t = model(b["img1"], b["img2"])
+            rots.append(r.float().cpu().numpy())
+            preds.append(t.float().cpu().numpy())
+    a = data.arrays
+    if model.task == "depth":
+        pred = np.concatenate(preds)
+        metric = depth_metrics(pred, a["depth"])
+        scaled = depth_metrics(pred, a["depth"], median_scaling=True)
+        return {**metric, **{f"{k}_median_scaled": v for k, v in scaled.items() if k != "n_pixels"}}
+    if model.task == "flow":
+        return flow_metrics(np.concatenate(preds), a["flow"], a["valid"])
+    return pose_metrics(np.concatenate(rots), np.concatenate(preds), a["rotation"], a["direction"])
+
+
+def train_head(
+    model: DownstreamModel, groups: dict, train: TaskArrays, cfg: EvaluateConfig, seed: int, device: torch.device
+) -> list[tuple[int, float]]:
+    """AdamW with warmup + half-cosine; returns (step, loss) at ~10 points."""
+    param_groups = [{"params": groups["head"], "lr": cfg.lr, "base_lr": cfg.lr}]
+    if groups["backbone"]:
+        param_groups.append({"params": groups["backbone"], "lr": cfg.backbone_lr, "base_lr": cfg.backbone_lr})
+    opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(seed)
+    warmup = max(1, cfg.steps // 10)
+    log_every = max(1, cfg.steps // TRAIN_LOG_POINTS)
+    history: list[tuple[int, float]] = []
+    model.train()
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * cosine_lr(step, cfg.steps, warmup)
+        idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
+        loss = _loss(model, _batch(train, idx, device))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{model.task} head: loss became {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in param_groups for p in g["params"]], 5.0)
+        opt.step()
+        if step % log_every == 0 or step == cfg.steps - 1:
+            history.append((step, float(loss.item())))
+    return history
+
+
+def load_method_backbone(method: str, checkpoint: Path | None, spec: ModelSpec, seed: int) -> MaskedViT:
+    """The pretrained network of ``method`` (from its checkpoint), or for ``none`` a random-init
+    CroCo v1 network of the same size, seeded with ``seed``."""
+    if method == "none":
+        torch.manual_seed(seed)
+        return build_from_spec("none", spec)
+    if checkpoint is None:
+        raise ValueError(f"method {method!r} needs a pretraining checkpoint")
+    model, info = load_backbone(checkpoint)
+    if info.get("method") != method:
+        raise ValueError(f"checkpoint {checkpoint} holds method {info.get('method')!r}, expected {method!r}")
+    return model
+
+
+def run_one(
+    task: str,
+    method: str,
+    backbone: MaskedViT,
+    train: TaskArrays,
+    test: TaskArrays,
+    cfg: EvaluateConfig,
+    seed: int,
+    head_features: int = 64,
+) -> dict:
+    """Build the downstream model for (task, method), train it with ``seed``, score it."""
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    device = pick_device(cfg.device)
+    net, pretrained = backbone_for_task(method, task, copy.deepcopy(backbone))  # fine-tuning edits it
+    model = DownstreamModel(task, net, head_features)
+    if task == "depth":
+        d = train.arrays["depth"]
+        model.set_depth_prior(float(np.log(d[d > 0]).mean()))
+    groups = configure_protocol(model, pretrained, cfg.protocol)
+    model.to(device)
+    history = train_head(model, groups, train, cfg, seed, device)
+    metrics = predict_and_score(model, test, cfg.batch_size, device)
+    return {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "protocol": cfg.protocol,
+        "steps": cfg.steps,
+        "metrics": metrics,
+        "train_loss": history,
+        "n_train": len(train),
+        "n_test": len(test),
+        "trainable_head": count_parameters(groups["head"]),
+        "trainable_backbone": count_parameters(groups["backbone"]),
+        "device": str(device),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def write_result(path: Path, result: dict) -> None:
+    """Atomic JSON write: the file's presence means the (method, task, seed) run is complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_result(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"evaluation result {path} is unreadable: {exc}") from exc
+    if not isinstance(data, dict) or "metrics" not in data:
+        raise ValueError(f"evaluation result {path} has no 'metrics'")
+    return data
