@@ -121,6 +121,7 @@ class _Primitive:
     texture: moderngl.Texture | None
     base_color: tuple[float, float, float, float]
     alpha_cutoff: float
+    triangles: int
 
 
 @dataclass
@@ -188,6 +189,7 @@ class EmbeddedRenderer:
         """How many GL objects the renderer holds (to check that scenes free what they used)."""
         return {
             "primitives": len(self._primitives),
+            "triangles": sum(p.triangles for p in self._primitives),
             "buffers": sum(len(p.buffers) for p in self._primitives),
             "textures": len(self._textures),
             "framebuffers": len(self._targets),
@@ -317,7 +319,7 @@ class EmbeddedRenderer:
             index_buffer=buffers[3],
             index_element_size=4,
         )
-        return _Primitive(vao, buffers, texture, base_color, alpha_cutoff)
+        return _Primitive(vao, buffers, texture, base_color, alpha_cutoff, len(faces))
 
     def _upload_texture(self, image: Image.Image | np.ndarray) -> moderngl.Texture:
         if isinstance(image, np.ndarray):

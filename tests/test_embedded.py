@@ -113,14 +113,14 @@ def test_two_scenes_in_one_context_and_release_of_the_first(renderer):
 
     renderer.load_mesh(trimesh.Scene(red))
     assert all(type(obj.mglo).__name__ == "InvalidObject" for obj in first_textures + first_buffers)
-    assert renderer.resource_counts() == {**before, "primitives": 1, "buffers": 4, "textures": 0}
+    assert renderer.resource_counts() == {**before, "primitives": 1, "triangles": 2, "buffers": 4, "textures": 0}
     view = renderer.render(K, LEVEL, 16, 16)
     assert view.rgb[8, 8].tolist() == [255, 0, 0] and blue.rgb[8, 8].tolist() == [0, 0, 255]
     assert view.depth[8, 8] == pytest.approx(2.0, abs=1e-5) and blue.depth[8, 8] == pytest.approx(3.0, abs=1e-5)
 
     for _ in range(3):  # reloading does not accumulate GL objects
         renderer.load_mesh(trimesh.Scene(blue_textured))
-    assert renderer.resource_counts() == {**before, "primitives": 1, "buffers": 4, "textures": 1}
+    assert renderer.resource_counts() == {**before, "primitives": 1, "triangles": 2, "buffers": 4, "textures": 1}
 
 
 def _multi_material_scene() -> trimesh.Scene:
