@@ -130,3 +130,40 @@ def test_bad_inputs_raise():
         PairSample(key="k", scene_id="s", img1=pair.img1, img2=pair.img2, depth1=pair.depth1[:10],
                    depth2=pair.depth2, K1=pair.K1, K2=pair.K2, cam2world1=pair.cam2world1,
                    cam2world2=pair.cam2world2)
+
+
+def analytic_record(scene_id: str, index: int, seed: int = 0):
+    """A :class:`rendering.pair.PairRecord` of the ray-cast room from two random nearby cameras."""
+    from rendering.pair import CovisScores, PairRecord
+
+    rng = np.random.default_rng([seed, index, len(scene_id)])
+    K = intrinsics_from_fov(SIZE, SIZE, 60.0)
+    eye1 = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-0.5, 0.8), rng.uniform(1.8, 2.6)])
+    target = np.array([rng.uniform(-0.5, 0.5), -1.0, rng.uniform(-0.5, 0.5)])
+    for _ in range(20):  # like the real sampler: redraw the second view until the views overlap
+        eye2 = eye1 + rng.normal(0, 0.4, 3)
+        poses = [look_at(eye1, target), look_at(eye2, target + rng.normal(0, 0.2, 3))]
+        views = [_render(K, p) for p in poses]
+        s = reprojection_covisibility(views[0][1], views[1][1], K, K, poses[0], poses[1])
+        if s.score > 0.4:
+            break
+    else:
+        raise AssertionError("no overlapping second view in 20 draws")
+    return PairRecord(
+        scene_id=scene_id, scene_uri=f"analytic:{scene_id}", pair_index=index, seed=seed, renderer="raycast",
+        img1=np.clip(views[0][0], 0, 255).astype(np.uint8), img2=np.clip(views[1][0], 0, 255).astype(np.uint8),
+        depth1=views[0][1], depth2=views[1][1], K1=K, K2=K.copy(), cam2world1=poses[0], cam2world2=poses[1],
+        covis=s, attempts=1,
+    )
+
+
+def write_val_corpus(corpus_dir, scenes=("scene-a", "scene-b"), pairs_per_scene=3, image_format="png"):
+    """A tiny corpus with only a val split, in the shard schema, from ray-cast pairs."""
+    from rendering.shards import ShardWriter, encode_sample, shard_path
+
+    for s, scene in enumerate(scenes):
+        with ShardWriter(shard_path(corpus_dir, "val", s)) as writer:
+            for i in range(pairs_per_scene):
+                record = analytic_record(scene, i, seed=s)
+                writer.write(f"{scene}-{i:08d}", encode_sample(record, f"{scene}-{i:08d}", image_format))
+            writer.close()
