@@ -17,6 +17,8 @@ app = typer.Typer(
 )
 
 # Command registrations (one line each): app.command("name")(module.function)
+from pipeline.commands import pretrain as _pretrain  # noqa: E402
+app.command("pretrain")(_pretrain.pretrain)
 
 
 def main() -> None:

@@ -1,0 +1,46 @@
+"""`crocopipe pretrain CONFIG`: pretrain the configured methods on the run's corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def pretrain(
+    config: Path = typer.Argument(..., help="run TOML with a [pretrain] section"),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="train only this method (repeatable)"),
+    nproc: Optional[int] = typer.Option(None, help="processes per node (overrides pretrain.nproc)"),
+    nnodes: int = typer.Option(1, help="machines taking part (multi-node: run this command on each)"),
+    node_rank: int = typer.Option(0, help="this machine's rank among nnodes"),
+    rdzv_endpoint: Optional[str] = typer.Option(None, help="host:port of node 0 for multi-node rendezvous"),
+    rdzv_id: str = typer.Option("crocopipe", help="job id shared by all nodes of one run"),
+    retries: int = typer.Option(1, min=0, help="task retries; each retry resumes from the last checkpoint"),
+) -> None:
+    """Pretrain CroCo v1/v2 and MAE with torchrun (gloo on CPU, NCCL on GPU), resumable."""
+    from pipeline.config import ConfigError, load_run_config
+    from pipeline.prefect_env import configure_prefect
+
+    try:
+        run = load_run_config(config)
+    except ConfigError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+    if run.pretrain is None:
+        typer.echo(f"{config}: no [pretrain] section", err=True)
+        raise typer.Exit(2)
+    cfg = run.pretrain if nproc is None else run.pretrain.model_copy(update={"nproc": nproc})
+    methods = method or list(cfg.methods)
+    unknown = [m for m in methods if m not in ("croco_v1", "croco_v2", "mae")]
+    if unknown:
+        typer.echo(f"unknown method(s) {unknown}; choose from croco_v1, croco_v2, mae "
+                   "(the 'none' baseline needs no pretraining)", err=True)
+        raise typer.Exit(2)
+    configure_prefect(run.prefect_home)
+    from pipeline.flows.pretrain import pretrain_flow
+
+    launch = {"nnodes": nnodes, "node_rank": node_rank, "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id}
+    results = pretrain_flow(str(run.run_dir), cfg.model_dump(mode="json"), methods, launch, retries)
+    for m, path in results.items():
+        typer.echo(f"{m}: {path}")
