@@ -177,6 +177,7 @@ class EmbeddedRenderer:
         self._textures: list[moderngl.Texture] = []
         self._targets: dict[tuple[int, int], _Targets] = {}
         self._scene_id: str | None = None
+        self._origin = np.zeros(3)
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -235,6 +236,10 @@ class EmbeddedRenderer:
             mesh = trimesh.Scene(mesh)
         if not isinstance(mesh, trimesh.Scene):
             raise SceneLoadError(f"scene {scene_id!r}: expected a trimesh.Scene, got {type(mesh).__name__}")
+        # Vertices are stored relative to the scene's bounding-box centre so that float32 keeps
+        # sub-millimetre precision for meshes far from the origin (georeferenced scans).
+        bounds = mesh.bounds
+        origin = np.zeros(3) if bounds is None else np.nan_to_num(np.asarray(bounds, dtype=np.float64).mean(axis=0))
         with self._ctx:
             self._release_scene()
             textures: dict[int, moderngl.Texture] = {}
@@ -245,13 +250,15 @@ class EmbeddedRenderer:
                     if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
                         continue  # points and paths have no surface to render
                     transform = np.asarray(transform, dtype=np.float64)
-                    self._primitives.append(self._upload(geometry, transform, textures))
+                    label = f"scene {scene_id!r}, geometry {geometry_name!r}"
+                    self._primitives.append(self._upload(geometry, _translation(-origin) @ transform, textures, label))
             except Exception:
                 self._release_scene()
                 raise
         if not self._primitives:
             raise SceneLoadError(f"scene {scene_id!r}: no triangle geometry to render")
         self._scene_id = scene_id
+        self._origin = origin
 
     def _release_scene(self) -> None:
         for primitive in self._primitives:
@@ -264,7 +271,9 @@ class EmbeddedRenderer:
         self._textures.clear()
         self._scene_id = None
 
-    def _upload(self, geometry: trimesh.Trimesh, transform: np.ndarray, textures: dict[int, moderngl.Texture]) -> _Primitive:
+    def _upload(
+        self, geometry: trimesh.Trimesh, transform: np.ndarray, textures: dict[int, moderngl.Texture], label: str
+    ) -> _Primitive:
         vertices = np.asarray(geometry.vertices, dtype=np.float64)
         faces = np.asarray(geometry.faces, dtype=np.int64)
         visual = geometry.visual
@@ -305,7 +314,7 @@ class EmbeddedRenderer:
 
         world = vertices @ transform[:3, :3].T + transform[:3, 3]
         if not np.all(np.isfinite(world)):
-            raise SceneLoadError("mesh has NaN or infinite vertex coordinates")
+            raise SceneLoadError(f"{label}: NaN or infinite vertex coordinates")
         ctx = self._ctx
         buffers = [
             ctx.buffer(np.ascontiguousarray(world, dtype="f4").tobytes()),
@@ -350,7 +359,7 @@ class EmbeddedRenderer:
                 raise ValueError(f"{what} must be an int in [1, {self._max_target_size}], got {size!r}")
         width, height = int(width), int(height)
 
-        world_to_cam = np.linalg.inv(pose)
+        world_to_cam = np.linalg.inv(pose) @ _translation(self._origin)  # from the stored frame
         world_to_clip = opencv_projection(K, width, height, self.near, self.far) @ world_to_cam
         with self._ctx:  # make our context current: other renderers may live in this process
             return self._draw(world_to_clip, world_to_cam, width, height)
@@ -414,6 +423,12 @@ def _material_image_and_factor(material: object) -> tuple[Image.Image | None, np
             return material.image, np.ones(4)
         return None, _rgba_float(material.diffuse)
     return None, np.ones(4)
+
+
+def _translation(offset: np.ndarray) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, 3] = offset
+    return matrix
 
 
 def _rgba_float(color: np.ndarray) -> np.ndarray:

@@ -258,3 +258,19 @@ def test_renders_in_spawned_worker_while_parent_holds_a_context(renderer):
     assert gl_name == renderer.gl_renderer
     assert depth == pytest.approx(2.5, abs=1e-5)
     assert renderer.render(camera.intrinsics_from_fov(16, 16, 60.0), LEVEL, 16, 16).depth[8, 8] == pytest.approx(4.0)
+
+
+def test_scene_far_from_origin_keeps_millimetre_depth(renderer):
+    offset = np.array([123_456.0, 10.0, -234_567.0])  # e.g. a georeferenced scan in metres
+    K = camera.intrinsics_from_fov(24, 24, 60.0)
+    pose = camera.apply_orientation_noise(LEVEL, 0.1, 0.05, 0.0)
+    renderer.load_mesh(_room())
+    near = renderer.render(K, pose, 24, 24)
+    room = _room()
+    room.apply_translation(offset)
+    renderer.load_mesh(room)
+    far_pose = pose.copy()
+    far_pose[:3, 3] += offset
+    far = renderer.render(K, far_pose, 24, 24)
+    assert near.depth[6:18, 6:18].min() > 3.5  # looking at the far wall, about 4 m away
+    assert np.abs(far.depth - near.depth).max() < 1e-3
