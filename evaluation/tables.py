@@ -1,0 +1,227 @@
+"""Benchmark tables: pretraining methods x downstream tasks, ours beside the paper's.
+
+Inputs are the per-run result files ``<run_dir>/eval/<method>/<task>/seed-<s>.json``; outputs go
+to ``<run_dir>/tables/``: ``results.md``, ``results.csv`` (one row per method x metric, with mean,
+std across seeds, the seeds and the per-seed values), ``results.png`` (bar chart, error bars =
+std across seeds). The paper's published figures sit in their own, labelled columns: they were
+measured on real benchmarks (NYUv2, MPI-Sintel) with the paper's full-size models and schedules,
+not on this run's corpus, so they give the expected *ordering*, not comparable values.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.metrics import HIGHER_IS_BETTER
+
+# (metric key, column label, scale for display)
+TASK_METRICS: dict[str, list[tuple[str, str, float]]] = {
+    "depth": [("abs_rel", "AbsRel", 1.0), ("rmse", "RMSE (m)", 1.0), ("delta1", "δ1 (%)", 100.0)],
+    "flow": [("epe", "EPE (px)", 1.0), ("bad1", ">1px (%)", 100.0), ("bad3", ">3px (%)", 100.0)],
+    "pose": [
+        ("rot_err_deg", "rot. err (°)", 1.0),
+        ("trans_err_deg", "transl. dir. err (°)", 1.0),
+        ("acc5", "acc@5° (%)", 100.0),
+        ("acc10", "acc@10° (%)", 100.0),
+    ],
+}
+
+# Published numbers, CroCo (Weinzaepfel et al., NeurIPS 2022, arXiv 2210.10716): fine-tuned
+# monocular depth on NYUv2 (delta1, %) and optical flow on MPI-Sintel (EPE, clean / final),
+# CroCo pretraining vs an MAE-pretrained encoder. Not measured by this project.
+PAPER_SOURCE = "CroCo paper (arXiv 2210.10716)"
+PAPER: dict[str, dict[str, str]] = {
+    "depth": {"label": "paper: NYUv2 δ1 (%)", "metric": "delta1", "croco_v1": "85.6", "mae": "≈79"},
+    "flow": {"label": "paper: Sintel EPE clean / final", "metric": "epe", "croco_v1": "3.00 / 3.60", "mae": "4.63 / 5.24"},
+}
+METHOD_LABELS = {
+    "croco_v1": "CroCo v1",
+    "croco_v2": "CroCo v2",
+    "mae": "MAE",
+    "none": "none (random init)",
+}
+
+
+def result_path(run_dir: Path, method: str, task: str, seed: int) -> Path:
+    return Path(run_dir) / "eval" / method / task / f"seed-{seed}.json"
+
+
+@dataclass(frozen=True)
+class Cell:
+    values: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+
+def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int]) -> dict[tuple[str, str], Cell]:
+    """(method, metric) -> Cell over the seeds; raises naming any result file that is missing."""
+    missing = [
+        str(result_path(run_dir, m, t, s)) for m in methods for t in tasks for s in seeds
+        if not result_path(run_dir, m, t, s).is_file()
+    ]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} evaluation results missing, e.g. {missing[:3]}")
+    cells: dict[tuple[str, str], Cell] = {}
+    for m in methods:
+        for t in tasks:
+            results = []
+            for s in seeds:
+                path = result_path(run_dir, m, t, s)
+                try:
+                    results.append(json.loads(path.read_text())["metrics"])
+                except (ValueError, KeyError) as exc:
+                    raise ValueError(f"evaluation result {path} is unreadable: {exc}") from exc
+            for key, _, _ in TASK_METRICS[t]:
+                cells[(m, key)] = Cell(tuple(float(r[key]) for r in results), tuple(seeds))
+    return cells
+
+
+def _fmt(cell: Cell, scale: float) -> str:
+    digits = 1 if scale == 100.0 else 3
+    text = f"{cell.mean * scale:.{digits}f}"
+    if len(cell.values) > 1:
+        text += f" ± {cell.std * scale:.{digits}f}"
+    return text
+
+
+def markdown_table(cells: dict, methods: list[str], tasks: list[str], seeds: list[int], context: dict) -> str:
+    header = ["method"]
+    for t in tasks:
+        header += [f"{t}: {label}" for _, label, _ in TASK_METRICS[t]]
+        if t in PAPER:
+            header.append(PAPER[t]["label"])
+    lines = [
+        "# Downstream evaluation",
+        "",
+        f"Run: `{context.get('run_dir', '')}` — protocol **{context.get('protocol', '?')}**, "
+        f"{context.get('steps', '?')} head steps, seeds {seeds} (mean ± std across seeds"
+        f"{'' if len(seeds) > 1 else '; one seed: no variance'}). Test data: held-out val scenes of "
+        f"this run's corpus ({context.get('split_by', 'scene')} split into head-train/test). "
+        "Depth metrics are metric-scale (no median scaling; the JSON files also hold median-scaled ones). "
+        "Flow on covisible pixels. Pose: median errors; acc = both errors below the threshold.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    best = _best(cells, methods, tasks)
+    for m in methods:
+        row = [METHOD_LABELS.get(m, m)]
+        for t in tasks:
+            for key, _, scale in TASK_METRICS[t]:
+                text = _fmt(cells[(m, key)], scale)
+                row.append(f"**{text}**" if best.get(key) == m and len(methods) > 1 else text)
+            if t in PAPER:
+                row.append(PAPER[t].get(m, "—"))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        f"Bold: best of ours per column (none on ties). Columns starting with 'paper:' are published figures from the "
+        f"{PAPER_SOURCE} on real benchmarks (NYUv2 depth, MPI-Sintel flow; paper-size models, MAE row = "
+        "MAE-pretrained encoder), **not** measured by this run; they show the expected ordering only. "
+        "'—' = not reported there.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _best(cells: dict, methods: list[str], tasks: list[str]) -> dict[str, str]:
+    out = {}
+    for t in tasks:
+        for key, _, _ in TASK_METRICS[t]:
+            vals = {m: cells[(m, key)].mean for m in methods}
+            pick = max if HIGHER_IS_BETTER[key] else min
+            winner = pick(vals, key=vals.get)
+            if sum(math.isclose(v, vals[winner], rel_tol=1e-9, abs_tol=1e-12) for v in vals.values()) == 1:
+                out[key] = winner  # no bold for ties
+    return out
+
+
+def csv_rows(cells: dict, methods: list[str], tasks: list[str]) -> list[dict]:
+    rows = []
+    for m in methods:
+        for t in tasks:
+            for key, label, _ in TASK_METRICS[t]:
+                c = cells[(m, key)]
+                rows.append({
+                    "method": m, "task": t, "metric": key, "label": label,
+                    "higher_is_better": HIGHER_IS_BETTER[key], "mean": c.mean, "std": c.std,
+                    "n_seeds": len(c.values), "seeds": " ".join(map(str, c.seeds)),
+                    "values": " ".join(f"{v:.6g}" for v in c.values),
+                    "paper": PAPER[t].get(m, "") if t in PAPER and PAPER[t]["metric"] == key else "",
+                    "paper_metric": PAPER[t]["label"] if t in PAPER and PAPER[t]["metric"] == key else "",
+                })
+    return rows
+
+
+def bar_chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [(t, key, label, scale) for t in tasks for key, label, scale in TASK_METRICS[t]]
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (t, key, label, scale) in zip(axes.flat, metrics):
+        means = [cells[(m, key)].mean * scale for m in methods]
+        stds = [cells[(m, key)].std * scale for m in methods]
+        ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=[colours(i) for i in range(len(methods))])
+        ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m).split(" (")[0] for m in methods], rotation=20)
+        arrow = "↑" if HIGHER_IS_BETTER[key] else "↓"
+        ax.set_title(f"{t}: {label} {arrow}", fontsize=10)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_tables(
+    run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int], context: dict | None = None
+) -> dict:
+    """Write results.md / .csv / .png under <run_dir>/tables; returns paths and the CSV rows."""
+    run_dir = Path(run_dir)
+    context = {"run_dir": str(run_dir), **(context or {})}
+    cells = collect(run_dir, methods, tasks, seeds)
+    out = run_dir / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    md = markdown_table(cells, methods, tasks, seeds, context)
+    _atomic_text(out / "results.md", md)
+    rows = csv_rows(cells, methods, tasks)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_text(out / "results.csv", buf.getvalue())
+    bar_chart(cells, methods, tasks, out / "results.png")
+    return {
+        "markdown": str(out / "results.md"),
+        "csv": str(out / "results.csv"),
+        "png": str(out / "results.png"),
+        "markdown_text": md,
+        "rows": rows,
+    }
