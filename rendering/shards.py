@@ -143,7 +143,7 @@ def encode_sample(
 # Writing
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -166,7 +166,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class ShardWriter:
@@ -212,7 +212,7 @@ class ShardWriter:
         digest = file_sha256(self._tmp)
         size = self._tmp.stat().st_size
         os.replace(self._tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return ShardInfo(self.path, size, digest, tuple(self._keys))
 
     def abort(self) -> None:

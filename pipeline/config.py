@@ -1,0 +1,284 @@
+"""The run configuration: one TOML file with ``run_dir``, ``[corpus]``, ``[pretrain]``, ``[evaluate]``.
+
+Everything is validated data (pydantic, unknown keys refused). :func:`load_run_config` turns any
+problem into a :class:`ConfigError` whose message names the file, the dotted key, the value and what
+is allowed, so a user can fix a typo without reading a traceback. Relative paths are relative to
+the config file's folder, so a config works from any current directory.
+
+A corpus is identified by a content hash of its resolved settings (not of how it is run: workers
+and task runner are left out) together with the code version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tomllib
+import typing
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from evaluation.config import EvaluateConfig
+from rendering.datasets import DATASET_KINDS
+from rendering.sampling import SamplerConfig
+from training.config import PretrainConfig
+
+PROCEDURAL_PREFIX = "procedural:"
+# Corpus fields that change how a corpus is produced but not what it contains.
+EXECUTION_FIELDS = frozenset({"workers", "task_runner", "dask_address"})
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be used; the message is meant for the user as is."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProceduralScenes(_Strict):
+    """``count`` generated scenes with seeds ``first_seed .. first_seed + count - 1``."""
+
+    count: int = Field(ge=1, le=1_000_000)
+    first_seed: int = Field(0, ge=0)
+    rooms: int | None = Field(None, ge=1, le=64, description="rooms per scene (None: the generator's choice)")
+    objects: int | None = Field(None, ge=0, le=10_000, description="objects per scene (None: the generator's choice)")
+
+    def uris(self) -> list[str]:
+        query = "&".join(f"{k}={v}" for k, v in (("rooms", self.rooms), ("objects", self.objects)) if v is not None)
+        suffix = f"?{query}" if query else ""
+        return [f"{PROCEDURAL_PREFIX}{seed}{suffix}" for seed in range(self.first_seed, self.first_seed + self.count)]
+
+
+class DatasetSource(_Strict):
+    """A folder of a scene dataset (HM3D, Replica, ScanNet, ...) whose scenes are discovered there.
+
+    Discovery itself lives in ``rendering.datasets``; this entry only says where to look.
+    """
+
+    root: Path
+    kind: str = Field(description="dataset layout, one of rendering.datasets.DATASET_KINDS")
+    split: str | None = Field(None, description="only scenes of this dataset split (HM3D: train, val, minival)")
+    limit: int | None = Field(None, ge=1, description="use at most this many scenes (sorted order)")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in DATASET_KINDS:
+            raise ValueError(f"unknown dataset kind {value!r}; allowed: {', '.join(DATASET_KINDS)}")
+        return value
+
+
+class ScenesConfig(_Strict):
+    """Where the corpus's scenes come from; the sources are combined in this order."""
+
+    procedural: ProceduralScenes | None = None
+    uris: list[str] = Field(default_factory=list, description="procedural:<seed>[?..] URIs or mesh file paths")
+    datasets: list[DatasetSource] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_scenes(self) -> ScenesConfig:
+        if self.procedural is None and not self.uris and not self.datasets:
+            raise ValueError("no scenes: set procedural, uris and/or datasets")
+        if any(not uri.strip() for uri in self.uris):
+            raise ValueError("scene URIs must not be empty strings")
+        return self
+
+
+class CorpusConfig(_Strict):
+    """What pair corpus to generate and how to run the generation."""
+
+    seed: int = Field(0, ge=0, description="corpus seed; every pair's generator derives from it")
+    scenes: ScenesConfig
+    pairs_per_scene: int = Field(ge=1, le=10_000_000)
+    pairs_per_shard: int = Field(ge=1, le=100_000, description="pairs per work unit and shard")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of scenes held out for validation")
+    val_scenes: list[str] = Field(default_factory=list, description="explicit validation scene ids (overrides val_fraction)")
+    image_format: Literal["jpg", "png"] = "jpg"
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    depth_scale: float = Field(0.001, gt=0.0, le=1.0, description="metres per uint16 depth unit")
+    backend: Literal["embedded", "habitat"] = "embedded"
+    backend_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    workers: int = Field(1, ge=1, le=1024, description="render processes")
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CorpusConfig:
+        if self.dask_address is not None and self.task_runner != "dask":
+            raise ValueError("dask_address is set but task_runner is not 'dask'")
+        if len(set(self.val_scenes)) != len(self.val_scenes):
+            raise ValueError(f"val_scenes lists a scene twice: {self.val_scenes}")
+        return self
+
+    def content_dict(self) -> dict[str, Any]:
+        """The settings that determine the corpus's content (JSON-ready)."""
+        return self.model_dump(mode="json", exclude=set(EXECUTION_FIELDS))
+
+    def content_hash(self) -> str:
+        blob = json.dumps(self.content_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class RunConfig(_Strict):
+    """One run: where it lives and the settings of each stage."""
+
+    run_dir: Path
+    corpus: CorpusConfig
+    pretrain: PretrainConfig | None = None
+    evaluate: EvaluateConfig | None = None
+    _source: Path | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> Path | None:
+        """The TOML file this config was read from (None when built in code)."""
+        return self._source
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.run_dir / "corpus"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.run_dir / "prefect"
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The installed crocopipe version, plus the git commit when running from a checkout."""
+    try:
+        version = metadata.version("crocopipe")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+g{commit}" if commit else version
+
+
+def corpus_id(corpus: CorpusConfig) -> str:
+    """Identifies a corpus: its content hash combined with the code version."""
+    return hashlib.sha256(f"{corpus.content_hash()}|{code_version()}".encode()).hexdigest()[:16]
+
+
+def load_run_config(path: Path | str) -> RunConfig:
+    """Read, validate and resolve a run TOML; raise ConfigError with a message fit for the user."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config file: {err}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return run_config_from_dict(data, path)
+
+
+def run_config_from_dict(data: dict[str, Any], path: Path) -> RunConfig:
+    """Validate already-parsed config data that came from ``path`` (for messages and relative paths)."""
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, path, data)) from None
+    base = path.resolve().parent
+    corpus = config.corpus
+    scenes = corpus.scenes.model_copy(
+        update={
+            "uris": [_resolve_uri(uri, base) for uri in corpus.scenes.uris],
+            "datasets": [d.model_copy(update={"root": _resolve(d.root, base)}) for d in corpus.scenes.datasets],
+        }
+    )
+    resolved = config.model_copy(
+        update={"run_dir": _resolve(config.run_dir, base), "corpus": corpus.model_copy(update={"scenes": scenes})}
+    )
+    resolved._source = path.resolve()
+    return resolved
+
+
+def _resolve(p: Path, base: Path) -> Path:
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _resolve_uri(uri: str, base: Path) -> str:
+    return uri if uri.startswith(PROCEDURAL_PREFIX) else str(_resolve(Path(uri), base))
+
+
+# ---------------------------------------------------------------------------------------------
+# Error messages
+
+
+def format_validation_error(err: ValidationError, path: Path, data: Any) -> str:
+    lines = [f"{path}: invalid run config ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
+    for item in err.errors(include_url=False):
+        loc = item["loc"]
+        key = _dotted(loc)
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(RunConfig, loc[:-1])
+            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+            lines.append(f"  {key}: unknown key{hint}")
+        elif item["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key} = {_short(item.get('input'))}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<top level>"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the model found at ``loc`` below ``model`` (empty when it is not a model)."""
+    current: Any = model
+    for part in loc:
+        current = _model_in(current)
+        if current is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    current = _model_in(current)
+    return sorted(current.model_fields) if current is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside an annotation such as ``X``, ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
