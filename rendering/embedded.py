@@ -20,6 +20,7 @@ What it draws, and why:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,9 +166,11 @@ class EmbeddedRenderer:
         try:
             self._ctx = moderngl.create_standalone_context(backend="egl", **kwargs)
         except Exception as err:  # glcontext raises bare Exceptions
+            env_index = os.environ.get("GLCONTEXT_DEVICE_INDEX")
+            chosen = f"device_index={device_index}" + (f", GLCONTEXT_DEVICE_INDEX={env_index}" if env_index else "")
             raise RuntimeError(
-                f"could not create a headless EGL OpenGL context (device_index={device_index}): {err}. "
-                "On a CPU machine install Mesa's EGL: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri"
+                f"could not create a headless EGL OpenGL context ({chosen}): {err}. "
+                "If libEGL or Mesa's driver is missing: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri"
             ) from err
         self._program = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
         self._anisotropy = float(min(max_anisotropy, self._ctx.max_anisotropy)) if max_anisotropy > 1 else 1.0
