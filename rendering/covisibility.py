@@ -102,6 +102,47 @@ def reproject_depth(
         return h[0] / z, h[1] / z, z
 
 
+def _landing_pixels(
+    src_depth: np.ndarray, src_K: np.ndarray, src_pose: np.ndarray, dst_K: np.ndarray, dst_pose: np.ndarray,
+    dst_shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(hit, rows, cols, z): which valid source pixels land inside the destination image, in front."""
+    u, v, z = reproject_depth(src_depth, src_K, src_pose, dst_K, dst_pose)
+    height, width = dst_shape
+    with np.errstate(invalid="ignore"):
+        cols = np.floor(u)  # pixel (c, r) covers [c, c+1) x [r, r+1): floor is the nearest centre
+        rows = np.floor(v)
+        hit = (src_depth > 0) & (z > 0) & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    return hit, rows, cols, z
+
+
+def frustum_fraction(
+    src_depth: np.ndarray,
+    src_K: np.ndarray,
+    src_pose: np.ndarray,
+    dst_K: np.ndarray,
+    dst_pose: np.ndarray,
+    dst_width: int,
+    dst_height: int,
+) -> float:
+    """Fraction of the source's H*W pixels whose surface point falls inside the destination view.
+
+    Needs no destination depth, and bounds the source->destination ``reprojection`` H*W score from
+    above (that score further requires the depths to agree), so a sampler can reject a candidate
+    pose before rendering it without changing which pairs are accepted.
+    """
+    src_depth = _check_depth(src_depth, "src_depth")
+    hit, _, _, _ = _landing_pixels(
+        src_depth,
+        _check_intrinsics(src_K, "src_K"),
+        check_pose(src_pose, "src_pose"),
+        _check_intrinsics(dst_K, "dst_K"),
+        check_pose(dst_pose, "dst_pose"),
+        (int(dst_height), int(dst_width)),
+    )
+    return int(np.count_nonzero(hit)) / src_depth.size
+
+
 def _directional_reprojection(
     src_depth: np.ndarray,
     src_K: np.ndarray,
@@ -113,12 +154,7 @@ def _directional_reprojection(
     rel_tolerance: float,
 ) -> int:
     """Number of valid source pixels that the destination view sees (after the occlusion test)."""
-    u, v, z = reproject_depth(src_depth, src_K, src_pose, dst_K, dst_pose)
-    height, width = dst_depth.shape
-    with np.errstate(invalid="ignore"):
-        cols = np.floor(u)  # pixel (c, r) covers [c, c+1) x [r, r+1): floor is the nearest centre
-        rows = np.floor(v)
-        hit = (src_depth > 0) & (z > 0) & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    hit, rows, cols, z = _landing_pixels(src_depth, src_K, src_pose, dst_K, dst_pose, dst_depth.shape)
     seen = dst_depth[np.where(hit, rows, 0).astype(np.intp), np.where(hit, cols, 0).astype(np.intp)]
     tolerance = np.maximum(np.float32(abs_tolerance), np.float32(rel_tolerance) * seen)
     agree = hit & (seen > 0) & (np.abs(z - seen) <= tolerance)

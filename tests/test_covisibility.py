@@ -181,3 +181,19 @@ def test_reproject_depth_matches_camera_project_of_unprojected_points():
         np.testing.assert_allclose(z.ravel()[front], z_ref[front], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(u.ravel()[front], uv_ref[front, 0], rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(v.ravel()[front], uv_ref[front, 1], rtol=1e-4, atol=1e-3)
+
+
+def test_frustum_fraction_bounds_the_reprojection_score_from_above():
+    from rendering.covisibility import frustum_fraction
+
+    p1 = _facing([0, 0, 0], [0, 0, -1])
+    p2 = _facing([0, 0, 1], [0, 0, -1])
+    plate = _plane([0, 0, 0.5], [0, 0, 1], lo=[0.0, -1.0, 0.5], hi=[1.0, 1.0, 0.5])
+    d1 = _raycast_depth(K, p1, [WALL])
+    blocked = reprojection_covisibility(d1, _raycast_depth(K, p2, [WALL, plate]), K, K, p1, p2)
+    bound = frustum_fraction(d1, K, p1, K, p2, W, H)
+    assert bound == pytest.approx(1.0) and blocked.one_to_two_hw == pytest.approx(0.5, abs=1.0 / W)
+    # Turned 90 degrees away, nothing of view 1 is in the frustum.
+    assert frustum_fraction(d1, K, p1, K, _facing([0, 0, 0], [1, 0, 0]), W, H) == 0.0
+    with pytest.raises(ValueError, match="src_depth"):
+        frustum_fraction(d1[0], K, p1, K, p2, W, H)
