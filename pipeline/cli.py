@@ -19,6 +19,14 @@ app = typer.Typer(
 # Command registrations (one line each): app.command("name")(module.function)
 from pipeline.commands import pretrain as _pretrain  # noqa: E402
 app.command("pretrain")(_pretrain.pretrain)
+from pipeline.commands import corpus as _corpus  # noqa: E402
+app.command("generate")(_corpus.generate)
+app.command("verify")(_corpus.verify)
+app.command("inspect")(_corpus.inspect)
+app.command("regenerate")(_corpus.regenerate)
+app.command("import-croco-metadata")(_corpus.import_croco_metadata)
+from pipeline.commands import evaluate as _evaluate  # noqa: E402
+app.command("evaluate")(_evaluate.evaluate)
 
 
 def main() -> None:
