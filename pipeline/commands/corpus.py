@@ -1,0 +1,163 @@
+"""`crocopipe generate | verify | inspect | regenerate | import-croco-metadata`: pair corpora.
+
+Top-level imports are the standard library and typer only; the bodies configure Prefect (when
+they use it) before importing it. Exit codes: 0 success, 1 failure of the work or of verify,
+2 bad input (config, paths, arguments), 3 output in use by another run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 1, 2, 3
+
+
+def _fail(message: object, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _corpus_dir(path: Path) -> Path:
+    """Accept a corpus folder or a run folder holding corpus/."""
+    return path / "corpus" if (path / "corpus" / "corpus.json").exists() else path
+
+
+def generate(config: Path = typer.Argument(..., help="run TOML with a [corpus] section")) -> None:
+    """Render the configured pair corpus into <run_dir>/corpus; re-run to resume after a crash."""
+    from pipeline.config import ConfigError, load_run_config
+    from pipeline.corpus.build import CorpusStateError, check_corpus_dir
+    from pipeline.corpus.lock import RunLock, RunLockedError
+    from pipeline.corpus.plan import CorpusPlanError, plan_units
+
+    try:
+        run = load_run_config(config)
+        units = plan_units(run.corpus)
+        check_corpus_dir(run.corpus_dir, run.corpus)
+    except (ConfigError, CorpusPlanError, CorpusStateError) as err:
+        _fail(err, EXIT_BAD_INPUT)
+    try:
+        lock = RunLock(run.run_dir, purpose="generate").acquire()
+    except RunLockedError as err:
+        _fail(err, EXIT_LOCKED)
+    try:
+        _generate_locked(run, len(units))
+    finally:
+        lock.release()
+
+
+def _generate_locked(run, n_units: int) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.prefect_env import configure_prefect
+
+    configure_prefect(run.prefect_home)
+    # The embedded server's task-run recorder flushes every 5 s by default; 1 s shortens the
+    # wait for a complete task-run history at the end of the command.
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
+    from pipeline.flows.generate import run_generate
+
+    with Progress(TextColumn("[bold]units"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}")) as bar:
+        task_id = bar.add_task("", total=n_units)
+
+        def on_unit(summary: dict) -> None:
+            state = "reused" if summary["reused"] else f"{summary['pairs_written']} pairs"
+            bar.update(task_id, completed=summary["done"], description=f"{summary['unit_id']} ({state})")
+
+        try:
+            result = run_generate(run, progress=on_unit)
+        except Exception as err:  # the flow's own error, already logged by Prefect
+            _fail(f"generation failed: {err}. Completed units are kept; re-run the command to resume.", EXIT_FAILED)
+    counts = result["counts"]
+    typer.echo(
+        f"corpus {result['corpus_id']} in {result['corpus_dir']}: {counts['pairs']['train']} train + "
+        f"{counts['pairs']['val']} val pairs in {result['units']} shards "
+        f"({result['units_reused']} units reused, {counts['failed_pairs']} pairs failed); "
+        f"{result['task_runs_recorded']} task runs recorded in Prefect"
+    )
+
+
+def verify(corpus: Path = typer.Argument(..., help="corpus folder (or the run folder holding corpus/)")) -> None:
+    """Check every shard, hash, sample and manifest row; exit 1 with a precise report otherwise."""
+    from pipeline.corpus.verify import verify_corpus
+
+    report = verify_corpus(_corpus_dir(corpus))
+    typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def inspect(corpus: Path = typer.Argument(..., help="corpus folder (or the run folder holding corpus/)")) -> None:
+    """Print the corpus's statistics (the dataset card's stats.md) and where its card files are."""
+    folder = _corpus_dir(corpus)
+    info_path = folder / "corpus.json"
+    if not info_path.is_file():
+        _fail(f"{info_path} does not exist (is {folder} a finished corpus?)", EXIT_BAD_INPUT)
+    stats = folder / "card" / "stats.md"
+    if stats.is_file():
+        typer.echo(stats.read_text())
+    else:
+        info = json.loads(info_path.read_text())
+        typer.echo(json.dumps(info.get("counts", {}), indent=2))
+    for name in ("manifest.parquet", "corpus.json", "card/overlap_histogram.png", "card/contact_sheet.png"):
+        path = folder / name
+        if path.exists():
+            typer.echo(f"{name}: {path}")
+
+
+def regenerate(
+    manifest: Path = typer.Argument(..., help="manifest.parquet of a corpus, or one from import-croco-metadata"),
+    out: Path = typer.Option(..., "--out", help="empty folder for the re-rendered corpus"),
+    width: Optional[int] = typer.Option(None, min=8, help="new image width (K is scaled); needs --height"),
+    height: Optional[int] = typer.Option(None, min=8, help="new image height (K is scaled); needs --width"),
+    backend: Optional[str] = typer.Option(None, help="renderer backend (default: the corpus's, else embedded)"),
+    pairs_per_shard: int = typer.Option(1000, min=1, help="for rows without a shard (imported manifests)"),
+) -> None:
+    """Re-render the stored poses of a manifest, optionally at another resolution or backend."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.corpus.lock import RunLock, RunLockedError
+    from pipeline.corpus.manifest import ManifestError
+    from pipeline.corpus.regenerate import RegenerateError, regenerate_corpus
+
+    if not Path(manifest).is_file():
+        _fail(f"manifest {manifest} does not exist", EXIT_BAD_INPUT)
+    try:
+        lock = RunLock(out, purpose="regenerate").acquire()
+    except RunLockedError as err:
+        _fail(err, EXIT_LOCKED)
+    try:
+        with Progress(TextColumn("[bold]pairs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+            task_id = bar.add_task("", total=None)
+            info = regenerate_corpus(
+                manifest, out, width=width, height=height, backend=backend, pairs_per_shard=pairs_per_shard,
+                progress=lambda done, total: bar.update(task_id, completed=done, total=total),
+            )
+    except (RegenerateError, ManifestError) as err:
+        _fail(err, EXIT_BAD_INPUT)
+    finally:
+        lock.release()
+    typer.echo(f"{info['counts']['pairs_total']} pairs in {info['counts']['shards']} shards under {out}")
+
+
+def import_croco_metadata(
+    metadata_json: list[Path] = typer.Argument(..., help="per-scene metadata.json files of CroCo's generator"),
+    out: Path = typer.Option(..., "--out", help="manifest.parquet to write (must not exist)"),
+    scene_root: Optional[Path] = typer.Option(None, help="folder the files' relative scene paths are relative to"),
+    split: str = typer.Option("auto", help="train, val, or auto (val for scenes under val/ or minival/)"),
+) -> None:
+    """Convert CroCo's released Habitat pair metadata into a pose manifest for `regenerate`."""
+    from pipeline.corpus.croco_import import CrocoMetadataError, import_croco_metadata as run_import
+
+    if split not in ("auto", "train", "val"):
+        _fail(f"--split must be auto, train or val, got {split!r}", EXIT_BAD_INPUT)
+    try:
+        n = run_import(metadata_json, out, scene_root=scene_root, split=split)
+    except CrocoMetadataError as err:
+        _fail(err, EXIT_BAD_INPUT)
+    typer.echo(f"{n} pairs from {len(metadata_json)} metadata file(s) -> {out}")
