@@ -140,6 +140,10 @@ class _Targets:
 class EmbeddedRenderer:
     """moderngl renderer fulfilling :class:`rendering.backend.Renderer`.
 
+    ``max_anisotropy`` caps anisotropic texture filtering; ``None`` picks 16 on GPUs and 1 (off,
+    trilinear mip-mapping only) on software rasterisers, where any anisotropy costs about 4x the
+    frame rate (llvmpipe: ~90 vs ~380 frames/s at 256 px on a textured room).
+
     ``device_index`` picks an EGL device (``eglQueryDevicesEXT`` order, as glcontext enumerates
     them; the environment variable ``GLCONTEXT_DEVICE_INDEX`` overrides it); ``None`` takes the
     first one, which is Mesa's llvmpipe on a CPU-only machine and usually GPU 0 on a GPU host.
@@ -152,7 +156,7 @@ class EmbeddedRenderer:
         device_index: int | None = None,
         near: float = 0.05,
         far: float = 100.0,
-        max_anisotropy: float = 16.0,
+        max_anisotropy: float | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
         if not (np.isfinite(near) and np.isfinite(far) and 0.0 < near < far):
@@ -173,7 +177,9 @@ class EmbeddedRenderer:
                 "If libEGL or Mesa's driver is missing: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri"
             ) from err
         self._program = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
-        self._anisotropy = float(min(max_anisotropy, self._ctx.max_anisotropy)) if max_anisotropy > 1 else 1.0
+        if max_anisotropy is None:  # see _default_anisotropy
+            max_anisotropy = _default_anisotropy(self.gl_renderer)
+        self._anisotropy = float(max(1.0, min(max_anisotropy, self._ctx.max_anisotropy)))
         self._max_texture_size = int(self._ctx.info["GL_MAX_TEXTURE_SIZE"])
         self._max_target_size = int(self._ctx.info["GL_MAX_RENDERBUFFER_SIZE"])
         self._primitives: list[_Primitive] = []
@@ -426,6 +432,14 @@ def _material_image_and_factor(material: object) -> tuple[Image.Image | None, np
             return material.image, np.ones(4)
         return None, _rgba_float(material.diffuse)
     return None, np.ones(4)
+
+
+_SOFTWARE_RASTERISERS = ("llvmpipe", "softpipe", "swrast", "swiftshader")
+
+
+def _default_anisotropy(gl_renderer: str) -> float:
+    name = gl_renderer.lower()
+    return 1.0 if any(software in name for software in _SOFTWARE_RASTERISERS) else 16.0
 
 
 def _translation(offset: np.ndarray) -> np.ndarray:

@@ -274,3 +274,24 @@ def test_scene_far_from_origin_keeps_millimetre_depth(renderer):
     far = renderer.render(K, far_pose, 24, 24)
     assert near.depth[6:18, 6:18].min() > 3.5  # looking at the far wall, about 4 m away
     assert np.abs(far.depth - near.depth).max() < 1e-3
+
+
+def test_anisotropic_filtering_defaults_off_only_on_software_rasterisers(renderer):
+    from rendering.embedded import _default_anisotropy
+
+    assert _default_anisotropy("llvmpipe (LLVM 15.0.6, 256 bits)") == 1.0
+    assert _default_anisotropy("NVIDIA H100 80GB HBM3/PCIe/SSE2") == 16.0
+    # A fine stripe texture on a floor seen at a grazing angle: anisotropic filtering changes it.
+    stripes = np.zeros((64, 64, 3), dtype=np.uint8)
+    stripes[:, ::2] = 255
+    floor = _quad([0.0, 0.0, -10.0], 10.0, right=X, up=np.array([0.0, 0.0, -1.0]))
+    floor = _textured(floor, PBRMaterial(baseColorTexture=Image.fromarray(stripes)))
+    K = camera.intrinsics_from_fov(32, 32, 60.0)
+    pose = camera.look_at(np.array([0.0, 0.3, 0.0]), np.array([0.0, 0.0, -8.0]))
+    views = []
+    for anisotropy in (1.0, 16.0):
+        with EmbeddedRenderer(max_anisotropy=anisotropy) as r:
+            r.load_mesh(floor)
+            views.append(r.render(K, pose, 32, 32))
+    assert views[0].depth.tobytes() == views[1].depth.tobytes()
+    assert np.abs(views[0].rgb.astype(int) - views[1].rgb.astype(int)).max() > 20
