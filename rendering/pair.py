@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,3 +93,28 @@ class PairRecord:
             "attempts": int(self.attempts),
             "rejections": {k: int(v) for k, v in sorted(self.rejections.items())},
         }
+
+
+_KEY_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def scene_slug(scene_id: str) -> str:
+    """``scene_id`` made safe for sample keys (letters, digits, ``_``, ``-``; no dots).
+
+    Ids that are already safe are kept as they are; any other id is sanitised and suffixed with 8
+    hex digits of its hash, so that two different ids can never share a slug.
+    """
+    if not isinstance(scene_id, str) or not scene_id:
+        raise ValueError(f"scene_id must be a non-empty string, got {scene_id!r}")
+    clean = _KEY_SAFE.sub("_", scene_id)
+    if clean == scene_id:
+        return scene_id
+    digest = hashlib.blake2b(scene_id.encode("utf-8"), digest_size=4).hexdigest()
+    return f"{clean}_{digest}"
+
+
+def sample_key(scene_id: str, pair_index: int) -> str:
+    """The shard/file key of a pair: ``<scene_slug>-<pair_index:08d>`` (DESIGN.md)."""
+    if isinstance(pair_index, bool) or not isinstance(pair_index, (int, np.integer)) or pair_index < 0:
+        raise ValueError(f"pair_index must be a non-negative integer, got {pair_index!r}")
+    return f"{scene_slug(scene_id)}-{int(pair_index):08d}"

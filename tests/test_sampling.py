@@ -246,3 +246,15 @@ def test_reprojection_and_croco_nn_agree_on_sampled_pairs(renderer, navigable):
         diffs.append(nn.score - p.covis.score)
     assert max(abs(d) for d in diffs) <= 0.25
     assert np.mean(np.abs(diffs)) <= 0.12
+
+
+def test_sample_keys_follow_the_schema_and_never_collide():
+    from rendering.pair import sample_key
+
+    assert sample_key("proc-000012", 7) == "proc-000012-00000007"
+    odd = [sample_key(s, 1) for s in ("a.b", "a_b", "a b", "A/b")]
+    assert len(set(odd)) == 4 and all("." not in k and "/" not in k and " " not in k for k in odd)
+    assert odd[1] == "a_b-00000001"
+    for bad in [("", 1), ("x", -1), ("x", 1.0)]:
+        with pytest.raises(ValueError):
+            sample_key(*bad)
