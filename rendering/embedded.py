@@ -176,7 +176,9 @@ class EmbeddedRenderer:
                 f"could not create a headless EGL OpenGL context ({chosen}): {err}. "
                 "If libEGL or Mesa's driver is missing: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri"
             ) from err
+        # A new context is current on creation; later calls make it current again (``with self._ctx``).
         self._program = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+        self._gl_renderer = str(self._ctx.info["GL_RENDERER"])
         if max_anisotropy is None:  # see _default_anisotropy
             max_anisotropy = _default_anisotropy(self.gl_renderer)
         self._anisotropy = float(max(1.0, min(max_anisotropy, self._ctx.max_anisotropy)))
@@ -193,7 +195,7 @@ class EmbeddedRenderer:
     @property
     def gl_renderer(self) -> str:
         """The GL implementation in use (e.g. 'llvmpipe ...' or a GPU name)."""
-        return str(self._ctx.info["GL_RENDERER"])
+        return self._gl_renderer
 
     def resource_counts(self) -> dict[str, int]:
         """How many GL objects the renderer holds (to check that scenes free what they used)."""
