@@ -1,0 +1,156 @@
+"""`crocopipe render-pairs SCENE_URI --out DIR`: sample pairs of one scene into plain files to look at.
+
+Each pair goes to ``DIR/<sample-key>/`` as ``img1.jpg``, ``img2.jpg``, ``depth1.png``,
+``depth2.png`` (uint16, depth / depth_scale) and ``meta.json`` -- the shard schema's fields, encoded
+by the same code as the shards -- plus ``DIR/contact_sheet.png``. No Prefect: one process, one scene.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+CONTACT_SHEET = "contact_sheet.png"
+MAX_SHEET_PAIRS = 32
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"render-pairs: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _write_sample(out: Path, key: str, fields: dict[str, bytes], overwrite: bool) -> Path:
+    """Write one pair's files into ``out/key`` via a temporary folder renamed into place."""
+    final = out / key
+    tmp = out / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for name, data in fields.items():
+            if name == "meta.json":  # same content as in shards, indented for people to read
+                data = (json.dumps(json.loads(data), indent=2, sort_keys=True) + "\n").encode("utf-8")
+            (tmp / name).write_bytes(data)
+        if final.exists():
+            if not overwrite:
+                raise FileExistsError(f"{final} already exists")
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def render_pairs(
+    scene_uri: str = typer.Argument(..., help="mesh file (.glb/.gltf/.obj/.ply) or procedural:<seed>[?params]"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder (created; must be empty unless --overwrite)"),
+    num_pairs: int = typer.Option(8, "--num-pairs", "-n", min=1, help="pairs to render"),
+    seed: int = typer.Option(0, "--seed", min=0, help="corpus seed: pair k is drawn from (seed, scene id, k)"),
+    first_pair: int = typer.Option(0, "--first-pair", min=0, help="index of the first pair"),
+    width: int = typer.Option(256, help="image width in pixels"),
+    height: int = typer.Option(256, help="image height in pixels"),
+    hfov: float = typer.Option(60.0, help="horizontal field of view in degrees"),
+    min_covis: float = typer.Option(0.5, help="least co-visibility of a kept pair"),
+    max_covis: float = typer.Option(1.0, help="largest co-visibility of a kept pair"),
+    covis_method: str = typer.Option("reprojection", help="reprojection or croco_nn"),
+    max_references: int = typer.Option(20, help="reference views per pair before giving up"),
+    max_candidates: int = typer.Option(100, "--max-candidates", help="second views per reference view"),
+    backend: str = typer.Option("embedded", help="renderer backend: embedded or habitat"),
+    scene_id: Optional[str] = typer.Option(None, help="scene id (default: derived from the URI as corpora do)"),
+    jpeg_quality: int = typer.Option(95, min=1, max=100, help="JPEG quality of img1/img2"),
+    depth_scale: float = typer.Option(0.001, help="metres per depth PNG unit"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="write into a non-empty --out, replacing same-named pairs"),
+) -> None:
+    """Render CroCo-style pairs of one scene as image files + JSON, with a contact sheet."""
+    import pydantic
+
+    from rendering.sampling import SamplerConfig
+
+    try:
+        config = SamplerConfig(
+            width=width, height=height, hfov_deg=hfov, min_covis=min_covis, max_covis=max_covis,
+            covis_method=covis_method, max_references=max_references, max_candidates_per_reference=max_candidates,
+        )
+    except pydantic.ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
+        raise _fail(f"invalid sampling options: {problems}") from None
+    if not depth_scale > 0:
+        raise _fail(f"--depth-scale must be > 0, got {depth_scale}")
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise _fail(f"--out {out} is not empty; pass --overwrite to write into it anyway")
+
+    from pipeline.corpus.plan import scene_id_for_uri
+    from rendering.backend import SceneLoadError, SceneSpec, create_renderer
+    from rendering.contact_sheet import write_contact_sheet
+
+    scene = SceneSpec(scene_id or scene_id_for_uri(scene_uri), scene_uri)
+    try:
+        renderer = create_renderer(backend)
+    except (ValueError, ImportError, RuntimeError) as err:
+        raise _fail(f"cannot start the {backend!r} renderer: {err}") from None
+    try:
+        try:
+            navigable = renderer.load_scene(scene)
+        except SceneLoadError as err:
+            raise _fail(f"cannot load scene {scene_uri!r}: {err}") from None
+        out.mkdir(parents=True, exist_ok=True)
+        indices = range(first_pair, first_pair + num_pairs)
+        written, failed, sheet = _render_all(
+            renderer, navigable, scene, indices, seed, config, out, jpeg_quality, depth_scale, overwrite
+        )
+    finally:
+        renderer.close()
+
+    if sheet:
+        write_contact_sheet(sheet, out / CONTACT_SHEET)
+    attempts = sum(r["attempts"] for r in written)
+    rejections: dict[str, int] = {}
+    for r in written:
+        for reason, count in r["rejections"].items():
+            rejections[reason] = rejections.get(reason, 0) + count
+    typer.echo(f"wrote {len(written)} pair(s) of {scene.scene_id} to {out}")
+    if written:
+        typer.echo(f"rendered views per accepted pair: {attempts / len(written):.1f}; rejections: "
+                   + (", ".join(f"{k}={v}" for k, v in sorted(rejections.items())) or "none"))
+    for message in failed:
+        typer.echo(f"render-pairs: {message}", err=True)
+    if failed:
+        typer.echo(f"render-pairs: {len(failed)} of {num_pairs} pair(s) found no acceptable view pair", err=True)
+        raise typer.Exit(code=1)
+
+
+def _render_all(renderer, navigable, scene, indices: range, seed: int, config, out: Path, jpeg_quality: int,
+                depth_scale: float, overwrite: bool) -> tuple[list[dict], list[str], list]:
+    """Sample, encode and write each pair with a progress bar; failures are collected, not fatal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rendering.pair import sample_key
+    from rendering.sampling import PairSamplingError, sample_pair
+    from rendering.shards import encode_sample
+
+    written: list[dict] = []
+    failed: list[str] = []
+    sheet = []
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task(f"pairs of {scene.scene_id}", total=len(indices))
+        for pair_index in indices:
+            try:
+                record = sample_pair(renderer, navigable, scene, pair_index, seed, config)
+            except PairSamplingError as err:
+                failed.append(str(err))
+            else:
+                key = sample_key(scene.scene_id, pair_index)
+                fields = encode_sample(record, key, "jpg", jpeg_quality, depth_scale)
+                _write_sample(out, key, fields, overwrite)
+                written.append(record.meta(depth_scale))
+                if len(sheet) < MAX_SHEET_PAIRS:
+                    sheet.append(record)
+            progress.advance(task)
+    return written, failed, sheet
