@@ -51,12 +51,14 @@ void main() {
 }
 """
 
+# Two variants: only alpha-masked materials get the discard, because a shader that may discard
+# turns off early depth testing (a large cost on software rasterisers with overdraw).
 _FRAGMENT_SHADER = """
 #version 330
 uniform sampler2D u_texture;
 uniform bool u_has_texture;
 uniform vec4 u_base_color;
-uniform float u_alpha_cutoff;  // < 0: opaque material, never discard
+uniform float u_alpha_cutoff;
 in vec2 v_uv;
 in vec4 v_color;
 in float v_z;
@@ -67,13 +69,21 @@ void main() {
     if (u_has_texture) {
         color *= texture(u_texture, v_uv);
     }
+#ifdef ALPHA_MASK
     if (color.a < u_alpha_cutoff) {
         discard;
     }
+#endif
     f_color = vec4(color.rgb, 1.0);
     f_z = v_z;
 }
 """
+
+
+def _fragment_shader(alpha_mask: bool) -> str:
+    version, rest = _FRAGMENT_SHADER.lstrip("\n").split("\n", 1)  # #define must follow #version
+    return f"{version}\n#define ALPHA_MASK\n{rest}" if alpha_mask else f"{version}\n{rest}"
+
 
 _MAX_CACHED_FRAMEBUFFERS = 4
 
@@ -121,8 +131,9 @@ class _Primitive:
     buffers: list[moderngl.Buffer]
     texture: moderngl.Texture | None
     base_color: tuple[float, float, float, float]
-    alpha_cutoff: float
+    alpha_cutoff: float  # < 0: opaque, drawn with the program that never discards
     triangles: int
+    centre: np.ndarray  # bounding-box centre in the stored frame, for front-to-back ordering
 
 
 @dataclass
@@ -177,7 +188,10 @@ class EmbeddedRenderer:
                 "If libEGL or Mesa's driver is missing: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri"
             ) from err
         # A new context is current on creation; later calls make it current again (``with self._ctx``).
-        self._program = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+        self._programs = {
+            masked: self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_fragment_shader(masked))
+            for masked in (False, True)
+        }
         self._gl_renderer = str(self._ctx.info["GL_RENDERER"])
         if max_anisotropy is None:  # see _default_anisotropy
             max_anisotropy = _default_anisotropy(self.gl_renderer)
@@ -215,7 +229,8 @@ class EmbeddedRenderer:
             for targets in self._targets.values():
                 targets.release()
             self._targets.clear()
-            self._program.release()
+            for program in self._programs.values():
+                program.release()
         self._ctx.release()
         self._closed = True
 
@@ -334,12 +349,13 @@ class EmbeddedRenderer:
             ctx.buffer(np.ascontiguousarray(faces, dtype="u4").tobytes()),
         ]
         vao = ctx.vertex_array(
-            self._program,
+            self._programs[alpha_cutoff >= 0.0],
             [(buffers[0], "3f", "in_position"), (buffers[1], "2f", "in_uv"), (buffers[2], "4f1", "in_color")],
             index_buffer=buffers[3],
             index_element_size=4,
         )
-        return _Primitive(vao, buffers, texture, base_color, alpha_cutoff, len(faces))
+        centre = (world.min(axis=0) + world.max(axis=0)) / 2.0
+        return _Primitive(vao, buffers, texture, base_color, alpha_cutoff, len(faces), centre)
 
     def _upload_texture(self, image: Image.Image | np.ndarray) -> moderngl.Texture:
         if isinstance(image, np.ndarray):
@@ -383,14 +399,16 @@ class EmbeddedRenderer:
         targets.fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         ctx.enable_only(moderngl.DEPTH_TEST)
         ctx.depth_func = "<"
-        program = self._program
-        # moderngl expects column-major matrix data; .T.tobytes() of a row-major matrix is that.
-        program["u_world_to_clip"].write(world_to_clip.T.astype("f4").tobytes())
-        program["u_world_to_cam_z"].write(world_to_cam[2].astype("f4").tobytes())
-        program["u_texture"].value = 0
-        for primitive in self._primitives:
+        for program in self._programs.values():
+            # moderngl expects column-major matrix data; .T.tobytes() of a row-major matrix is that.
+            program["u_world_to_clip"].write(world_to_clip.T.astype("f4").tobytes())
+            program["u_world_to_cam_z"].write(world_to_cam[2].astype("f4").tobytes())
+            program["u_texture"].value = 0
+        for primitive in self._draw_order(world_to_cam):
+            program = self._programs[primitive.alpha_cutoff >= 0.0]
             program["u_base_color"].value = primitive.base_color
-            program["u_alpha_cutoff"].value = primitive.alpha_cutoff
+            if primitive.alpha_cutoff >= 0.0:
+                program["u_alpha_cutoff"].value = primitive.alpha_cutoff
             program["u_has_texture"].value = primitive.texture is not None
             if primitive.texture is not None:
                 primitive.texture.use(0)
@@ -401,6 +419,14 @@ class EmbeddedRenderer:
         rgb = rgba.reshape(height, width, 4)[:, :, :3].copy()
         depth = depth.reshape(height, width).copy()
         return RenderedView(rgb=rgb, depth=depth)
+
+    def _draw_order(self, world_to_cam: np.ndarray) -> list[_Primitive]:
+        """Opaque primitives nearest first (early depth rejection saves shading), masked ones last.
+        The order only affects speed: the depth test decides what is visible."""
+        eye = -world_to_cam[:3, :3].T @ world_to_cam[:3, 3]  # camera centre in the stored frame
+        distance = [float(np.sum((p.centre - eye) ** 2)) for p in self._primitives]
+        order = sorted(range(len(self._primitives)), key=lambda i: (self._primitives[i].alpha_cutoff >= 0.0, distance[i]))
+        return [self._primitives[i] for i in order]
 
     def _framebuffer(self, width: int, height: int) -> _Targets:
         key = (width, height)
