@@ -24,7 +24,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from evaluation.config import EvaluateConfig
-from rendering.datasets import DATASET_KINDS
 from rendering.sampling import SamplerConfig
 from training.config import PretrainConfig
 
@@ -69,6 +68,8 @@ class DatasetSource(_Strict):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
+        from rendering.datasets import DATASET_KINDS
+
         if value not in DATASET_KINDS:
             raise ValueError(f"unknown dataset kind {value!r}; allowed: {', '.join(DATASET_KINDS)}")
         return value

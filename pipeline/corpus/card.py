@@ -1,0 +1,141 @@
+"""The dataset card in ``<corpus>/card/``: stats.md, overlap histogram and contact sheet (PNG).
+
+It is what a person looks at to judge a corpus before training on it: how many pairs per split,
+how much the views overlap, why candidates were rejected, and what the images look like.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from rendering.shards import atomic_write_bytes, read_shard
+
+CARD_DIR = "card"
+STATS_FILE = "stats.md"
+HISTOGRAM_FILE = "overlap_histogram.png"
+CONTACT_SHEET_FILE = "contact_sheet.png"
+
+
+def _quantiles(values: np.ndarray) -> str:
+    if values.size == 0:
+        return "n/a"
+    q = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return " / ".join(f"{v:.3f}" for v in q)
+
+
+def stats_markdown(info: dict, table: pa.Table) -> str:
+    counts = info["counts"]
+    lines = [
+        f"# Pair corpus {info['corpus_id']}",
+        "",
+        f"- code version: `{info['code_version']}`, schema version {info['schema_version']}",
+        f"- config hash: `{info['config_hash']}`",
+        f"- renderer backend: {info['config']['backend']}, "
+        f"{info['config']['sampler'].get('width', '?')}x{info['config']['sampler'].get('height', '?')} px, "
+        f"images {info['config']['image_format']}",
+        "",
+        "| split | scenes | pairs | shards |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for split in ("train", "val"):
+        shards = sum(1 for s in info["shards"] if s["split"] == split)
+        lines.append(f"| {split} | {counts['scenes'][split]} | {counts['pairs'][split]} | {shards} |")
+    lines += [
+        "",
+        f"Pairs requested {counts['pairs_requested']}, written {counts['pairs_total']}, "
+        f"failed {counts['failed_pairs']}; candidate views rendered: {counts['attempts']}.",
+        "",
+        "## Co-visibility (min / q25 / median / q75 / max)",
+        "",
+    ]
+    for split in ("train", "val"):
+        values = _column(table, "covis", split)
+        lines.append(f"- {split}: {_quantiles(values)}")
+    lines += ["", "## Thresholds", ""]
+    lines += [f"- {k}: {v}" for k, v in sorted(info["thresholds"].items())] or ["- (none recorded)"]
+    lines += ["", "## Rejected candidates by reason", ""]
+    lines += [f"- {k}: {v}" for k, v in info["rejections"].items()] or ["- none"]
+    lines += ["", f"![overlap histogram]({HISTOGRAM_FILE})", "", f"![contact sheet]({CONTACT_SHEET_FILE})", ""]
+    return "\n".join(lines)
+
+
+def _column(table: pa.Table, name: str, split: str) -> np.ndarray:
+    if table.num_rows == 0 or name not in table.column_names:
+        return np.zeros(0)
+    splits = np.asarray(table.column("split").to_pylist())
+    values = np.asarray(table.column(name).to_pylist(), dtype=np.float64)
+    return values[splits == split]
+
+
+def histogram_png(info: dict, table: pa.Table) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    bins = np.linspace(0.0, 1.0, 41)
+    for split in ("train", "val"):
+        values = _column(table, "covis", split)
+        if values.size:
+            ax.hist(values, bins=bins, alpha=0.6, label=f"{split} ({values.size})")
+    min_covis = info["thresholds"].get("min_covis")
+    if isinstance(min_covis, (int, float)):
+        ax.axvline(min_covis, color="k", linestyle="--", linewidth=1, label=f"min_covis {min_covis}")
+    ax.set_xlabel("pair co-visibility (min of both directions, / H*W)")
+    ax.set_ylabel("pairs")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def contact_sheet_png(corpus_dir: Path, info: dict, max_pairs: int = 8) -> bytes:
+    """The first pair of up to ``max_pairs`` shards, one pair (view 1 | view 2) per row."""
+    import cv2
+
+    rows = []
+    for shard in info["shards"]:
+        if len(rows) >= max_pairs:
+            break
+        if shard["samples"] == 0:
+            continue
+        sample = next(read_shard(Path(corpus_dir) / shard["path"]))
+        rows.append(_pair_row(sample["img1"], sample["img2"], f"{sample['__key__']}  covis {sample['meta']['covis']:.2f}"))
+    if not rows:
+        sheet = np.full((32, 256, 3), 255, np.uint8)
+    else:
+        width = max(r.shape[1] for r in rows)
+        sheet = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(sheet[:, :, ::-1]))
+    if not ok:
+        raise ValueError("could not encode the contact sheet")
+    return buf.tobytes()
+
+
+def _pair_row(img1: np.ndarray, img2: np.ndarray, label: str, min_height: int = 128, gap: int = 4) -> np.ndarray:
+    """view 1 | view 2 on white, upscaled (nearest) to at least ``min_height`` px, with a caption."""
+    import cv2
+
+    scale = max(1, int(np.ceil(min_height / img1.shape[0])))
+    views = [np.repeat(np.repeat(v, scale, axis=0), scale, axis=1) for v in (img1, img2)]
+    h = max(v.shape[0] for v in views)
+    spacer = np.full((h, gap, 3), 255, np.uint8)
+    body = np.concatenate([views[0], spacer, views[1]], axis=1)
+    caption = np.full((18, body.shape[1], 3), 255, np.uint8)
+    cv2.putText(caption, label, (2, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([caption, body, np.full((gap, body.shape[1], 3), 255, np.uint8)], axis=0)
+
+
+def write_card(corpus_dir: Path, info: dict, table: pa.Table) -> Path:
+    card = Path(corpus_dir) / CARD_DIR
+    atomic_write_bytes(card / HISTOGRAM_FILE, histogram_png(info, table))
+    atomic_write_bytes(card / CONTACT_SHEET_FILE, contact_sheet_png(corpus_dir, info))
+    atomic_write_bytes(card / STATS_FILE, stats_markdown(info, table).encode("utf-8"))
+    return card

@@ -1,0 +1,157 @@
+"""Plan a corpus: the scenes, their train/val split and the work units, all decided up front.
+
+Planning reads no pixels and writes nothing, so a bad config (unknown val scene, missing scene
+file, duplicate scene id) fails before any output exists. The plan is a pure function of the
+corpus config: unit ids and shard numbers are stable across runs and resumes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.config import PROCEDURAL_PREFIX, CorpusConfig
+from rendering.backend import SceneSpec
+from rendering.shards import SHARD_PATTERN
+
+SPLITS = ("train", "val")
+_SLUG_BAD = re.compile(r"[^a-z0-9_-]+")
+
+
+class CorpusPlanError(ValueError):
+    """The config names scenes that cannot be used (missing file, duplicate id, unknown val id)."""
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """A chunk of consecutive pairs of one scene, written to one shard and one unit manifest."""
+
+    unit_id: str
+    split: str
+    shard_index: int
+    scene_id: str
+    scene_uri: str
+    first_pair: int
+    n_pairs: int
+
+    @property
+    def shard_relpath(self) -> str:
+        return f"shards/{self.split}/{SHARD_PATTERN % self.shard_index}"
+
+    @property
+    def unit_relpath(self) -> str:
+        return f"units/{self.unit_id}.parquet"
+
+    @property
+    def pair_indices(self) -> range:
+        return range(self.first_pair, self.first_pair + self.n_pairs)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def slug(text: str) -> str:
+    """Lower-case id made of ``[a-z0-9_-]`` (sample keys may not contain dots)."""
+    out = _SLUG_BAD.sub("-", text.lower()).strip("-")
+    return out or "scene"
+
+
+def scene_id_for_uri(uri: str) -> str:
+    """``procedural:12?rooms=2`` -> ``proc-000012-rooms-2``; ``/data/Apt 3.glb`` -> ``apt-3``."""
+    if uri.startswith(PROCEDURAL_PREFIX):
+        seed, _, query = uri[len(PROCEDURAL_PREFIX):].partition("?")
+        base = f"proc-{int(seed):06d}" if seed.isdigit() else f"proc-{seed}"
+        return slug(f"{base}-{query}" if query else base)
+    return slug(Path(uri).stem)
+
+
+def resolve_scenes(corpus: CorpusConfig) -> list[SceneSpec]:
+    """Every scene of the config, in config order, with unique ids; mesh files must exist."""
+    uris: list[tuple[str, str]] = []  # (uri, where in the config)
+    if corpus.scenes.procedural is not None:
+        uris += [(u, "corpus.scenes.procedural") for u in corpus.scenes.procedural.uris()]
+    uris += [(u, f"corpus.scenes.uris[{i}]") for i, u in enumerate(corpus.scenes.uris)]
+    specs = [SceneSpec(scene_id_for_uri(u), u) for u, _ in uris]
+    for i, (uri, where) in enumerate(uris):
+        if not uri.startswith(PROCEDURAL_PREFIX):
+            path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+            if not path.is_file():
+                raise CorpusPlanError(f"{where}: scene file {str(path)!r} does not exist")
+        elif not uri[len(PROCEDURAL_PREFIX):].partition("?")[0].isdigit():
+            raise CorpusPlanError(f"{where}: procedural URI {uri!r} must be procedural:<non-negative seed>[?...]")
+    for d_index, source in enumerate(corpus.scenes.datasets):
+        specs += _dataset_scenes(source, f"corpus.scenes.datasets[{d_index}]")
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.scene_id in seen:
+            raise CorpusPlanError(
+                f"two scenes get the id {spec.scene_id!r} ({seen[spec.scene_id]!r} and {spec.uri!r}); "
+                "rename one of the files"
+            )
+        seen[spec.scene_id] = spec.uri
+    return specs
+
+
+def _dataset_scenes(source, where: str) -> list[SceneSpec]:
+    """Scenes of a dataset folder, found by rendering.datasets (the discovery extension point)."""
+    from rendering.datasets import DatasetError, discover
+
+    try:
+        found = discover(source.kind, source.root)
+    except DatasetError as err:
+        raise CorpusPlanError(f"{where}: {err}") from None
+    if source.split is not None:
+        found = [s for s in found if s.split == source.split]
+    specs = [s.spec for s in found][: source.limit]
+    if not specs:
+        raise CorpusPlanError(f"{where}: no {source.kind} scenes of split {source.split!r} under {str(source.root)!r}")
+    return specs
+
+
+def assign_splits(scene_ids: list[str], corpus: CorpusConfig) -> dict[str, str]:
+    """Scene id -> "train"/"val". Explicit ``val_scenes`` win; otherwise rendering.datasets'
+    split_by_scene decides from a hash of (seed, scene id): stable under reordering and under
+    adding scenes, with at least one val and one train scene when val_fraction > 0."""
+    known = set(scene_ids)
+    if corpus.val_scenes:
+        unknown = [s for s in corpus.val_scenes if s not in known]
+        if unknown:
+            raise CorpusPlanError(
+                f"corpus.val_scenes: unknown scene ids {unknown}; scene ids of this config: {sorted(known)}"
+            )
+        val = set(corpus.val_scenes)
+    else:
+        from rendering.datasets import split_by_scene
+
+        split = split_by_scene([SceneSpec(s, "") for s in scene_ids], corpus.val_fraction, salt=str(corpus.seed))
+        val = {spec.scene_id for spec in split["val"]}
+    if len(val) == len(scene_ids):
+        raise CorpusPlanError("every scene is in the val split; keep at least one training scene")
+    return {s: ("val" if s in val else "train") for s in scene_ids}
+
+
+def plan_units(corpus: CorpusConfig) -> list[WorkUnit]:
+    """The corpus's work units; shards are numbered per split in config scene order."""
+    scenes = resolve_scenes(corpus)
+    splits = assign_splits([s.scene_id for s in scenes], corpus)
+    per_scene = corpus.pairs_per_scene
+    chunk = corpus.pairs_per_shard
+    next_shard = {split: 0 for split in SPLITS}
+    units = []
+    for spec in scenes:
+        split = splits[spec.scene_id]
+        for c, first in enumerate(range(0, per_scene, chunk)):
+            units.append(
+                WorkUnit(
+                    unit_id=f"{spec.scene_id}-c{c:04d}",
+                    split=split,
+                    shard_index=next_shard[split],
+                    scene_id=spec.scene_id,
+                    scene_uri=spec.uri,
+                    first_pair=first,
+                    n_pairs=min(chunk, per_scene - first),
+                )
+            )
+            next_shard[split] += 1
+    return units

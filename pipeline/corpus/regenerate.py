@@ -1,0 +1,145 @@
+"""Re-render a corpus from a manifest alone: the stored poses and intrinsics, any backend/size.
+
+With the same backend and settings the images come out byte-identical (rendering is a function
+of scene, K and pose). At another resolution K is scaled by (new / old) per axis, which keeps the
+field of view and the pixel-centre convention of rendering/camera.py. Rows keep their split and,
+when they have one, their shard; rows without a shard (an imported CroCo manifest) are grouped
+per split and scene into shards of ``pairs_per_shard``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.corpus.build import CORPUS_FILE, MANIFEST_FILE, dump_json
+from pipeline.corpus.manifest import manifest_row, read_manifest, row_to_meta, rows_to_table, write_parquet_atomic
+from rendering.backend import SceneSpec
+from rendering.sampling import SamplerConfig, render_pair_at_poses
+from rendering.shards import SHARD_PATTERN, ShardWriter, atomic_write_bytes, encode_sample
+
+
+class RegenerateError(ValueError):
+    """The manifest or the output folder cannot be used."""
+
+
+def scale_intrinsics(K: np.ndarray, old_size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:
+    """K for the same camera at another image size (width, height)."""
+    sx, sy = new_size[0] / old_size[0], new_size[1] / old_size[1]
+    return np.diag([sx, sy, 1.0]) @ np.asarray(K, dtype=np.float64)
+
+
+def _groups(rows: list[dict], pairs_per_shard: int) -> list[tuple[str, str, list[dict]]]:
+    """(split, shard relpath, rows) in manifest order."""
+    by_shard: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    loose: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        if row.get("shard"):
+            by_shard[(row["split"], row["shard"])].append(row)
+        else:
+            loose[(row.get("split") or "train", row["scene_id"])].append(row)
+    groups = [(split, shard, group) for (split, shard), group in by_shard.items()]
+    used = defaultdict(set)
+    for split, shard, _ in groups:
+        used[split].add(shard)
+    counter: dict[str, int] = defaultdict(int)
+    for (split, _scene), group in loose.items():
+        group = sorted(group, key=lambda r: r["pair_index"])
+        for start in range(0, len(group), pairs_per_shard):
+            while f"shards/{split}/{SHARD_PATTERN % counter[split]}" in used[split]:
+                counter[split] += 1
+            shard = f"shards/{split}/{SHARD_PATTERN % counter[split]}"
+            used[split].add(shard)
+            groups.append((split, shard, group[start:start + pairs_per_shard]))
+    return groups
+
+
+def _source_settings(manifest: Path) -> dict:
+    """The corpus config next to the manifest, when there is one (same settings by default)."""
+    info_path = Path(manifest).parent / CORPUS_FILE
+    if info_path.is_file():
+        try:
+            return json.loads(info_path.read_text()).get("config", {})
+        except (OSError, ValueError):
+            return {}
+    return {}
+
+
+def regenerate_corpus(
+    manifest: Path,
+    out: Path,
+    width: int | None = None,
+    height: int | None = None,
+    backend: str | None = None,
+    backend_options: dict | None = None,
+    pairs_per_shard: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Render every row of ``manifest`` into a corpus under ``out``; returns its corpus.json."""
+    from pipeline.corpus.unit import process_renderer
+
+    manifest, out = Path(manifest), Path(out)
+    rows = read_manifest(manifest).to_pylist()
+    if not rows:
+        raise RegenerateError(f"manifest {manifest} has no rows")
+    if (out / CORPUS_FILE).exists() or (out / MANIFEST_FILE).exists() or (out / "shards").exists():
+        raise RegenerateError(f"{out} already holds a corpus; choose an empty --out (nothing was changed)")
+    if (width is None) != (height is None):
+        raise RegenerateError("give both --width and --height, or neither")
+    source = _source_settings(manifest)
+    sampler = SamplerConfig(**source["sampler"]) if "sampler" in source else SamplerConfig()
+    image_format = source.get("image_format", "jpg")
+    jpeg_quality = source.get("jpeg_quality", 95)
+    backend = backend or source.get("backend", "embedded")
+    options = backend_options if backend_options is not None else source.get("backend_options", {})
+    renderer = process_renderer(backend, options)
+
+    out_rows: list[dict] = []
+    shards = []
+    current_scene: str | None = None
+    done = 0
+    for split, shard_rel, group in _groups(rows, pairs_per_shard):
+        with ShardWriter(out / shard_rel) as writer:
+            metas = []
+            for row in group:
+                meta = row_to_meta(row)
+                if meta["scene_id"] != current_scene:
+                    renderer.load_scene(SceneSpec(meta["scene_id"], meta["scene_uri"]))
+                    current_scene = meta["scene_id"]
+                old = (meta["width"], meta["height"])
+                new = (width, height) if width is not None else old
+                K1 = scale_intrinsics(meta["K1"], old, new)
+                K2 = scale_intrinsics(meta["K2"], old, new)
+                record = render_pair_at_poses(
+                    renderer, SceneSpec(meta["scene_id"], meta["scene_uri"]), meta["pair_index"], meta["seed"],
+                    K1, K2, np.asarray(meta["cam2world1"]), np.asarray(meta["cam2world2"]), sampler.covis_method,
+                    width=new[0], height=new[1], attempts=meta["attempts"], rejections=meta.get("rejections") or {},
+                    config=sampler,
+                )
+                key = row["key"]
+                fields = encode_sample(record, key, image_format, jpeg_quality, meta["depth_scale"])
+                writer.write(key, fields)
+                metas.append((key, json.loads(fields["meta.json"])))
+                done += 1
+                if progress is not None:
+                    progress(done, len(rows))
+            info = writer.close()
+        out_rows += [manifest_row(m, k, split, shard_rel, info.sha256, "regenerate") for k, m in metas]
+        shards.append({"path": shard_rel, "split": split, "unit_id": "regenerate", "samples": len(metas),
+                       "size": info.size, "sha256": info.sha256})
+    write_parquet_atomic(rows_to_table(out_rows), out / MANIFEST_FILE)
+    pairs = {s: sum(1 for r in out_rows if r["split"] == s) for s in ("train", "val")}
+    corpus_info = {
+        "regenerated_from": str(manifest.resolve()),
+        "config": {**source, "backend": renderer.name, "image_format": image_format, "jpeg_quality": jpeg_quality,
+                   "sampler": sampler.model_dump(mode="json")},
+        "counts": {"pairs": pairs, "pairs_total": len(out_rows), "shards": len(shards)},
+        "shards": shards,
+        "manifest": MANIFEST_FILE,
+    }
+    atomic_write_bytes(out / CORPUS_FILE, dump_json(corpus_info))
+    return corpus_info

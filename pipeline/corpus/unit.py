@@ -1,0 +1,111 @@
+"""Run one work unit: render its pairs, write its shard, then its unit manifest.
+
+The unit body is idempotent. A unit is *complete* when its unit manifest exists, was made from
+the same corpus config and names a shard whose sha256 matches the file on disk; a complete unit
+is returned as it is. The shard is renamed into place before the unit manifest, so a crash at any
+moment leaves either a complete unit or one that is simply redone (producing the same bytes).
+
+Functions here take and return small, picklable values so that they run in a spawn process pool
+or on a Dask worker; each process creates its renderer once, on first use, after it started.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import CorpusConfig
+from pipeline.corpus.manifest import manifest_row, read_unit_summary, rows_to_table, write_parquet_atomic
+from pipeline.corpus.plan import WorkUnit
+from rendering.backend import Renderer, SceneSpec
+from rendering.shards import ShardWriter, encode_sample, file_sha256
+
+# One renderer per (backend, options) per process: GL contexts are created after the worker
+# process started (spawn) and never cross a fork.
+_RENDERERS: dict[tuple, Renderer] = {}
+
+
+def process_renderer(backend: str, options: dict[str, Any] | None = None) -> Renderer:
+    from rendering.backend import create_renderer
+
+    key = (backend, tuple(sorted((options or {}).items())))
+    if key not in _RENDERERS:
+        _RENDERERS[key] = create_renderer(backend, **(options or {}))
+    return _RENDERERS[key]
+
+
+def completed_unit(unit: WorkUnit, corpus_dir: Path, config_hash: str, check_hash: bool = True) -> dict | None:
+    """The unit's stored summary when the unit is complete (see module doc), else None.
+
+    ``check_hash=False`` only compares sizes: a cheap test used to decide whether a cached task
+    result may be trusted; the unit body itself always compares sha256.
+    """
+    corpus_dir = Path(corpus_dir)
+    summary = read_unit_summary(corpus_dir / unit.unit_relpath)
+    if summary is None or summary.get("config_hash") != config_hash or summary.get("unit_id") != unit.unit_id:
+        return None
+    shard = corpus_dir / unit.shard_relpath
+    if not shard.is_file() or shard.stat().st_size != summary.get("shard_size"):
+        return None
+    if check_hash and file_sha256(shard) != summary.get("shard_sha256"):
+        return None
+    return summary
+
+
+def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str, config_hash: str) -> dict:
+    """Produce (or find complete) one unit; returns its summary with ``reused`` set accordingly."""
+    from rendering.pair import sample_key
+    from rendering.sampling import PairSamplingError, sample_pair
+
+    unit = WorkUnit(**unit_fields)
+    corpus = CorpusConfig.model_validate_json(corpus_json)
+    root = Path(corpus_dir)
+    done = completed_unit(unit, root, config_hash)
+    if done is not None:
+        return {**done, "reused": True}
+
+    renderer = process_renderer(corpus.backend, corpus.backend_options)
+    scene = SceneSpec(unit.scene_id, unit.scene_uri)
+    navigable = renderer.load_scene(scene)
+    rows: list[dict] = []
+    failed: list[dict] = []
+    rejections: Counter[str] = Counter()
+    attempts = 0
+    with ShardWriter(root / unit.shard_relpath) as writer:
+        for pair_index in unit.pair_indices:
+            try:
+                record = sample_pair(renderer, navigable, scene, pair_index, corpus.seed, corpus.sampler)
+            except PairSamplingError as err:
+                failed.append({"pair_index": pair_index, "reason": str(err)})
+                continue
+            key = sample_key(unit.scene_id, pair_index)
+            fields = encode_sample(record, key, corpus.image_format, corpus.jpeg_quality, corpus.depth_scale)
+            writer.write(key, fields)
+            rows.append(json.loads(fields["meta.json"]) | {"__key__": key})
+            rejections.update(record.rejections)
+            attempts += record.attempts
+        info = writer.close()
+    manifest_rows = [
+        manifest_row({k: v for k, v in meta.items() if k != "__key__"}, meta["__key__"], unit.split,
+                     unit.shard_relpath, info.sha256, unit.unit_id)
+        for meta in rows
+    ]
+    summary = {
+        "unit_id": unit.unit_id,
+        "config_hash": config_hash,
+        "split": unit.split,
+        "scene_id": unit.scene_id,
+        "shard": unit.shard_relpath,
+        "shard_sha256": info.sha256,
+        "shard_size": info.size,
+        "pairs_requested": unit.n_pairs,
+        "pairs_written": len(rows),
+        "failed_pairs": failed,
+        "attempts": attempts,
+        "rejections": dict(sorted(rejections.items())),
+        "renderer": renderer.name,
+    }
+    write_parquet_atomic(rows_to_table(manifest_rows, summary), root / unit.unit_relpath)
+    return {**summary, "reused": False}
