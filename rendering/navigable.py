@@ -388,7 +388,7 @@ def find_navigable_floor(
     heights = heights.reshape(shape)
 
     heights = _erode(heights, s, agent_radius, step_height)
-    heights = _keep_large_regions(heights, s, step_height, min_region_area_m2)
+    heights = keep_large_regions(heights, s, step_height, min_region_area_m2)
     grid = NavigableGrid(heights, (float(origin[0]), float(origin[1])), s)
     if grid.is_empty:
         raise SceneLoadError(
@@ -448,7 +448,7 @@ def _erode(heights: np.ndarray, s: float, agent_radius: float, step_height: floa
     return out
 
 
-def _keep_large_regions(
+def keep_large_regions(
     heights: np.ndarray, s: float, step_height: float, min_area_m2: float
 ) -> np.ndarray:
     """Keep connected regions (4-neighbours within ``step_height``) of at least ``min_area_m2``."""

@@ -52,23 +52,29 @@ def normalise_scene(
 ) -> trimesh.Scene:
     """Bake node transforms, rotate Z-up to Y-up, convert visuals to the contract, drop non-triangles."""
     out = trimesh.Scene()
-    index = 0
+    # File order (scene.geometry keeps it), not graph order, so names and draw order are stable.
+    instances: dict[str, list[str]] = {}
     for node in scene.graph.nodes_geometry:
-        transform, geom_name = scene.graph[node]
-        geom = scene.geometry.get(geom_name)
+        instances.setdefault(scene.graph[node][1], []).append(node)
+    index = 0
+    for geom_name, geom in scene.geometry.items():
         if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
             continue  # point clouds, paths and empty primitives carry no surfaces to render
-        mesh = geom.copy()
-        full = np.asarray(transform, dtype=np.float64)
-        if up_axis == "z":
-            full = Z_UP_TO_Y_UP @ full
-        if not np.allclose(full, np.eye(4)):
-            mesh.apply_transform(full)
-        mesh.visual = _contract_visual(mesh)
-        if not np.all(np.isfinite(mesh.vertices)):
-            raise SceneLoadError(f"{name}: geometry {geom_name!r} has NaN or infinite vertices")
-        out.add_geometry(mesh, geom_name=f"{index:04d}_{geom_name}", node_name=f"{index:04d}_{node}")
-        index += 1
+        nodes = sorted(instances.get(geom_name, []))
+        for k, node in enumerate(nodes):
+            transform, _ = scene.graph[node]
+            mesh = geom.copy()
+            full = np.asarray(transform, dtype=np.float64)
+            if up_axis == "z":
+                full = Z_UP_TO_Y_UP @ full
+            if not np.allclose(full, np.eye(4)):
+                mesh.apply_transform(full)
+            mesh.visual = _contract_visual(mesh)
+            if not np.all(np.isfinite(mesh.vertices)):
+                raise SceneLoadError(f"{name}: geometry {geom_name!r} has NaN or infinite vertices")
+            unique = geom_name if len(nodes) == 1 else f"{geom_name}#{k}"
+            out.add_geometry(mesh, geom_name=unique, node_name=unique)
+            index += 1
     if index == 0:
         raise SceneLoadError(f"{name}: mesh is empty (no triangles)")
     return out
