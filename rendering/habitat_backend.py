@@ -292,6 +292,40 @@ def default_gpu_device_id() -> int:
     return -1
 
 
+class _EglBinding:
+    """The EGL display/surfaces/context that were current at capture, to make current again.
+
+    habitat-sim 0.2 binds only ``acquire_gl_context``, which does nothing while it believes it
+    owns the context; when another GL user in the process (e.g. the embedded renderer) has made
+    its own context current, Habitat would draw into that one.
+    """
+
+    def __init__(self, lib: Any, display: int, draw: int, read: int, context: int) -> None:
+        self._lib, self._args = lib, (display, draw, read, context)
+
+    @classmethod
+    def capture_current(cls) -> _EglBinding | None:
+        import ctypes
+
+        try:
+            lib = ctypes.CDLL("libEGL.so.1")
+        except OSError:
+            return None  # not an EGL build (e.g. a desktop GLX build): nothing to restore
+        for name in ("eglGetCurrentDisplay", "eglGetCurrentContext", "eglGetCurrentSurface"):
+            getattr(lib, name).restype = ctypes.c_void_p
+        lib.eglMakeCurrent.argtypes = [ctypes.c_void_p] * 4
+        lib.eglMakeCurrent.restype = ctypes.c_uint
+        egl_draw, egl_read = 0x3059, 0x305A
+        context = lib.eglGetCurrentContext()
+        if not context:
+            return None
+        return cls(lib, lib.eglGetCurrentDisplay(), lib.eglGetCurrentSurface(egl_draw), lib.eglGetCurrentSurface(egl_read), context)
+
+    def make_current(self) -> None:
+        if not self._lib.eglMakeCurrent(*self._args):
+            raise RuntimeError("could not make habitat-sim's EGL context current again")
+
+
 class HabitatNavigable:
     """NavigableSpace backed by Habitat's PathFinder (the loaded scene's navmesh)."""
 
@@ -379,6 +413,7 @@ class HabitatRenderer:
         self._workdir = Path(tempfile.mkdtemp(prefix="crocopipe-habitat-"))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self._workdir / "scenes"
         self._sim: Any = None
+        self._egl: _EglBinding | None = None
         self._scene: SceneSpec | None = None
         self._stage_id: str | None = None
         self._camera: tuple[int, int, float] | None = None  # (width, height, hfov) of the sensors
@@ -388,7 +423,7 @@ class HabitatRenderer:
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         if self._sim is not None:
-            self._sim.close(destroy=True)
+            self._sim.close(destroy=True)  # makes its own context current first
             self._sim = None
         shutil.rmtree(self._workdir, ignore_errors=True)
         self._closed = True
@@ -442,11 +477,19 @@ class HabitatRenderer:
         agent.sensor_specifications = specs
         return agent
 
+    def _make_current(self) -> None:
+        """Habitat draws with whatever GL context is current; another renderer in this process
+        (e.g. the embedded one, for cross-checks) may have made its own current since."""
+        if self._egl is not None:
+            self._egl.make_current()
+
     def _configure(self, stage_id: str, camera: tuple[int, int, float]) -> None:
         config = self._hs.Configuration(self._sim_config(stage_id), [self._agent_config(*camera)])
         if self._sim is None:
             self._sim = self._hs.Simulator(config)
+            self._egl = _EglBinding.capture_current()  # the context habitat just created
         else:
+            self._make_current()
             self._sim.reconfigure(config)
             self.reconfigure_count += 1
         self._stage_id = stage_id
@@ -549,6 +592,7 @@ class HabitatRenderer:
         # a plain list would be read as (x, y, z, w): build the (w, x, y, z) quaternion explicitly
         state.rotation = self._quaternion.quaternion(*(float(c) for c in rotation_wxyz))
         self._sim.get_agent(0).set_state(state, reset_sensors=True, infer_sensor_states=True)
+        self._make_current()
         obs = self._sim.get_sensor_observations()
         rgb_uuid, depth_uuid = self._sensor_uuids(*self._camera)
         rgb = np.ascontiguousarray(obs[rgb_uuid][..., :3], dtype=np.uint8)  # obs are views of reused buffers
