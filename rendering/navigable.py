@@ -161,6 +161,21 @@ class NavigableGrid:
             out[off] = out_off
         return out.reshape(pts.shape)
 
+    # --- persistence ---------------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the grid as an ``.npz`` (heights, origin_xz, cell_size)."""
+        np.savez(path, heights=self.heights, origin_xz=self.origin_xz, cell_size=np.float64(self.cell_size))
+
+    @classmethod
+    def load(cls, path) -> "NavigableGrid":
+        """Read a grid written by :meth:`save`; ``ValueError`` naming the file if it is not one."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(data["heights"], tuple(data["origin_xz"].tolist()), float(data["cell_size"]))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a navigable grid file: {exc}") from exc
+
     def __repr__(self) -> str:
         return (
             f"NavigableGrid(shape={self.shape}, cell_size={self.cell_size}, "
@@ -173,6 +188,7 @@ class NavigableGrid:
 # ------------------------------------------------------------------------------------------------
 
 _MAX_PAIRS_PER_CHUNK = 4_000_000
+MAX_GRID_CELLS = 25_000_000  # 500 x 500 m at 0.1 m: beyond any building, so likely stray vertices
 
 
 def world_triangles(mesh: trimesh.Scene) -> np.ndarray:
@@ -276,6 +292,12 @@ def find_navigable_floor(
     far = xz.reshape(-1, 2).max(axis=0)
     ncols, nrows = (np.floor((far - origin) / s).astype(np.int64) + 2).tolist()
     shape = (nrows, ncols)
+    if nrows * ncols > MAX_GRID_CELLS:
+        raise SceneLoadError(
+            f"{scene_name}: scene spans {far[0] - origin[0]:.0f} x {far[1] - origin[1]:.0f} m, too large "
+            f"for {s} m cells ({nrows * ncols} cells > {MAX_GRID_CELLS}); check for stray vertices "
+            f"or use a larger cell_size"
+        )
 
     normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
     norm = np.linalg.norm(normals, axis=1)

@@ -148,3 +148,15 @@ def test_floor_finding_is_fast_on_200k_triangles():
     assert elapsed < 8.0, f"{n} triangles took {elapsed:.2f} s"
     assert not grid.is_navigable(np.array([5.0, 0.0, 4.0]))  # under the sphere
     assert grid.is_navigable(np.array([2.0, 0.0, 2.0]))
+
+
+def test_floor_finder_rejects_bad_parameters_and_huge_extents():
+    with pytest.raises(ValueError, match="cell_size"):
+        find_navigable_floor(box_room(), cell_size=0.0)
+    with pytest.raises(ValueError, match="step_height"):
+        find_navigable_floor(box_room(), step_height=2.0)
+    stray = trimesh.Trimesh(vertices=[[5000.0, 0, 5000.0], [5000.1, 0, 5000.0], [5000.0, 0, 5000.1]], faces=[[0, 2, 1]])
+    scene = box_room()
+    scene.add_geometry(stray)
+    with pytest.raises(SceneLoadError, match="too large"):
+        find_navigable_floor(scene, scene_name="stray")

@@ -15,6 +15,7 @@ from trimesh.visual.material import PBRMaterial
 from trimesh.visual.texture import TextureVisuals
 
 from rendering.backend import SceneLoadError, SceneSpec
+from rendering.navigable import NavigableGrid
 from rendering.scenes import export_glb_bytes, load_scene, scene_glb_path
 from rendering.scenes.mesh_files import load_mesh_file
 
@@ -230,3 +231,22 @@ def test_scene_without_floor_names_the_file(tmp_path: Path):
     with pytest.raises(SceneLoadError, match="no navigable floor") as err:
         load_scene(SceneSpec("nofloor", str(path)))
     assert str(path) in str(err.value)
+
+
+def test_floor_cache_is_reused_and_survives_a_corrupt_entry(tmp_path: Path):
+    path = tmp_path / "room.glb"
+    path.write_bytes(export_glb_bytes(room_scene()))
+    cache = tmp_path / "cache"
+    first = load_scene(SceneSpec("room", str(path)), cache_dir=cache)
+    (entry,) = cache.glob("*.npz")
+    np.testing.assert_array_equal(NavigableGrid.load(entry).heights, first.navigable.heights)
+    # A cached grid is what the next load returns (prove it by planting a recognisable one).
+    planted = NavigableGrid.from_heights(np.zeros((3, 3)), (0.0, 0.0), 0.5)
+    planted.save(entry)
+    assert load_scene(SceneSpec("room", str(path)), cache_dir=cache).navigable.area_m2 == planted.area_m2
+    entry.write_bytes(b"torn")
+    again = load_scene(SceneSpec("room", str(path)), cache_dir=cache)
+    np.testing.assert_array_equal(again.navigable.heights, first.navigable.heights)
+    np.testing.assert_array_equal(NavigableGrid.load(entry).heights, first.navigable.heights)
+    with pytest.raises(ValueError, match="not a navigable grid file"):
+        NavigableGrid.load(tmp_path / "room.glb")

@@ -91,10 +91,10 @@ def load_scene(
     """Load the scene ``spec`` names, with its navigable floor; raises ``SceneLoadError``.
 
     ``up_axis`` applies to mesh files only ("z" rotates Z-up files to +Y up); procedural scenes
-    are +Y up. ``cache_dir`` is accepted for symmetry with :func:`scene_glb_path`; loading never
-    writes to it.
+    are +Y up. With a ``cache_dir``, the navigable floor found in a mesh file is stored there
+    (keyed by the file's content hash) so other workers loading the same scene skip the search;
+    an unreadable cache entry is recomputed and replaced.
     """
-    del cache_dir  # loading reads the source directly; only GLB export needs the cache
     uri = spec.uri
     if is_procedural_uri(uri):
         from rendering.scenes.procedural import generate_procedural_scene, parse_procedural_uri
@@ -104,8 +104,29 @@ def load_scene(
         return LoadedScene(spec.scene_id, uri, mesh, navigable)
     path = _file_path(uri)
     mesh = load_mesh_file(path, up_axis=up_axis)
-    navigable = find_navigable_floor(mesh, scene_name=str(path))
+    if cache_dir is None:
+        navigable = find_navigable_floor(mesh, scene_name=str(path))
+    else:
+        navigable = _cached_floor(mesh, path, up_axis, Path(cache_dir))
     return LoadedScene(spec.scene_id, uri, mesh, navigable)
+
+
+FLOOR_CACHE_VERSION = 1  # bump when find_navigable_floor's defaults or rules change
+
+
+def _cached_floor(mesh: trimesh.Scene, path: Path, up_axis: str, cache_dir: Path) -> NavigableGrid:
+    target = cache_dir / f"{path.stem}-{_file_digest(path)}-{up_axis}up-floor-v{FLOOR_CACHE_VERSION}.npz"
+    if target.is_file():
+        try:
+            return NavigableGrid.load(target)
+        except ValueError:
+            pass  # a torn or foreign file: recompute and overwrite it below
+    navigable = find_navigable_floor(mesh, scene_name=str(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.npz")
+    navigable.save(tmp)
+    os.replace(tmp, target)
+    return navigable
 
 
 def export_glb_bytes(mesh: trimesh.Scene) -> bytes:
