@@ -37,6 +37,7 @@ CANDIDATE_DEGENERATE_POSE = "candidate_degenerate_pose"  # eye on the look-at ta
 COVIS_BELOW_MIN = "covis_below_min"
 FRUSTUM_BELOW_MIN = "frustum_below_min"  # rejected before rendering: too little of view 1 in view 2
 COVIS_ABOVE_MAX = "covis_above_max"
+SCREEN_PREFIX = "screen_"  # the same reasons, decided on the low-resolution screening render
 
 
 class SamplerConfig(BaseModel):
@@ -66,7 +67,23 @@ class SamplerConfig(BaseModel):
     frustum_precheck: bool = Field(
         True,
         description="reprojection only: skip rendering a candidate when too little of view 1 falls in its "
-        "frustum (an upper bound of the score: accepted pairs are unchanged, only faster)",
+        "frustum (an upper bound of the score: accepted pairs are unchanged, only faster); "
+        "used when screening is off",
+    )
+    screen_size: int = Field(
+        64,
+        ge=0,
+        le=1024,
+        description="width of a low-resolution render that screens candidates before the full-resolution "
+        "one (0 or >= width: off). Full-resolution checks still decide; see screen_margin",
+    )
+    screen_margin: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="a screened candidate is dropped only when its low-resolution valid fraction or "
+        "co-visibility misses the thresholds by more than this (64 px vs 256 px differ by <= 0.042 "
+        "on measured candidates)",
     )
 
     @model_validator(mode="after")
@@ -81,6 +98,12 @@ class SamplerConfig(BaseModel):
 
     def intrinsics(self) -> np.ndarray:
         return intrinsics_from_fov(self.width, self.height, self.hfov_deg)
+
+    def screen_shape(self) -> tuple[int, int] | None:
+        """(width, height) of the screening render, or None when screening is off."""
+        if self.screen_size == 0 or self.screen_size >= self.width:
+            return None
+        return self.screen_size, max(8, round(self.screen_size * self.height / self.width))
 
     def covisibility(self, view1: RenderedView, view2: RenderedView, K: np.ndarray, pose1, pose2) -> CovisScores:
         return compute_covisibility(
@@ -166,12 +189,22 @@ def candidate_pose(
     return _orientation_noise(look_at(eye, target), rng, config)
 
 
-def _render(renderer: Renderer, K: np.ndarray, pose: np.ndarray, config: SamplerConfig) -> RenderedView:
-    return renderer.render(K, pose, config.width, config.height)
+def _valid_enough(view: RenderedView, least: float) -> bool:
+    return bool(np.any(view.depth > 0)) and view.valid_fraction >= least
 
 
-def _valid_enough(view: RenderedView, config: SamplerConfig) -> bool:
-    return bool(np.any(view.depth > 0)) and view.valid_fraction >= config.min_valid_fraction
+def _verdict(
+    config: SamplerConfig, view1: RenderedView, view2: RenderedView, K: np.ndarray, pose1, pose2, margin: float
+) -> tuple[str | None, CovisScores | None]:
+    """(rejection reason or None, scores) of a candidate; ``margin`` loosens every threshold."""
+    if not _valid_enough(view2, config.min_valid_fraction - margin):
+        return CANDIDATE_LOW_VALID, None
+    scores = config.covisibility(view1, view2, K, pose1, pose2)
+    if scores.score < config.min_covis - margin:
+        return COVIS_BELOW_MIN, scores
+    if scores.score > config.max_covis + margin:
+        return COVIS_ABOVE_MAX, scores
+    return None, scores
 
 
 def sample_pair(
@@ -184,43 +217,54 @@ def sample_pair(
 ) -> PairRecord:
     """Draw pair ``pair_index`` of ``scene`` (already loaded in ``renderer``; ``navigable`` is its floor).
 
+    With screening on, each candidate is first rendered small (with a small reference view) and
+    dropped there only if it misses a threshold by more than ``screen_margin``; survivors are
+    rendered at full resolution, where the exact thresholds decide. ``attempts`` counts
+    full-resolution views; screened-out candidates appear as ``screen_*`` rejections.
+
     Raises :class:`PairSamplingError` when ``max_references`` references (each with up to
     ``max_candidates_per_reference`` second views) produce no acceptable pair.
     """
     rng = pair_rng(corpus_seed, scene.scene_id, pair_index)
     K = config.intrinsics()
+    width, height = config.width, config.height
+    screen = config.screen_shape()
+    K_small = None if screen is None else intrinsics_from_fov(screen[0], screen[1], config.hfov_deg)
+    # The frustum bound holds for the reprojection score only (croco_nn matches points just outside).
+    precheck = (
+        screen is None and config.frustum_precheck and config.covis_method == "reprojection" and config.min_covis > 0
+    )
     rejections: Counter[str] = Counter()
     attempts = 0
-    # The frustum bound holds for the reprojection score only (croco_nn matches points just outside).
-    precheck = config.frustum_precheck and config.covis_method == "reprojection" and config.min_covis > 0
     for _ in range(config.max_references):
         floor, pose1 = reference_pose(rng, navigable, config)
-        view1 = _render(renderer, K, pose1, config)
+        view1 = renderer.render(K, pose1, width, height)
         attempts += 1
-        if not _valid_enough(view1, config):
+        if not _valid_enough(view1, config.min_valid_fraction):
             rejections[REFERENCE_LOW_VALID] += 1
             continue
         target = unproject_depth(view1.depth, K, pose1)[view1.depth > 0].mean(axis=0)
+        small1 = None if screen is None else renderer.render(K_small, pose1, *screen)
         for _ in range(config.max_candidates_per_reference):
             try:
                 pose2 = candidate_pose(rng, navigable, floor, target, config)
             except ValueError:
                 rejections[CANDIDATE_DEGENERATE_POSE] += 1
                 continue
-            if precheck and frustum_fraction(view1.depth, K, pose1, K, pose2, config.width, config.height) < config.min_covis:
+            if precheck and frustum_fraction(view1.depth, K, pose1, K, pose2, width, height) < config.min_covis:
                 rejections[FRUSTUM_BELOW_MIN] += 1
                 continue
-            view2 = _render(renderer, K, pose2, config)
+            if small1 is not None:
+                small2 = renderer.render(K_small, pose2, *screen)
+                reason, _ = _verdict(config, small1, small2, K_small, pose1, pose2, config.screen_margin)
+                if reason is not None:
+                    rejections[SCREEN_PREFIX + reason] += 1
+                    continue
+            view2 = renderer.render(K, pose2, width, height)
             attempts += 1
-            if not _valid_enough(view2, config):
-                rejections[CANDIDATE_LOW_VALID] += 1
-                continue
-            scores = config.covisibility(view1, view2, K, pose1, pose2)
-            if scores.score < config.min_covis:
-                rejections[COVIS_BELOW_MIN] += 1
-                continue
-            if scores.score > config.max_covis:
-                rejections[COVIS_ABOVE_MAX] += 1
+            reason, scores = _verdict(config, view1, view2, K, pose1, pose2, 0.0)
+            if reason is not None:
+                rejections[reason] += 1
                 continue
             return _record(renderer, scene, pair_index, corpus_seed, view1, view2, K, K, pose1, pose2, scores,
                            attempts, dict(rejections))

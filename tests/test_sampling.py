@@ -258,3 +258,24 @@ def test_sample_keys_follow_the_schema_and_never_collide():
     for bad in [("", 1), ("x", -1), ("x", 1.0)]:
         with pytest.raises(ValueError):
             sample_key(*bad)
+
+
+def test_screening_only_drops_candidates_that_full_resolution_would_reject(renderer, navigable):
+    base = CONFIG.model_copy(
+        update={"width": 96, "height": 96, "screen_size": 0, "min_covis": 0.45, "frustum_precheck": False}
+    )
+    screened = base.model_copy(update={"screen_size": 64})
+    never_drops = screened.model_copy(update={"screen_margin": 1.0})
+    assert base.screen_shape() is None and screened.screen_shape() == (64, 64)
+    for k in range(3):
+        exact = sample_pair(renderer, navigable, SCENE, k, 4, base)
+        fast = sample_pair(renderer, navigable, SCENE, k, 4, screened)
+        same = sample_pair(renderer, navigable, SCENE, k, 4, never_drops)
+        # A margin of 1 never drops anything: exactly the unscreened draw, with one extra small render.
+        assert same.meta() == exact.meta() and same.img2.tobytes() == exact.img2.tobytes()
+        # The default margin drops only hopeless candidates: the same pair, fewer full renders.
+        assert np.array_equal(fast.cam2world2, exact.cam2world2) and fast.covis == exact.covis
+        assert fast.attempts <= exact.attempts
+        assert fast.attempts == 2 + sum(fast.rejections.get(r, 0) for r in RENDERED_REASONS)
+        assert CONFIG.min_valid_fraction <= min(fast.valid1, fast.valid2)
+    assert any(key.startswith("screen_") for key in fast.rejections) or fast.attempts == 2

@@ -1,0 +1,109 @@
+"""Accepted pairs per second of the pair sampler, per process and with several processes.
+
+Each worker process (spawned, one GL context each) loads the scenes and samples its own share of
+pair indices; throughput = accepted pairs / the slowest worker's sampling time (scene loading is
+reported separately). Also reports rendered views and candidate poses per accepted pair.
+
+    python benchmarks/pairs_per_second.py --scenes procedural:0 procedural:1 --pairs 40 --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+from collections import Counter
+
+
+def _worker(job: dict) -> dict:
+    from rendering.backend import SceneSpec, create_renderer
+    from rendering.sampling import PairSamplingError, SamplerConfig, sample_pair
+
+    config = SamplerConfig(**job["config"])
+    renderer = create_renderer(job["backend"])
+    load_s = 0.0
+    sample_s = 0.0
+    accepted = 0
+    failed = 0
+    attempts = 0
+    rejections: Counter[str] = Counter()
+    try:
+        for scene_index, uri in enumerate(job["scenes"]):
+            scene = SceneSpec(f"scene-{scene_index}", uri)
+            start = time.perf_counter()
+            navigable = renderer.load_scene(scene)
+            load_s += time.perf_counter() - start
+            start = time.perf_counter()
+            for pair_index in job["indices"]:
+                try:
+                    record = sample_pair(renderer, navigable, scene, pair_index, job["seed"], config)
+                except PairSamplingError as err:
+                    failed += 1
+                    attempts += err.attempts
+                    rejections.update(err.rejections)
+                    continue
+                accepted += 1
+                attempts += record.attempts
+                rejections.update(record.rejections)
+            sample_s += time.perf_counter() - start
+    finally:
+        renderer.close()
+    return {"accepted": accepted, "failed": failed, "attempts": attempts, "rejections": dict(rejections),
+            "load_s": load_s, "sample_s": sample_s}
+
+
+def run(scenes: list[str], pairs: int, workers: int, config: dict, seed: int, backend: str) -> dict:
+    jobs = [
+        {"scenes": scenes, "indices": list(range(w, pairs, workers)), "config": config, "seed": seed,
+         "backend": backend}
+        for w in range(workers)
+    ]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        results = pool.map(_worker, jobs)
+    accepted = sum(r["accepted"] for r in results)
+    rejections: Counter[str] = Counter()
+    for r in results:
+        rejections.update(r["rejections"])
+    rendered = sum(r["attempts"] for r in results)
+    prechecked = rejections.get("frustum_below_min", 0)
+    return {
+        "workers": workers,
+        "accepted": accepted,
+        "failed": sum(r["failed"] for r in results),
+        "pairs_per_s": accepted / max(r["sample_s"] for r in results),
+        "views_per_pair": rendered / max(accepted, 1),
+        "poses_per_pair": (rendered + prechecked) / max(accepted, 1),
+        "load_s_per_scene": max(r["load_s"] for r in results) / len(scenes),
+        "rejections": dict(sorted(rejections.items())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", nargs="+", default=["procedural:0", "procedural:1"])
+    parser.add_argument("--pairs", type=int, default=40, help="pairs per scene")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", default="embedded")
+    parser.add_argument("--covis-method", default="reprojection")
+    parser.add_argument("--no-precheck", action="store_true", help="render every candidate (frustum_precheck off)")
+    parser.add_argument("--blas-threads", default="1", help="OPENBLAS/OMP threads per worker process")
+    args = parser.parse_args()
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = args.blas_threads  # inherited by the spawned workers
+    config = {"width": args.size, "height": args.size, "covis_method": args.covis_method,
+              "frustum_precheck": not args.no_precheck}
+    print(f"scenes {args.scenes}, {args.pairs} pairs each, {args.size}x{args.size}, {args.covis_method}, "
+          f"precheck {'off' if args.no_precheck else 'on'}, cpu count {os.cpu_count()}")
+    for workers in args.workers:
+        r = run(args.scenes, args.pairs, workers, config, args.seed, args.backend)
+        print(f"workers {workers}: {r['pairs_per_s']:.1f} accepted pairs/s ({r['accepted']} accepted, "
+              f"{r['failed']} failed); rendered views/pair {r['views_per_pair']:.2f}, candidate poses/pair "
+              f"{r['poses_per_pair']:.2f}; scene load {r['load_s_per_scene']:.2f} s/scene; rejections {r['rejections']}")
+
+
+if __name__ == "__main__":
+    main()
