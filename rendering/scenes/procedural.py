@@ -384,7 +384,6 @@ def generate_procedural_scene(
     # --- walls, doors and corner posts ---------------------------------------------------------
     obstacles: list[_Rect] = []
     keep_out: list[tuple[float, float, float, float]] = []
-    door_spans: dict[tuple[int, int, str], list[tuple[float, float]]] = {}  # (col,row,side) -> spans
     posts: dict[tuple[int, int], int] = {}
 
     def wall_line(axis: str, fixed: float, a: float, b_: float, sides: tuple[_Room | None, _Room | None],
@@ -465,10 +464,7 @@ def generate_procedural_scene(
         kind = ("box", "table", "shelf", "cylinder")[int(rng.choice(4, p=[0.3, 0.25, 0.2, 0.25]))]
         mat = object_pool[int(rng.integers(len(object_pool)))]
         for _attempt in range(20):
-            foot = _propose(rng, kind, room)
-            if foot is None:
-                break
-            rect, extra = foot
+            rect, extra = _propose(rng, kind, room)
             box_ = rect.aabb()
             ix0, iz0, ix1, iz1 = room.inner
             inside = box_[0] >= ix0 + 0.02 and box_[1] >= iz0 + 0.02 and box_[2] <= ix1 - 0.02 and box_[3] <= iz1 - 0.02
@@ -494,7 +490,7 @@ def generate_procedural_scene(
     return mesh, grid
 
 
-def _propose(rng: np.random.Generator, kind: str, room: _Room):
+def _propose(rng: np.random.Generator, kind: str, room: _Room) -> tuple[_Rect, dict]:
     """A random footprint (and shape details) for a piece of furniture in ``room``."""
     ix0, iz0, ix1, iz1 = room.inner
     if kind == "shelf":
