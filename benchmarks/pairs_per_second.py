@@ -66,7 +66,7 @@ def run(scenes: list[str], pairs: int, workers: int, config: dict, seed: int, ba
     for r in results:
         rejections.update(r["rejections"])
     rendered = sum(r["attempts"] for r in results)
-    prechecked = rejections.get("frustum_below_min", 0)
+    prechecked = sum(v for k, v in rejections.items() if k == "frustum_below_min" or k.startswith("screen_"))
     return {
         "workers": workers,
         "accepted": accepted,

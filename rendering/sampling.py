@@ -21,8 +21,8 @@ from rendering.camera import (
     apply_orientation_noise,
     intrinsics_from_fov,
     look_at,
+    pixel_rays,
     pose_from_rotation_translation,
-    unproject_depth,
     yaw_pitch_roll_rotation,
 )
 from rendering.covisibility import compute_covisibility, frustum_fraction
@@ -189,6 +189,18 @@ def candidate_pose(
     return _orientation_noise(look_at(eye, target), rng, config)
 
 
+def valid_depth_centroid(depth: np.ndarray, K: np.ndarray, cam2world: np.ndarray) -> np.ndarray:
+    """World centroid of a view's valid-depth point cloud (what the second view looks at).
+
+    Equal to ``unproject_depth(depth, K, cam2world)[depth > 0].mean(0)`` (a test holds them equal);
+    unprojection is linear, so the mean is taken in the camera frame and moved to the world once,
+    avoiding an (H*W, 3) @ (3, 3) product that OpenBLAS makes slow on busy machines.
+    """
+    valid = depth > 0
+    camera_mean = (pixel_rays(depth.shape[1], depth.shape[0], K)[valid] * depth[valid, None].astype(np.float64)).mean(axis=0)
+    return cam2world[:3, :3] @ camera_mean + cam2world[:3, 3]
+
+
 def _valid_enough(view: RenderedView, least: float) -> bool:
     return bool(np.any(view.depth > 0)) and view.valid_fraction >= least
 
@@ -243,7 +255,7 @@ def sample_pair(
         if not _valid_enough(view1, config.min_valid_fraction):
             rejections[REFERENCE_LOW_VALID] += 1
             continue
-        target = unproject_depth(view1.depth, K, pose1)[view1.depth > 0].mean(axis=0)
+        target = valid_depth_centroid(view1.depth, K, pose1)
         small1 = None if screen is None else renderer.render(K_small, pose1, *screen)
         for _ in range(config.max_candidates_per_reference):
             try:

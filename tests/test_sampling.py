@@ -279,3 +279,16 @@ def test_screening_only_drops_candidates_that_full_resolution_would_reject(rende
         assert fast.attempts == 2 + sum(fast.rejections.get(r, 0) for r in RENDERED_REASONS)
         assert CONFIG.min_valid_fraction <= min(fast.valid1, fast.valid2)
     assert any(key.startswith("screen_") for key in fast.rejections) or fast.attempts == 2
+
+
+def test_valid_depth_centroid_equals_the_mean_of_unprojected_points():
+    from rendering.camera import look_at, unproject_depth
+    from rendering.sampling import valid_depth_centroid
+
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 5.0, (20, 30)).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.3] = 0.0
+    K = CONFIG.intrinsics()
+    pose = look_at(np.array([1.0, 1.5, 2.0]), np.array([0.0, 1.0, -1.0]))
+    expected = unproject_depth(depth, K, pose)[depth > 0].mean(axis=0)
+    np.testing.assert_allclose(valid_depth_centroid(depth, K, pose), expected, rtol=0, atol=1e-9)
