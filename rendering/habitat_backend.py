@@ -376,7 +376,8 @@ class HabitatRenderer:
     ``device_index`` is Habitat's ``gpu_device_id`` (``None``: 0 where an NVIDIA GPU is visible,
     else -1, which selects EGL without CUDA). ``near``/``far`` are the camera clip planes (the
     embedded renderer's defaults, so both backends drop the same too-close surfaces).
-    ``up_axis="z"`` loads mesh files as Z-up (Matterport-style datasets, see rendering.datasets),
+    The ``agent_*`` and ``navmesh_cell_*`` options are the :class:`NavMeshOptions` used when a
+    scene has no navmesh file. ``up_axis="z"`` loads mesh files as Z-up (Matterport-style datasets, see rendering.datasets),
     giving the same world frame as ``rendering.scenes`` with ``up_axis="z"`` and as the datasets'
     navmeshes and CroCo's released poses.
     """
@@ -389,8 +390,13 @@ class HabitatRenderer:
         near: float = 0.05,
         far: float = 100.0,
         cache_dir: str | Path | None = None,
-        navmesh: NavMeshOptions | None = None,
         up_axis: str = "y",
+        agent_height: float = NavMeshOptions.agent_height,
+        agent_radius: float = NavMeshOptions.agent_radius,
+        agent_max_climb: float = NavMeshOptions.agent_max_climb,
+        agent_max_slope: float = NavMeshOptions.agent_max_slope,
+        navmesh_cell_size: float = NavMeshOptions.cell_size,
+        navmesh_cell_height: float = NavMeshOptions.cell_height,
     ) -> None:
         if up_axis not in ("y", "z"):
             raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
@@ -404,7 +410,14 @@ class HabitatRenderer:
         self._quaternion = quaternion
         self.near = float(near)
         self.far = float(far)
-        self.navmesh_options = navmesh or NavMeshOptions()
+        self.navmesh_options = NavMeshOptions(  # flat keywords: config backend_options are flat
+            agent_height=agent_height,
+            agent_radius=agent_radius,
+            agent_max_climb=agent_max_climb,
+            agent_max_slope=agent_max_slope,
+            cell_size=navmesh_cell_size,
+            cell_height=navmesh_cell_height,
+        )
         self.up_axis = up_axis
         self.gpu_device_id = default_gpu_device_id() if device_index is None else device_index
         if self.gpu_device_id < 0:
