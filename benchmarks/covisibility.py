@@ -4,6 +4,10 @@ Depth maps are exact z-depth of a closed 6 x 3 x 5 m box room ray-cast from two 
 overlap partially (the typical accepted-pair case), so the figure does not depend on a renderer.
 
     python benchmarks/covisibility.py --size 256 --repeats 30
+    python benchmarks/covisibility.py --size 256 --sampled-pairs 40 --scenes procedural:0 procedural:1
+
+The second form also samples pairs with the embedded renderer and reports how far croco_nn's
+pair score is from reprojection's (the agreement the tests rely on) and the timing on real pairs.
 """
 
 from __future__ import annotations
@@ -42,10 +46,36 @@ def time_methods(methods: tuple[str, ...], args: tuple, repeats: int) -> dict[st
     return {m: (statistics.median(times[m]), scores[m]) for m in methods}
 
 
+def sampled_pair_agreement(scenes: list[str], pairs: int, size: int, repeats: int) -> None:
+    from rendering.backend import SceneSpec, create_renderer
+    from rendering.sampling import SamplerConfig, sample_pair
+
+    config = SamplerConfig(width=size, height=size, min_covis=0.3)
+    diffs, times = [], {"reprojection": [], "croco_nn": []}
+    with create_renderer("embedded") as renderer:
+        for uri in scenes:
+            scene = SceneSpec(uri.replace(":", "-"), uri)
+            navigable = renderer.load_scene(scene)
+            for k in range(pairs):
+                p = sample_pair(renderer, navigable, scene, k, 0, config)
+                inputs = (p.depth1, p.depth2, p.K1, p.K2, p.cam2world1, p.cam2world2)
+                for method, (ms, _) in time_methods(("reprojection", "croco_nn"), inputs, repeats).items():
+                    times[method].append(ms)
+                diffs.append(compute_covisibility("croco_nn", *inputs).score - p.covis.score)
+    d = np.array(diffs)
+    a = np.abs(d)
+    print(f"{len(d)} sampled pairs at {size}x{size} (min_covis 0.3), croco_nn - reprojection pair score: "
+          f"mean {d.mean():+.3f}, |diff| median {np.median(a):.3f}, p90 {np.quantile(a, 0.9):.3f}, max {a.max():.3f}")
+    rep, nn = statistics.median(times["reprojection"]), statistics.median(times["croco_nn"])
+    print(f"on sampled pairs: reprojection {rep:.2f} ms, croco_nn {nn:.2f} ms per check (median), ratio {nn / rep:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--sampled-pairs", type=int, default=0, help="pairs per scene to sample (0: skip)")
+    parser.add_argument("--scenes", nargs="+", default=["procedural:0", "procedural:1"])
     args = parser.parse_args()
 
     K = camera.intrinsics_from_fov(args.size, args.size, 60.0)
@@ -61,6 +91,8 @@ def main() -> None:
         print(f"{method:>12}: {ms:8.2f} ms/check (median of {args.repeats}), pair score {score:.3f}")
     ratio = results["croco_nn"][0] / results["reprojection"][0]
     print(f"croco_nn / reprojection time ratio at {args.size}x{args.size}: {ratio:.1f}x")
+    if args.sampled_pairs:
+        sampled_pair_agreement(args.scenes, args.sampled_pairs, args.size, max(1, args.repeats // 10))
 
 
 if __name__ == "__main__":

@@ -292,3 +292,20 @@ def test_valid_depth_centroid_equals_the_mean_of_unprojected_points():
     pose = look_at(np.array([1.0, 1.5, 2.0]), np.array([0.0, 1.0, -1.0]))
     expected = unproject_depth(depth, K, pose)[depth > 0].mean(axis=0)
     np.testing.assert_allclose(valid_depth_centroid(depth, K, pose), expected, rtol=0, atol=1e-9)
+
+
+def test_procedural_scene_pairs_hold_invariants_and_scores_agree_with_croco_nn():
+    # Measured on 60 pairs of procedural:0-2 at 128 px: |croco_nn - reprojection| median 0.025,
+    # p90 0.057, max 0.122 (at 256 px: 0.031, 0.056, 0.126).
+    scene = SceneSpec("proc-000002", "procedural:2")
+    config = SamplerConfig(width=128, height=128)
+    with create_renderer("embedded") as r:
+        navigable = r.load_scene(scene)
+        for k in range(3):
+            p = sample_pair(r, navigable, scene, k, 0, config)
+            for pose in (p.cam2world1, p.cam2world2):
+                floor = navigable.snap_point(pose[:3, 3])[1]
+                assert 1.2 - 1e-9 <= pose[1, 3] - floor <= 1.8 + 1e-9
+            assert min(p.valid1, p.valid2) >= 0.7 and 0.5 <= p.covis.score <= 1.0
+            nn = compute_covisibility("croco_nn", p.depth1, p.depth2, p.K1, p.K2, p.cam2world1, p.cam2world2)
+            assert abs(nn.score - p.covis.score) <= 0.15
