@@ -295,3 +295,57 @@ def test_anisotropic_filtering_defaults_off_only_on_software_rasterisers(rendere
             views.append(r.render(K, pose, 32, 32))
     assert views[0].depth.tobytes() == views[1].depth.tobytes()
     assert np.abs(views[0].rgb.astype(int) - views[1].rgb.astype(int)).max() > 20
+
+
+def test_frustum_culling_of_large_meshes_changes_nothing_visible():
+    # A vertex-coloured 48 x 48-quad floor and ceiling, in 256-triangle chunks.
+    rng = np.random.default_rng(3)
+    n = 48
+    xs, zs = np.meshgrid(np.linspace(-6.0, 6.0, n + 1), np.linspace(-6.0, 6.0, n + 1))
+    vertices = np.stack([xs.ravel(), np.zeros(xs.size), zs.ravel()], axis=1)
+    corner = (np.arange(n)[:, None] * (n + 1) + np.arange(n)[None, :]).ravel()
+    faces = np.concatenate([np.stack([corner, corner + 1, corner + n + 2], 1), np.stack([corner, corner + n + 2, corner + n + 1], 1)])
+    floor = trimesh.Trimesh(vertices, faces, process=False)
+    floor.visual.vertex_colors = rng.integers(0, 256, size=(len(vertices), 4), dtype=np.uint8)
+    ceiling = floor.copy()
+    ceiling.apply_translation([0.0, 3.0, 0.0])
+    scene = trimesh.Scene([floor, ceiling])
+    total = 2 * len(faces)
+    K = camera.intrinsics_from_fov(40, 30, 60.0)
+    poses = [
+        camera.look_at(np.array([0.0, 1.5, 0.0]), np.array([5.0, 0.5, -5.0])),
+        camera.look_at(np.array([-4.0, 2.0, 4.0]), np.array([-5.5, 0.0, 5.5])),
+        camera.look_at(np.array([4.5, 1.0, 4.5]), np.array([5.8, 0.0, 5.8])),
+        camera.apply_orientation_noise(camera.look_at(np.array([1.0, 1.0, 1.0]), np.array([0.0, 3.0, -2.0])), 0, 0, 0.7),
+    ]
+    drawn = []
+    with EmbeddedRenderer(frustum_culling=False) as plain, EmbeddedRenderer(chunk_triangles=256) as culled:
+        plain.load_mesh(scene)
+        culled.load_mesh(scene)
+        for pose in poses:
+            expected = plain.render(K, pose, 40, 30)
+            view = culled.render(K, pose, 40, 30)
+            assert view.rgb.tobytes() == expected.rgb.tobytes()
+            assert view.depth.tobytes() == expected.depth.tobytes()
+            assert plain.drawn_triangles == total
+            drawn.append(culled.drawn_triangles)
+    assert all(0 < d < total / 2 for d in drawn)  # every view skips most chunks
+
+
+def test_frustum_culled_ranges_draw_exactly_their_triangles():
+    # A row of large quads, one colour each, in 2-triangle chunks: an off-by-one range would show.
+    quads = []
+    for i, x in enumerate(np.arange(-6.0, 6.5, 1.0)):
+        quad = _quad([x, 1.5, -3.0], 0.45)
+        quad.visual.face_colors = [[20 * i, 255 - 20 * i, 100, 255]] * 2
+        quads.append(quad)
+    row = trimesh.util.concatenate(quads)
+    K = camera.intrinsics_from_fov(48, 16, 60.0)
+    pose = camera.look_at(np.array([1.3, 1.5, 0.0]), np.array([2.5, 1.5, -3.0]))
+    with EmbeddedRenderer(frustum_culling=False) as plain, EmbeddedRenderer(chunk_triangles=2) as culled:
+        plain.load_mesh(row)
+        culled.load_mesh(row)
+        expected, view = plain.render(K, pose, 48, 16), culled.render(K, pose, 48, 16)
+        assert 0 < culled.drawn_triangles < plain.drawn_triangles
+    assert expected.valid_fraction > 0.3
+    assert view.rgb.tobytes() == expected.rgb.tobytes()
