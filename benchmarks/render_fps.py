@@ -52,17 +52,19 @@ def sphere_poses(count: int, seed: int) -> list[np.ndarray]:
     return poses
 
 
-def frames_per_second(renderer, poses: list[np.ndarray], size: int, repeats: int) -> tuple[float, float]:
-    """Median frames/s over ``repeats`` passes over ``poses``, and the mean valid-depth fraction."""
+def frames_per_second(renderer, poses: list[np.ndarray], size: int, repeats: int) -> tuple[float, float, float]:
+    """Median frames/s over ``repeats`` passes over ``poses``, median CPU ms per frame (all threads
+    of this process, so it stays meaningful on a busy machine) and the mean valid-depth fraction."""
     K = camera.intrinsics_from_fov(size, size, 60.0)
     renderer.render(K, poses[0], size, size)  # warm-up: shader compile, framebuffer allocation
-    rates, valid = [], []
+    rates, cpu_ms, valid = [], [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for pose in poses:
             valid.append(renderer.render(K, pose, size, size).valid_fraction)
         rates.append(len(poses) / (time.perf_counter() - start))
-    return statistics.median(rates), float(np.mean(valid))
+        cpu_ms.append((time.process_time() - start_cpu) / len(poses) * 1000.0)
+    return statistics.median(rates), statistics.median(cpu_ms), float(np.mean(valid))
 
 
 def main() -> None:
@@ -74,13 +76,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--procedural-seed", type=int, default=0)
     parser.add_argument("--large-triangles", type=int, default=500_000)
+    parser.add_argument("--no-culling", action="store_true", help="embedded: draw every chunk")
     parser.add_argument("--scenes", nargs="+", choices=["procedural", "large"], default=["procedural", "large"])
     args = parser.parse_args()
 
     options = {} if args.device_index is None else {"device_index": args.device_index}
+    if args.no_culling:
+        options["frustum_culling"] = False
     renderer = create_renderer(args.backend, **options)
     print(f"backend={args.backend} gl={getattr(renderer, 'gl_renderer', '?')}")
-    print(f"{'scene':<28} {'triangles':>10} {'size':>6} {'load s':>7} {'frames/s':>9} {'valid':>6}")
+    print(f"{'scene':<28} {'triangles':>10} {'size':>6} {'load s':>7} {'frames/s':>9} {'cpu ms':>7} {'valid':>6}")
     try:
         if "procedural" in args.scenes:
             start = time.perf_counter()
@@ -89,9 +94,9 @@ def main() -> None:
             triangles = renderer.resource_counts()["triangles"] if hasattr(renderer, "resource_counts") else -1
             poses = indoor_poses(navigable, args.frames, seed=1)
             for size in args.sizes:
-                fps, valid = frames_per_second(renderer, poses, size, args.repeats)
+                fps, cpu_ms, valid = frames_per_second(renderer, poses, size, args.repeats)
                 name = f"procedural:{args.procedural_seed}"
-                print(f"{name:<28} {triangles:>10} {size:>6} {load_s:>7.2f} {fps:>9.1f} {valid:>6.2f}")
+                print(f"{name:<28} {triangles:>10} {size:>6} {load_s:>7.2f} {fps:>9.1f} {cpu_ms:>7.1f} {valid:>6.2f}")
 
         if "large" in args.scenes and hasattr(renderer, "load_mesh"):
             mesh = large_mesh(args.large_triangles)
@@ -101,8 +106,9 @@ def main() -> None:
             poses = sphere_poses(args.frames, seed=2)
             triangles = sum(len(g.faces) for g in mesh.geometry.values())
             for size in args.sizes:
-                fps, valid = frames_per_second(renderer, poses, size, args.repeats)
-                print(f"{'large sphere (generated)':<28} {triangles:>10} {size:>6} {load_s:>7.2f} {fps:>9.1f} {valid:>6.2f}")
+                fps, cpu_ms, valid = frames_per_second(renderer, poses, size, args.repeats)
+                name = "large sphere (generated)"
+                print(f"{name:<28} {triangles:>10} {size:>6} {load_s:>7.2f} {fps:>9.1f} {cpu_ms:>7.1f} {valid:>6.2f}")
     finally:
         renderer.close()
 
