@@ -349,3 +349,40 @@ def test_frustum_culled_ranges_draw_exactly_their_triangles():
         assert 0 < culled.drawn_triangles < plain.drawn_triangles
     assert expected.valid_fraction > 0.3
     assert view.rgb.tobytes() == expected.rgb.tobytes()
+
+
+def test_procedural_scene_renders_identically_from_its_exported_glb(renderer, tmp_path):
+    from rendering.backend import SceneSpec
+    from rendering.scenes import scene_glb_path
+
+    spec = SceneSpec("p5", "procedural:5?rooms=1&objects=4&texture_size=32")
+    navigable = renderer.load_scene(spec)
+    rng = np.random.default_rng(0)
+    K = camera.intrinsics_from_fov(48, 32, 60.0)
+    poses = []
+    for _ in range(3):
+        eye = navigable.sample_point(rng) + np.array([0.0, 1.5, 0.0])
+        poses.append(camera.pose_from_rotation_translation(camera.yaw_pitch_roll_rotation(rng.uniform(0, 6.28), 0.0, 0.0), eye))
+    direct = [renderer.render(K, pose, 48, 32) for pose in poses]
+    renderer.load_scene(SceneSpec("p5-glb", str(scene_glb_path(spec, tmp_path))))
+    for pose, expected in zip(poses, direct):
+        view = renderer.render(K, pose, 48, 32)
+        assert expected.valid_fraction > 0.9 and len(np.unique(expected.rgb.reshape(-1, 3), axis=0)) > 20
+        assert view.rgb.tobytes() == expected.rgb.tobytes()
+        assert view.depth.tobytes() == expected.depth.tobytes()
+
+
+def test_obj_with_mtl_texture_renders_its_texture(renderer, tmp_path):
+    from rendering.scenes.mesh_files import load_mesh_file
+
+    Image.fromarray(np.full((8, 8, 3), (40, 170, 210), dtype=np.uint8)).save(tmp_path / "paint.png")
+    (tmp_path / "wall.mtl").write_text("newmtl paint\nmap_Kd paint.png\n")  # no Kd: trimesh fills in grey
+    (tmp_path / "wall.obj").write_text(
+        "mtllib wall.mtl\nv -1 0.5 -2\nv 1 0.5 -2\nv 1 2.5 -2\nv -1 2.5 -2\n"
+        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nusemtl paint\nf 1/1 2/2 3/3\nf 1/1 3/3 4/4\n"
+    )
+    renderer.load_mesh(load_mesh_file(tmp_path / "wall.obj"))
+    K = camera.intrinsics_from_fov(16, 16, 60.0)
+    view = renderer.render(K, LEVEL, 16, 16)
+    assert view.rgb[8, 8].tolist() == [40, 170, 210]
+    assert view.depth[8, 8] == pytest.approx(2.0, abs=1e-5)
