@@ -10,8 +10,9 @@ How it maps our contract onto Habitat (habitat-sim 0.2.x):
 * One ``habitat_sim.Simulator`` per renderer (create one renderer per worker process). Changing
   scene, resolution or field of view goes through ``Simulator.reconfigure``: the simulator and its
   GL context are kept, because destroying and re-creating simulators leaks GPU memory.
-* One agent carrying an RGB and a DEPTH pinhole camera at zero offset from its body; a pose is set
-  by putting the body where the camera is, converted by :mod:`rendering.habitat_frame` only.
+* One agent per camera configuration in use (resolution, FOV; up to MAX_CAMERAS), each carrying
+  an RGB and a DEPTH pinhole camera at zero offset from its body; a pose is set by putting the
+  body where the camera is, converted by :mod:`rendering.habitat_frame` only.
 * Habitat's pinhole camera knows a horizontal FOV and square pixels with the principal point at
   the image centre, so intrinsics ``K`` are checked for that and turned into ``hfov``.
 * Habitat's DEPTH sensor already gives z-depth in metres with 0 where nothing was hit (checked by
@@ -68,6 +69,9 @@ def import_habitat_sim() -> Any:
         raise HabitatUnavailableError(f"{INSTALL_HELP}\n(import error: {err})") from err
     return habitat_sim
 
+
+# cameras (resolution, FOV) kept configured at once; one more resets the set
+MAX_CAMERAS = 4
 
 # glTF files are +Y up with -Z front; stating it keeps the file's coordinates as world coordinates.
 GLTF_UP = (0.0, 1.0, 0.0)
@@ -429,7 +433,9 @@ class HabitatRenderer:
         self._egl: _EglBinding | None = None
         self._scene: SceneSpec | None = None
         self._stage_id: str | None = None
-        self._camera: tuple[int, int, float] | None = None  # (width, height, hfov) of the sensors
+        # one agent per camera (width, height, hfov) in use, so that alternating resolutions (the
+        # sampler's small screening renders) switch agents instead of reconfiguring
+        self._cameras: list[tuple[int, int, float]] = []
         self.reconfigure_count = 0
         self._closed = False
 
@@ -496,8 +502,9 @@ class HabitatRenderer:
         if self._egl is not None:
             self._egl.make_current()
 
-    def _configure(self, stage_id: str, camera: tuple[int, int, float]) -> None:
-        config = self._hs.Configuration(self._sim_config(stage_id), [self._agent_config(*camera)])
+    def _configure(self, stage_id: str, cameras: list[tuple[int, int, float]]) -> None:
+        agents = [self._agent_config(*camera) for camera in cameras]
+        config = self._hs.Configuration(self._sim_config(stage_id), agents)
         if self._sim is None:
             self._sim = self._hs.Simulator(config)
             self._egl = _EglBinding.capture_current()  # the context habitat just created
@@ -506,7 +513,16 @@ class HabitatRenderer:
             self._sim.reconfigure(config)
             self.reconfigure_count += 1
         self._stage_id = stage_id
-        self._camera = camera
+        self._cameras = list(cameras)
+
+    def _agent_for(self, camera: tuple[int, int, float]) -> int:
+        """Index of the agent carrying ``camera``'s sensors, adding one (a reconfigure) if new."""
+        for index, known in enumerate(self._cameras):
+            if known[:2] == camera[:2] and abs(known[2] - camera[2]) <= 1e-9:
+                return index
+        cameras = self._cameras + [camera] if len(self._cameras) < MAX_CAMERAS else [camera]
+        self._configure(self._stage_id, cameras)
+        return len(cameras) - 1
 
     # -- scenes --------------------------------------------------------------------------------
     def _stage_for(self, scene: SceneSpec) -> tuple[str, Path]:
@@ -553,10 +569,10 @@ class HabitatRenderer:
         """Make ``scene`` the simulator's stage (reconfiguring the one simulator) and return its navmesh."""
         self._check_open()
         stage_id, asset = self._stage_for(scene)
-        camera = self._camera or (64, 64, 60.0)
+        cameras = self._cameras or [(64, 64, 60.0)]
         try:
             if self._stage_id != stage_id or self._sim is None:
-                self._configure(stage_id, camera)
+                self._configure(stage_id, cameras)
         except Exception as err:  # habitat raises RuntimeError/ValueError/AssertionError for bad assets
             self._stage_id = None
             raise SceneLoadError(f"scene {scene.scene_id!r}: habitat-sim could not load {asset}: {err}") from err
@@ -597,17 +613,16 @@ class HabitatRenderer:
         hfov = hfov_from_intrinsics(K, width, height)
         pose = check_pose(cam2world)
         camera = (int(width), int(height), hfov)
-        if self._camera is None or self._camera[:2] != camera[:2] or abs(self._camera[2] - hfov) > 1e-9:
-            self._configure(self._stage_id, camera)
+        agent = self._agent_for(camera)
         position, rotation_wxyz = opencv_pose_to_habitat_state(pose)
         state = self._hs.AgentState()
         state.position = position.astype(np.float32)
         # a plain list would be read as (x, y, z, w): build the (w, x, y, z) quaternion explicitly
         state.rotation = self._quaternion.quaternion(*(float(c) for c in rotation_wxyz))
-        self._sim.get_agent(0).set_state(state, reset_sensors=True, infer_sensor_states=True)
+        self._sim.get_agent(agent).set_state(state, reset_sensors=True, infer_sensor_states=True)
         self._make_current()
-        obs = self._sim.get_sensor_observations()
-        rgb_uuid, depth_uuid = self._sensor_uuids(*self._camera)
+        obs = self._sim.get_sensor_observations(agent)  # draws this agent's two sensors only
+        rgb_uuid, depth_uuid = self._sensor_uuids(*camera)
         rgb = np.ascontiguousarray(obs[rgb_uuid][..., :3], dtype=np.uint8)  # obs are views of reused buffers
         depth = np.array(obs[depth_uuid], dtype=np.float32)
         if rgb.shape[:2] != (height, width) or depth.shape != (height, width):

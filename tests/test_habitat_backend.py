@@ -229,6 +229,11 @@ def test_one_simulator_reconfigured_across_scenes_and_resolutions(tmp_path):
         assert r.render(K, pose, 32, 32).depth[16, 16] == pytest.approx(4.0, abs=1e-3)
         wide = r.render(camera.intrinsics_from_fov(24, 16, 100.0), pose, 24, 16)
         assert wide.depth.shape == (16, 24)
+        count = r.reconfigure_count
+        for _ in range(3):  # alternating cameras (the sampler's screening) switch agents, no reconfigure
+            assert r.render(K, pose, 32, 32).depth.shape == (32, 32)
+            np.testing.assert_array_equal(r.render(camera.intrinsics_from_fov(24, 16, 100.0), pose, 24, 16).depth, wide.depth)
+        assert r.reconfigure_count == count
         r.load_scene(SceneSpec("small", str(small)))
         again = r.render(K, pose, 32, 32)
         assert r._sim is sim  # never re-created
