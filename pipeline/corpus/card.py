@@ -97,40 +97,25 @@ def histogram_png(info: dict, table: pa.Table) -> bytes:
 
 
 def contact_sheet_png(corpus_dir: Path, info: dict, max_pairs: int = 8) -> bytes:
-    """The first pair of up to ``max_pairs`` shards, one pair (view 1 | view 2) per row."""
+    """The first pair of up to ``max_pairs`` shards (rendering.contact_sheet's layout)."""
     import cv2
 
-    rows = []
+    from rendering.contact_sheet import contact_sheet
+
+    entries = []
     for shard in info["shards"]:
-        if len(rows) >= max_pairs:
+        if len(entries) >= max_pairs:
             break
         if shard["samples"] == 0:
             continue
         sample = next(read_shard(Path(corpus_dir) / shard["path"]))
-        rows.append(_pair_row(sample["img1"], sample["img2"], f"{sample['__key__']}  covis {sample['meta']['covis']:.2f}"))
-    if not rows:
-        sheet = np.full((32, 256, 3), 255, np.uint8)
-    else:
-        width = max(r.shape[1] for r in rows)
-        sheet = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+        entries.append((sample["img1"], sample["img2"], float(sample["meta"]["covis"]),
+                        f"{sample['__key__']} ({shard['split']})"))
+    sheet = contact_sheet(entries) if entries else np.full((32, 256, 3), 255, np.uint8)
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(sheet[:, :, ::-1]))
     if not ok:
         raise ValueError("could not encode the contact sheet")
     return buf.tobytes()
-
-
-def _pair_row(img1: np.ndarray, img2: np.ndarray, label: str, min_height: int = 128, gap: int = 4) -> np.ndarray:
-    """view 1 | view 2 on white, upscaled (nearest) to at least ``min_height`` px, with a caption."""
-    import cv2
-
-    scale = max(1, int(np.ceil(min_height / img1.shape[0])))
-    views = [np.repeat(np.repeat(v, scale, axis=0), scale, axis=1) for v in (img1, img2)]
-    h = max(v.shape[0] for v in views)
-    spacer = np.full((h, gap, 3), 255, np.uint8)
-    body = np.concatenate([views[0], spacer, views[1]], axis=1)
-    caption = np.full((18, body.shape[1], 3), 255, np.uint8)
-    cv2.putText(caption, label, (2, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([caption, body, np.full((gap, body.shape[1], 3), 255, np.uint8)], axis=0)
 
 
 def write_card(corpus_dir: Path, info: dict, table: pa.Table) -> Path:

@@ -1,0 +1,174 @@
+"""Prefect flow ``generate_corpus``: one task per work unit, then a merge task.
+
+Wiring only. Units execute in a spawn process pool (one renderer per process, true parallelism);
+tasks hand over small values (unit fields, paths, the config as JSON) and return short summaries.
+Resume safety comes from the artifact store (pipeline.corpus.unit); Prefect's INPUTS+TASK_SOURCE
+cache, persisted in <run_dir>/prefect/results, only skips units faster, and is bypassed (refresh_cache)
+whenever a unit's files do not look complete, so a deleted shard is never "cached".
+
+Import this module only after pipeline.prefect_env.configure_prefect.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.config import CorpusConfig, RunConfig
+from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
+from pipeline.corpus.plan import WorkUnit, plan_units
+from pipeline.corpus.unit import completed_unit, run_unit
+
+# Set by run_generate for the duration of one flow run (tasks run in threads of this process);
+# None on a Dask worker, where the unit then runs inline in that worker process.
+_EXECUTOR: ProcessPoolExecutor | None = None
+ProgressCallback = Callable[[dict], None]
+_PROGRESS: ProgressCallback | None = None
+
+
+@task(
+    name="render-unit",
+    task_run_name="unit {unit[unit_id]}",
+    retries=2,
+    retry_delay_seconds=2,
+    cache_policy=INPUTS + TASK_SOURCE,
+    persist_result=True,
+    result_serializer="json",
+)
+def render_unit(unit: dict, corpus_dir: str, corpus_json: str, config_hash: str) -> dict:
+    """Render one unit (or find it complete); returns its short summary."""
+    if _EXECUTOR is not None:
+        summary = _EXECUTOR.submit(run_unit, unit, corpus_dir, corpus_json, config_hash).result()
+    else:
+        summary = run_unit(unit, corpus_dir, corpus_json, config_hash)
+    return {
+        "unit_id": summary["unit_id"],
+        "split": summary["split"],
+        "shard": summary["shard"],
+        "shard_sha256": summary["shard_sha256"],
+        "pairs_written": summary["pairs_written"],
+        "pairs_failed": len(summary["failed_pairs"]),
+        "reused": summary["reused"],
+    }
+
+
+@task(name="merge-corpus", cache_policy=NO_CACHE)
+def merge_units(corpus_dir: str, corpus_json: str, units: list[dict]) -> dict:
+    """manifest.parquet + corpus.json + dataset card from the complete units."""
+    corpus = CorpusConfig.model_validate_json(corpus_json)
+    info = merge_corpus(Path(corpus_dir), corpus, [WorkUnit(**u) for u in units])
+    return {"corpus_id": info["corpus_id"], "counts": info["counts"], "rejections": info["rejections"],
+            "shards": info["shards"]}
+
+
+def _summary_markdown(corpus_dir: str, merged: dict, reused: int, total: int) -> str:
+    counts = merged["counts"]
+    lines = [
+        f"# Pair corpus `{merged['corpus_id']}`",
+        "",
+        f"Folder: `{corpus_dir}`",
+        "",
+        "| split | scenes | pairs |",
+        "| --- | ---: | ---: |",
+        *(f"| {s} | {counts['scenes'][s]} | {counts['pairs'][s]} |" for s in ("train", "val")),
+        "",
+        f"Units: {total} ({reused} already complete). Pairs failed: {counts['failed_pairs']}. "
+        f"Candidate views rendered: {counts['attempts']}.",
+        "",
+        "Rejected candidates: " + (", ".join(f"{k} {v}" for k, v in merged["rejections"].items()) or "none"),
+    ]
+    return "\n".join(lines)
+
+
+@flow(name="generate_corpus", log_prints=False)
+def generate_corpus(config_path: str) -> dict:
+    """Generate (or finish) the corpus of a run config; returns counts and the flow's unit count."""
+    from pipeline.config import load_run_config
+
+    config: RunConfig = load_run_config(config_path)
+    corpus = config.corpus
+    corpus_dir = config.corpus_dir
+    units = plan_units(corpus)
+    prepare_corpus_dir(corpus_dir, corpus, units)
+    config_hash = corpus.content_hash()
+    corpus_json = corpus.model_dump_json()
+
+    progress_id = create_progress_artifact(progress=0.0, key="corpus-generation-progress",
+                                           description=f"units of {corpus_dir}")
+    futures = []
+    for unit in units:
+        looks_complete = completed_unit(unit, corpus_dir, config_hash, check_hash=False) is not None
+        future = render_unit.with_options(refresh_cache=not looks_complete).submit(
+            unit.as_dict(), str(corpus_dir), corpus_json, config_hash
+        )
+        futures.append(future)
+    done = reused = 0
+    for future in as_completed(futures):
+        summary = future.result()
+        done += 1
+        reused += bool(summary["reused"])
+        update_progress_artifact(progress_id, 100.0 * done / len(units))
+        if _PROGRESS is not None:
+            _PROGRESS({"done": done, "total": len(units), **summary})
+    merged = merge_units.submit(str(corpus_dir), corpus_json, [u.as_dict() for u in units]).result()
+
+    create_markdown_artifact(_summary_markdown(str(corpus_dir), merged, reused, len(units)),
+                             key="corpus-summary", description="pair corpus summary")
+    create_table_artifact(
+        [{k: s[k] for k in ("path", "split", "samples", "size", "sha256")} for s in merged["shards"]],
+        key="corpus-shards",
+        description="shards: samples, bytes, sha256",
+    )
+    return {"corpus_dir": str(corpus_dir), "units": len(units), "units_reused": reused, **merged}
+
+
+def build_task_runner(corpus: CorpusConfig):
+    if corpus.task_runner == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as err:
+            raise RuntimeError("task_runner = 'dask' needs prefect-dask: pip install 'crocopipe[dask]'") from err
+        if corpus.dask_address:
+            return DaskTaskRunner(address=corpus.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": corpus.workers, "threads_per_worker": 1, "processes": True})
+    return ThreadPoolTaskRunner(max_workers=corpus.workers)
+
+
+def run_generate(config: RunConfig, progress: ProgressCallback | None = None, history_timeout: float = 120.0) -> dict:
+    """Run the flow with the configured task runner and worker pool; returns its result.
+
+    After the flow, waits until the Prefect API holds the complete task-run history (see
+    pipeline.flows.history) so the command can exit at once without losing any of it.
+    """
+    global _EXECUTOR, _PROGRESS
+    from pipeline.flows.history import wait_for_task_run_history
+
+    flow_fn = generate_corpus.with_options(task_runner=build_task_runner(config.corpus))
+    executor = None
+    if config.corpus.task_runner == "threads":
+        executor = ProcessPoolExecutor(max_workers=config.corpus.workers, mp_context=multiprocessing.get_context("spawn"))
+    _EXECUTOR, _PROGRESS = executor, progress
+    try:
+        # Task results and cache records live in the run folder (the default result storage is a
+        # local folder; an unsaved storage block cannot be passed to tasks in Prefect 3).
+        with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.prefect_home / "results"}):
+            state = flow_fn(str(config.source), return_state=True)
+            result = state.result()
+    finally:
+        _EXECUTOR, _PROGRESS = None, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+    flow_run_id = state.state_details.flow_run_id
+    result["flow_run_id"] = str(flow_run_id)
+    result["task_runs_recorded"] = wait_for_task_run_history(flow_run_id, expected=result["units"] + 1,
+                                                             timeout=history_timeout)
+    return result

@@ -1,0 +1,54 @@
+"""Make a flow's task-run history durable before the process exits.
+
+Prefect 3 clients report task-run states as *events* (a background EventsWorker sends them over a
+websocket); the server's TaskRunRecorder service turns those events into task-run rows, in batches
+flushed every few seconds. The embedded (ephemeral) server is a subprocess that is terminated at
+interpreter exit with a 5 s grace period: a command that exits right after a large flow can lose
+events still queued on the client, or received but not yet flushed by the recorder, so the last
+task runs are missing from the Prefect database. The fix is to drain the client's event and log
+workers and then wait until the API reports every task run of the flow run in a final state.
+"""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID
+
+
+class TaskRunHistoryIncomplete(RuntimeError):
+    """The Prefect API did not report every task run as final within the timeout."""
+
+
+def drain_client_workers(timeout: float = 30.0) -> None:
+    """Send every queued event and log record to the API now (blocking, bounded)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    EventsWorker.drain_all(timeout=timeout, at_exit=False)
+    APILogWorker.drain_all(timeout=timeout, at_exit=False)
+
+
+def final_task_runs(flow_run_id: UUID) -> int:
+    """How many task runs of ``flow_run_id`` the API has recorded in a final state."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return sum(1 for run in runs if run.state is not None and run.state.is_final())
+
+
+def wait_for_task_run_history(flow_run_id: UUID, expected: int, timeout: float = 60.0, poll: float = 0.25) -> int:
+    """Block until ``expected`` task runs of the flow run are recorded as final; returns the count."""
+    drain_client_workers()
+    deadline = time.monotonic() + timeout
+    count = final_task_runs(flow_run_id)
+    while count < expected:
+        if time.monotonic() > deadline:
+            raise TaskRunHistoryIncomplete(
+                f"after {timeout:.0f} s the Prefect API records {count} of {expected} task runs of flow run "
+                f"{flow_run_id} as final"
+            )
+        time.sleep(poll)
+        count = final_task_runs(flow_run_id)
+    return count
