@@ -236,8 +236,7 @@ class PairStream(torch.utils.data.IterableDataset):
 
 
 def make_loader(
-    corpus_dir: str | Path,
-    split: str,
+    shards: list[str],
     aug: AugmentConfig,
     batch_size: int,
     seed: int,
@@ -246,7 +245,7 @@ def make_loader(
     skip_batches: int = 0,
 ) -> torch.utils.data.DataLoader:
     """DataLoader of pair batches for this rank; never exhausts (the train loop counts steps)."""
-    stream = PairStream(list_shards(corpus_dir, split), aug, batch_size, seed, shuffle_buffer, skip_batches, num_workers)
+    stream = PairStream(shards, aug, batch_size, seed, shuffle_buffer, skip_batches, num_workers)
     return torch.utils.data.DataLoader(
         stream,
         batch_size=None,

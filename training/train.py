@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from training.checkpoint import checkpoint_path, latest_valid, prune, save_atomic
 from training.config import PretrainConfig
-from training.data import AugmentConfig, make_loader
+from training.data import AugmentConfig, list_shards, make_loader
 from training.figures import save_reconstruction
 from training.models import MaskedViT, build_from_spec, preset_spec
 
@@ -192,10 +192,9 @@ def train(
     fault_after_step: int | None = None,
 ) -> dict:
     """Train `method` until cfg.total_steps optimiser steps; resumes from out_dir if it can."""
-    if method not in cfg.methods and method != "none":
-        log.info("method %s not in config methods %s; training it anyway", method, cfg.methods)
     if method == "none":
         raise ValueError("the 'none' baseline is random initialisation and is not trained")
+    shards = list_shards(corpus_dir, cfg.split)  # fail fast, before any process group exists
     d = setup_distributed(cfg.device)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
@@ -203,6 +202,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         (out / "pretrain_config.json").write_text(cfg.model_dump_json(indent=2))
 
+    log.info("rank %d of %d on %s: %s, %d shard(s) of split %r", d.rank, d.world, d.device, method, len(shards), cfg.split)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     spec = preset_spec(cfg.preset, cfg.crop)
     model = build_from_spec(method, spec, cfg.mask_ratio(method)).to(d.device)
@@ -221,7 +221,6 @@ def train(
         model.load_state_dict(ckpt["model"])
         optimiser.load_state_dict(ckpt["optimizer"])
         start_step = int(ckpt["step"])
-        restore_rng(ckpt["rng"], d)
         if d.main:
             log.info("resuming %s from %s (step %d)", method, path, start_step)
 
@@ -234,9 +233,11 @@ def train(
         train_model = torch.compile(train_model)
 
     aug = AugmentConfig(cfg.crop, cfg.jitter_min, cfg.jitter_max, cfg.swap_views)
-    loader = make_loader(corpus_dir, cfg.split, aug, cfg.batch_size, cfg.seed, cfg.num_workers,
+    loader = make_loader(shards, aug, cfg.batch_size, cfg.seed, cfg.num_workers,
                          cfg.shuffle_buffer, skip_batches=start_step * cfg.accumulation)
-    batches = iter(loader)
+    batches = iter(loader)  # creating the iterator draws from the RNG: restore it afterwards
+    if found is not None:
+        restore_rng(found[1]["rng"], d)
     metrics = MetricsLog(out, start_step, cfg.tensorboard) if d.main else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda"
                 else contextlib.nullcontext())
