@@ -349,3 +349,26 @@ def test_procedural_scene_loads_through_its_glb(tmp_path):
     finally:
         r.close()
 
+
+
+@needs_habitat
+def test_habitat_state_round_trips_exactly_through_our_pose(renderer, tmp_path):
+    # CroCo's metadata stores Habitat sensor states (position, (w, x, y, z)); re-rendering converts
+    # them to OpenCV poses (rendering.habitat_frame) and this backend back: Habitat must end up
+    # with the very same sensor state.
+    from rendering.habitat_frame import habitat_state_to_opencv_pose
+
+    renderer.load_scene(SceneSpec("room", str(_write_glb(tmp_path / "room.glb", _room()))))
+    rng = np.random.default_rng(5)
+    K = camera.intrinsics_from_fov(16, 16, 60.0)
+    for _ in range(5):
+        q = rng.normal(size=4)
+        q /= np.linalg.norm(q)
+        position = rng.uniform([-2, 0.5, -3], [2, 2.5, 3])
+        renderer.render(K, habitat_state_to_opencv_pose(position, q), 16, 16)
+        agent = renderer._agent_for((16, 16, 60.0))
+        state = renderer._sim.get_agent(agent).get_state()
+        sensor = next(iter(state.sensor_states.values()))
+        got_q = np.array([sensor.rotation.w, sensor.rotation.x, sensor.rotation.y, sensor.rotation.z])
+        np.testing.assert_allclose(np.asarray(sensor.position, float), position, atol=1e-6)
+        assert min(np.abs(got_q - q).max(), np.abs(got_q + q).max()) < 1e-6
