@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="embedded")
     parser.add_argument("--covis-method", default="reprojection")
+    parser.add_argument("--screen-size", type=int, default=64, help="low-resolution screening width (0: off)")
+    parser.add_argument("--max-candidates", type=int, default=100, help="candidates per reference view")
     parser.add_argument("--no-precheck", action="store_true", help="render every candidate (frustum_precheck off)")
     parser.add_argument("--blas-threads", default="1", help="OPENBLAS/OMP threads per worker process")
     args = parser.parse_args()
@@ -95,9 +97,11 @@ def main() -> None:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = args.blas_threads  # inherited by the spawned workers
     config = {"width": args.size, "height": args.size, "covis_method": args.covis_method,
-              "frustum_precheck": not args.no_precheck}
+              "frustum_precheck": not args.no_precheck, "screen_size": args.screen_size,
+              "max_candidates_per_reference": args.max_candidates}
     print(f"scenes {args.scenes}, {args.pairs} pairs each, {args.size}x{args.size}, {args.covis_method}, "
-          f"precheck {'off' if args.no_precheck else 'on'}, cpu count {os.cpu_count()}")
+          f"screen {args.screen_size or 'off'}, precheck {'off' if args.no_precheck else 'on'}, "
+          f"max candidates/reference {args.max_candidates}, cpu count {os.cpu_count()}")
     for workers in args.workers:
         r = run(args.scenes, args.pairs, workers, config, args.seed, args.backend)
         print(f"workers {workers}: {r['pairs_per_s']:.1f} accepted pairs/s ({r['accepted']} accepted, "

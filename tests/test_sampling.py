@@ -292,6 +292,8 @@ def test_valid_depth_centroid_equals_the_mean_of_unprojected_points():
     pose = look_at(np.array([1.0, 1.5, 2.0]), np.array([0.0, 1.0, -1.0]))
     expected = unproject_depth(depth, K, pose)[depth > 0].mean(axis=0)
     np.testing.assert_allclose(valid_depth_centroid(depth, K, pose), expected, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="no valid depth"):
+        valid_depth_centroid(np.zeros_like(depth), K, pose)
 
 
 def test_procedural_scene_pairs_hold_invariants_and_scores_agree_with_croco_nn():
