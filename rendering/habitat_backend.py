@@ -381,7 +381,10 @@ class HabitatRenderer:
     else -1, which selects EGL without CUDA). ``near``/``far`` are the camera clip planes (the
     embedded renderer's defaults, so both backends drop the same too-close surfaces).
     The ``agent_*`` and ``navmesh_cell_*`` options are the :class:`NavMeshOptions` used when a
-    scene has no navmesh file. ``up_axis="z"`` loads mesh files as Z-up (Matterport-style datasets, see rendering.datasets),
+    scene has no navmesh file. habitat-sim keeps every stage it has loaded in memory;
+    ``recreate_after_scenes=N`` (0: never) closes and re-creates the simulator before an
+    (N+1)-th distinct scene, trading that growth for a re-creation (which itself may leak some GPU
+    memory on some drivers). ``up_axis="z"`` loads mesh files as Z-up (Matterport-style datasets, see rendering.datasets),
     giving the same world frame as ``rendering.scenes`` with ``up_axis="z"`` and as the datasets'
     navmeshes and CroCo's released poses.
     """
@@ -401,6 +404,7 @@ class HabitatRenderer:
         agent_max_slope: float = NavMeshOptions.agent_max_slope,
         navmesh_cell_size: float = NavMeshOptions.cell_size,
         navmesh_cell_height: float = NavMeshOptions.cell_height,
+        recreate_after_scenes: int = 0,
     ) -> None:
         if up_axis not in ("y", "z"):
             raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
@@ -423,6 +427,10 @@ class HabitatRenderer:
             cell_height=navmesh_cell_height,
         )
         self.up_axis = up_axis
+        if not isinstance(recreate_after_scenes, int) or recreate_after_scenes < 0:
+            raise ValueError(f"recreate_after_scenes must be an int >= 0, got {recreate_after_scenes!r}")
+        self.recreate_after_scenes = recreate_after_scenes
+        self._scenes_in_simulator: set[str] = set()
         self.gpu_device_id = default_gpu_device_id() if device_index is None else device_index
         if self.gpu_device_id < 0:
             # habitat-sim builds that pick the EGL device by CUDA device need this without CUDA
@@ -559,7 +567,11 @@ class HabitatRenderer:
         stage = self._workdir / f"{key}.stage_config.json"
         if not stage.exists():
             render_asset = glb
-            if needs_unlit_materials(doc):  # Habitat would light these at ambient (10 %) strength
+            external = any("uri" in item and not str(item["uri"]).startswith("data:")
+                           for item in doc.get("images", []) + doc.get("buffers", []))
+            # Habitat would light these at ambient (10 %) strength; a copy elsewhere would lose
+            # files the GLB refers to by relative path, so those are left as they are
+            if needs_unlit_materials(doc) and not external:
                 render_asset = self._workdir / f"{key}.unlit.glb"
                 write_unlit_glb(glb, render_asset)
             stage.write_text(json.dumps(stage_config(render_asset, up_axis), indent=2))
@@ -570,9 +582,21 @@ class HabitatRenderer:
         self._check_open()
         stage_id, asset = self._stage_for(scene)
         cameras = self._cameras or [(64, 64, 60.0)]
+        if (
+            self.recreate_after_scenes
+            and stage_id not in self._scenes_in_simulator
+            and len(self._scenes_in_simulator) >= self.recreate_after_scenes
+            and self._sim is not None
+        ):
+            # habitat-sim keeps every stage it loaded; bound the host (or GPU) memory that takes
+            self._make_current()
+            self._sim.close(destroy=True)
+            self._sim, self._egl, self._stage_id = None, None, None
+            self._scenes_in_simulator.clear()
         try:
             if self._stage_id != stage_id or self._sim is None:
                 self._configure(stage_id, cameras)
+                self._scenes_in_simulator.add(stage_id)
         except Exception as err:  # habitat raises RuntimeError/ValueError/AssertionError for bad assets
             self._stage_id = None
             raise SceneLoadError(f"scene {scene.scene_id!r}: habitat-sim could not load {asset}: {err}") from err

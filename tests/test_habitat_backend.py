@@ -372,3 +372,21 @@ def test_habitat_state_round_trips_exactly_through_our_pose(renderer, tmp_path):
         got_q = np.array([sensor.rotation.w, sensor.rotation.x, sensor.rotation.y, sensor.rotation.z])
         np.testing.assert_allclose(np.asarray(sensor.position, float), position, atol=1e-6)
         assert min(np.abs(got_q - q).max(), np.abs(got_q + q).max()) < 1e-6
+
+
+@needs_habitat
+def test_recreate_after_scenes_bounds_the_scenes_one_simulator_holds(tmp_path):
+    rooms = [_write_glb(tmp_path / f"r{i}.glb", _room(np.array([-1.0 - i, 0, -1.0]), np.array([1.0 + i, 2.0, 1.0]))) for i in range(3)]
+    K = camera.intrinsics_from_fov(16, 16, 60.0)
+    pose = camera.look_at(np.array([0.0, 1.0, 0.0]), np.array([1.0, 1.0, 0.0]))
+    with create_renderer("habitat", recreate_after_scenes=2) as r:
+        depths = []
+        for i, room in enumerate(rooms):
+            r.load_scene(SceneSpec(f"r{i}", str(room)))
+            if i == 0:
+                first_sim = r._sim
+            depths.append(r.render(K, pose, 16, 16).depth[8, 8])
+        assert r._sim is not first_sim  # the third distinct scene got a fresh simulator
+        np.testing.assert_allclose(depths, [1.0, 2.0, 3.0], atol=1e-3)
+    with pytest.raises(ValueError, match="recreate_after_scenes"):
+        create_renderer("habitat", recreate_after_scenes=-1)
