@@ -18,8 +18,15 @@ How it maps our contract onto Habitat (habitat-sim 0.2.x):
 * Habitat's DEPTH sensor already gives z-depth in metres with 0 where nothing was hit (checked by
   the tests); values outside (0, far] are set to 0 all the same.
 * A GLB is loaded as a *stage* through a stage config that states the glTF convention (+Y up,
-  -Z front), because habitat-sim treats a bare ``.glb`` as a Z-up Matterport mesh. A URI that
-  already is a ``*.stage_config.json`` is used as it is (e.g. a dataset's own Z-up convention).
+  -Z front), because habitat-sim treats a bare ``.glb`` as a Z-up Matterport mesh; with
+  ``up_axis="z"`` it states the Z-up convention instead (HM3D, MP3D, ... see rendering.datasets).
+  A URI that already is a ``*.stage_config.json`` is used as it is. Other mesh formats and
+  procedural scenes go through ``rendering.scenes.scene_glb_path``.
+* Unlit albedo, as the contract asks: habitat-sim 0.2 draws textured glTF materials at full
+  strength but untextured and vertex-coloured ones at its 10 % ambient level when no lights are
+  set, so such GLBs are copied with their materials marked ``KHR_materials_unlit``.
+* habitat-sim crashes (segfault) building a navmesh for a scene with no horizontal extent, so the
+  GLB's bounds are read from its JSON first and such scenes raise SceneLoadError.
 * The navigable space is Habitat's navmesh: the scene's ``.navmesh`` file when there is one,
   otherwise one recomputed with explicit :class:`NavMeshOptions`.
 """
@@ -450,7 +457,8 @@ class HabitatRenderer:
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         if self._sim is not None:
-            self._sim.close(destroy=True)  # makes its own context current first
+            self._make_current()  # its resources live in its context, not in whatever is current
+            self._sim.close(destroy=True)
             self._sim = None
         shutil.rmtree(self._workdir, ignore_errors=True)
         self._closed = True
