@@ -53,7 +53,7 @@ def list_shards(corpus_dir: str | Path, split: str = "train") -> list[str]:
     except Exception as exc:
         raise CorpusError(f"cannot read {manifest} (need columns 'shard' and 'split'): {exc}") from exc
     rows = table.to_pydict()
-    names = sorted({s for s, sp in zip(rows["shard"], rows["split"]) if sp == split})
+    names = sorted({s for s, sp in zip(rows["shard"], rows["split"]) if sp == split and s})
     if not names:
         raise CorpusError(f"{manifest} lists no shards for split {split!r}")
     paths, missing = [], []

@@ -7,12 +7,9 @@ Depth and poses are placeholders (constant depth, identity poses); only the imag
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 
@@ -31,12 +28,6 @@ def _field(rng: np.random.Generator, size: int) -> np.ndarray:
     return (img * 255).astype(np.uint8)
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
 def write_synthetic_corpus(
     corpus_dir: str | Path,
     shards: int = 2,
@@ -49,35 +40,38 @@ def write_synthetic_corpus(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from rendering.pair import CovisScores, PairRecord
+    from rendering.shards import ShardWriter, encode_sample, shard_path
+
     corpus = Path(corpus_dir)
-    out = corpus / "shards" / split
-    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    rows: dict[str, list] = {"shard": [], "split": [], "scene_id": [], "pair_index": []}
+    rows: dict[str, list] = {"key": [], "shard": [], "split": [], "scene_id": [], "pair_index": []}
     paths = []
     for s in range(shards):
-        path = out / f"pairs-{s:06d}.tar"
-        tmp = path.with_suffix(".tar.tmp")
-        with tarfile.open(tmp, "w") as tar:
+        path = shard_path(corpus, split, s)
+        with ShardWriter(path) as writer:
             for p in range(pairs_per_shard):
                 world = _field(rng, size * 2)
                 (y1, x1), (y2, x2) = rng.integers(0, size // 2, (2, 2))
                 key = f"synthetic{s:03d}-{p:08d}"
-                for view, (y, x) in (("img1", (y1, x1)), ("img2", (y2, x2))):
-                    crop = cv2.cvtColor(world[y : y + size, x : x + size], cv2.COLOR_RGB2BGR)
-                    _add(tar, f"{key}.{view}.jpg", cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
-                depth = np.full((size, size), 2000, np.uint16)
-                png = cv2.imencode(".png", depth)[1].tobytes()
-                _add(tar, f"{key}.depth1.png", png)
-                _add(tar, f"{key}.depth2.png", png)
-                meta = {"scene_id": f"synthetic{s:03d}", "pair_index": p, "width": size, "height": size,
-                        "depth_scale": 0.001, "renderer": "synthetic", "schema_version": 1}
-                _add(tar, f"{key}.meta.json", json.dumps(meta).encode())
-                rows["shard"].append(f"shards/{split}/{path.name}")
+                views = [world[y : y + size, x : x + size] for y, x in ((y1, x1), (y2, x2))]
+                K = np.array([[size, 0, size / 2], [0, size, size / 2], [0, 0, 1]], np.float64)
+                record = PairRecord(
+                    scene_id=f"synthetic{s:03d}", scene_uri=f"synthetic:{s}", pair_index=p, seed=seed,
+                    renderer="synthetic", img1=views[0], img2=views[1],
+                    depth1=np.full((size, size), 2.0, np.float32), depth2=np.full((size, size), 2.0, np.float32),
+                    K1=K, K2=K, cam2world1=np.eye(4), cam2world2=np.eye(4),
+                    covis=CovisScores(0.75, 0.75, 0.75, 0.75), attempts=1,
+                )
+                fields = encode_sample(record, key)
+                meta = record.meta()
+                writer.write(key, fields)
+                rows["key"].append(key)
+                rows["shard"].append(path.relative_to(corpus).as_posix())
                 rows["split"].append(split)
                 rows["scene_id"].append(meta["scene_id"])
                 rows["pair_index"].append(p)
-        tmp.rename(path)
+            writer.close()
         paths.append(path)
     pq.write_table(pa.table(rows), corpus / "manifest.parquet")
     return paths
