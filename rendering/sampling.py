@@ -176,16 +176,18 @@ def candidate_pose(
     start_floor: np.ndarray,
     target: np.ndarray,
     config: SamplerConfig,
-) -> np.ndarray:
+) -> np.ndarray | None:
     """cam2world of a second view: random walk on the floor, new height, look at ``target``, noise.
 
-    Raises ValueError (from look_at) when the eye lands on the target.
+    None when the eye lands on the target (no direction to look in).
     """
     point = np.asarray(start_floor, dtype=np.float64)
     for _ in range(config.walk_steps):
         dx, dz = rng.normal(0.0, config.walk_step_sigma, 2)
         point = np.asarray(navigable.snap_point(point + np.array([dx, 0.0, dz])), dtype=np.float64)
     eye = point + _camera_height(rng, config) * UP
+    if np.linalg.norm(np.asarray(target) - eye) < 1e-6:
+        return None
     return _orientation_noise(look_at(eye, target), rng, config)
 
 
@@ -264,9 +266,8 @@ def sample_pair(
         target = valid_depth_centroid(view1.depth, K, pose1)
         small1 = None if screen is None else renderer.render(K_small, pose1, *screen)
         for _ in range(config.max_candidates_per_reference):
-            try:
-                pose2 = candidate_pose(rng, navigable, floor, target, config)
-            except ValueError:
+            pose2 = candidate_pose(rng, navigable, floor, target, config)
+            if pose2 is None:
                 rejections[CANDIDATE_DEGENERATE_POSE] += 1
                 continue
             if precheck and frustum_fraction(view1.depth, K, pose1, K, pose2, width, height) < config.min_covis:

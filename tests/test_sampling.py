@@ -311,3 +311,14 @@ def test_procedural_scene_pairs_hold_invariants_and_scores_agree_with_croco_nn()
             assert min(p.valid1, p.valid2) >= 0.7 and 0.5 <= p.covis.score <= 1.0
             nn = compute_covisibility("croco_nn", p.depth1, p.depth2, p.K1, p.K2, p.cam2world1, p.cam2world2)
             assert abs(nn.score - p.covis.score) <= 0.15
+
+
+def test_candidate_on_the_look_at_target_is_reported_not_raised(navigable):
+    from rendering.sampling import candidate_pose
+
+    config = CONFIG.model_copy(update={"walk_steps": 0, "camera_height_min": 1.5, "camera_height_max": 1.5})
+    floor = navigable.snap_point(np.array([0.0, 0.0, 0.0]))
+    rng = np.random.default_rng(0)
+    assert candidate_pose(rng, navigable, floor, floor + [0.0, 1.5, 0.0], config) is None
+    pose = candidate_pose(rng, navigable, floor, floor + [0.0, 1.5, -2.0], config)
+    assert pose is not None and pose[:3, 2] @ np.array([0.0, 0.0, -1.0]) > 0.9  # looks at the target
