@@ -59,6 +59,7 @@ class EvaluateConfig(BaseModel):
     test_fraction: float = Field(0.5, gt=0, lt=1)
     max_pairs: int | None = Field(None, gt=0, description="cap on val pairs read (None = all)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
     nyuv2_path: Path | None = Field(None, description="nyu_depth_v2_labeled.mat (MATLAB v7.3)")
     nyuv2_split_path: Path | None = Field(None, description="official splits.mat (testNdxs/trainNdxs)")
     sintel_path: Path | None = Field(None, description="MPI-Sintel root holding training/")
@@ -90,6 +91,16 @@ class EvaluateConfig(BaseModel):
         if any(s < 0 for s in value):
             raise ValueError(f"seeds must be >= 0, got {value}")
         return value
+
+    def fingerprint(self, spec: dict) -> str:
+        """Hash of everything that changes a single (method, task, seed) result: a result file
+        written under another fingerprint is stale for this config."""
+        import hashlib
+        import json
+
+        keep = self.model_dump(mode="json", exclude={"tasks", "methods", "seeds", "device", "threads"})
+        blob = json.dumps({"evaluate": keep, "spec": spec}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @model_validator(mode="after")
     def _paths(self) -> "EvaluateConfig":

@@ -42,17 +42,19 @@ class ResidualConvUnit(nn.Module):
 class FusionBlock(nn.Module):
     """Add the (refined) skip feature, refine, upsample x2."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, upsample: bool = True) -> None:
         super().__init__()
         self.skip = ResidualConvUnit(dim)
         self.refine = ResidualConvUnit(dim)
         self.out = nn.Conv2d(dim, dim, 1)
+        self.upsample = upsample
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if skip is not None:
             x = x + self.skip(skip)
         x = self.refine(x)
-        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         return self.out(x)
 
 
@@ -76,7 +78,9 @@ class DPTHead(nn.Module):
             ]
         )
         self.to_features = nn.ModuleList(nn.Conv2d(d, features, 3, padding=1, bias=False) for d in layer_dims)
-        self.fusion = nn.ModuleList(FusionBlock(features) for _ in range(4))
+        # The finest fusion stays at 4x the token grid and the prediction is upsampled bilinearly
+        # to the input size: full-resolution convolutions would dominate the cost on CPU.
+        self.fusion = nn.ModuleList([FusionBlock(features, upsample=False)] + [FusionBlock(features) for _ in range(3)])
         self.output = nn.Sequential(
             nn.Conv2d(features, features // 2, 3, padding=1),
             nn.ReLU(),
@@ -97,9 +101,13 @@ class DPTHead(nn.Module):
         x = F.interpolate(x, size=levels[2].shape[-2:], mode="bilinear", align_corners=False)
         x = self.fusion[2](x, levels[2])
         x = self.fusion[1](x, levels[1])
-        x = self.fusion[0](x, levels[0])
-        x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", align_corners=False)
-        return self.output(x)
+        x = self.output(self.fusion[0](x, levels[0]))
+        return F.interpolate(x, size=(out_size, out_size), mode="bilinear", align_corners=False)
+
+
+def default_head_features(enc_dim: int) -> int:
+    """Head width that grows with the backbone: 32 for test-size models, 64 tiny, 256 base+."""
+    return int(min(256, max(32, 2 ** round(math.log2(max(enc_dim, 1) / 3)))))
 
 
 def rotation_from_6d(x: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,10 @@ from evaluation.data import val_shards
 from evaluation.tables import result_path
 
 
+class StaleResultError(ValueError):
+    """A result file was produced under different evaluation settings."""
+
+
 class MissingCheckpointError(FileNotFoundError):
     """A method to evaluate has no final pretraining weights."""
 
@@ -62,3 +66,42 @@ def plan_jobs(run_dir: Path, cfg: EvaluateConfig, corpus_dir: Path) -> list[Eval
         for t in cfg.tasks
         for s in cfg.seeds
     ]
+
+
+def existing_result(job: EvalJob, fingerprint: str) -> dict | None:
+    """The job's stored result if it is complete and was made with these settings; None if absent.
+
+    A result made with other settings is never overwritten: the error says how to proceed.
+    """
+    import json
+
+    path = Path(job.result)
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"evaluation result {path} is unreadable ({exc}); delete it to recompute") from exc
+    if not isinstance(result, dict) or "metrics" not in result:
+        raise ValueError(f"evaluation result {path} has no 'metrics'; delete it to recompute")
+    if result.get("fingerprint") != fingerprint:
+        raise StaleResultError(
+            f"{path} was computed with other [evaluate] settings or backbone size (fingerprint "
+            f"{result.get('fingerprint')} != {fingerprint}); move {Path(path).parents[2]} away to "
+            "recompute, or restore the settings it was made with"
+        )
+    return result
+
+
+def pending_jobs(jobs: list[EvalJob], fingerprint: str) -> list[EvalJob]:
+    return [j for j in jobs if existing_result(j, fingerprint) is None]
+
+
+def tables_current(run_dir: Path, jobs: list[EvalJob]) -> bool:
+    """results.md/.csv/.png exist and are newer than every result file."""
+    out = Path(run_dir) / "tables"
+    files = [out / n for n in ("results.md", "results.csv", "results.png")]
+    if not all(f.is_file() for f in files):
+        return False
+    newest = max(Path(j.result).stat().st_mtime_ns for j in jobs)
+    return min(f.stat().st_mtime_ns for f in files) >= newest

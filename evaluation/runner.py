@@ -18,7 +18,7 @@ import torch
 from evaluation.config import EvaluateConfig
 from evaluation.data import TaskArrays
 from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol, cosine_lr, count_parameters
-from evaluation.heads import l1_flow_loss, laplacian_flow_loss, pose_loss, silog_loss
+from evaluation.heads import default_head_features, l1_flow_loss, laplacian_flow_loss, pose_loss, silog_loss
 from evaluation.metrics import depth_metrics, flow_metrics, pose_metrics
 from training.models import MaskedViT, ModelSpec, build_from_spec, load_backbone
 
@@ -127,14 +127,17 @@ def run_one(
     test: TaskArrays,
     cfg: EvaluateConfig,
     seed: int,
-    head_features: int = 64,
+    head_features: int | None = None,
 ) -> dict:
     """Build the downstream model for (task, method), train it with ``seed``, score it."""
     t0 = time.perf_counter()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
     device = pick_device(cfg.device)
     net, pretrained = backbone_for_task(method, task, copy.deepcopy(backbone))  # fine-tuning edits it
-    model = DownstreamModel(task, net, head_features)
+    features = head_features or default_head_features(net.spec.enc_dim)
+    model = DownstreamModel(task, net, features)
     if task == "depth":
         d = train.arrays["depth"]
         model.set_depth_prior(float(np.log(d[d > 0]).mean()))
@@ -166,15 +169,3 @@ def write_result(path: Path, result: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
     os.replace(tmp, path)
-
-
-def read_result(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"evaluation result {path} is unreadable: {exc}") from exc
-    if not isinstance(data, dict) or "metrics" not in data:
-        raise ValueError(f"evaluation result {path} has no 'metrics'")
-    return data

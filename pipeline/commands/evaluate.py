@@ -36,7 +36,7 @@ def resolve_evaluation(run, methods: list[str] | None = None, tasks: list[str] |
 
 
 def evaluate(
-    config: Path = typer.Argument(..., help="run TOML (its [evaluate] section; defaults when absent)"),
+    config: Path = typer.Argument(..., help="run TOML (its \\[evaluate] section; defaults when absent)"),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="evaluate only this method (repeatable)"),
     task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="only this task: depth, flow or pose (repeatable)"),
 ) -> None:
@@ -50,16 +50,23 @@ def evaluate(
     except (ConfigError, ValueError) as err:
         typer.echo(f"{config}: {err}" if not isinstance(err, ConfigError) else str(err), err=True)
         raise typer.Exit(2) from None
-    configure_prefect(run.prefect_home)
     from evaluation.data import MissingValSplitError
-    from evaluation.plan import MissingCheckpointError
-    from pipeline.flows.evaluate import evaluate_flow
+    from evaluation.plan import MissingCheckpointError, StaleResultError, pending_jobs, plan_jobs, tables_current
 
-    try:
-        out = evaluate_flow(str(run.run_dir), cfg.model_dump(mode="json"), spec)
-    except (MissingCheckpointError, MissingValSplitError) as err:
+    try:  # the same checks the flow makes, here before a Prefect server is started
+        jobs = plan_jobs(run.run_dir, cfg, run.corpus_dir)
+        todo = pending_jobs(jobs, cfg.fingerprint(spec))
+    except (MissingCheckpointError, MissingValSplitError, StaleResultError, ValueError) as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
+    if not todo and tables_current(run.run_dir, jobs):
+        typer.echo(f"{len(jobs)} evaluations ({len(jobs)} already done); tables up to date: "
+                   f"{run.run_dir / 'tables' / 'results.md'}")
+        return
+    configure_prefect(run.prefect_home)
+    from pipeline.flows.evaluate import evaluate_flow
+
+    out = evaluate_flow(str(run.run_dir), cfg.model_dump(mode="json"), spec)
     typer.echo(f"{out['jobs']} evaluations ({out['reused']} already done)")
     for kind, path in out["tables"].items():
         typer.echo(f"{kind}: {path}")

@@ -41,13 +41,15 @@ def _backbone(method: str, checkpoint: str | None, spec: dict, seed: int):
       retries=1, retry_delay_seconds=2)
 def evaluate_one(job: dict, corpus_dir: str, config: dict, spec: dict) -> dict:
     """Train and score one head; returns a short summary (reused=True when the result existed)."""
-    from evaluation.runner import read_result, run_one, write_result
+    from evaluation.plan import EvalJob, existing_result
+    from evaluation.runner import run_one, write_result
 
-    path = Path(job["result"])
-    if path.is_file():
-        result = read_result(path)
-        return {**_summary(job, result), "reused": True}
     cfg = EvaluateConfig.model_validate(config)
+    fingerprint = cfg.fingerprint(spec)
+    path = Path(job["result"])
+    done = existing_result(EvalJob(**job), fingerprint)
+    if done is not None:
+        return {**_summary(job, done), "reused": True}
     backbone = _backbone(job["method"], job["checkpoint"], spec, job["seed"])
     if backbone.spec.img_size != spec["img_size"]:
         raise ValueError(f"{job['checkpoint']}: input size {backbone.spec.img_size} differs from the other "
@@ -56,6 +58,8 @@ def evaluate_one(job: dict, corpus_dir: str, config: dict, spec: dict) -> dict:
     result = run_one(job["task"], job["method"], backbone, train, test, cfg, job["seed"])
     result["split_by"] = how
     result["checkpoint"] = job["checkpoint"]
+    result["fingerprint"] = fingerprint
+    result["spec"] = spec
     write_result(path, result)
     get_run_logger().info("%s/%s seed %d: %s", job["method"], job["task"], job["seed"], json.dumps(result["metrics"]))
     return {**_summary(job, result), "reused": False}
