@@ -27,6 +27,9 @@ app.command("regenerate")(_corpus.regenerate)
 app.command("import-croco-metadata")(_corpus.import_croco_metadata)
 from pipeline.commands import evaluate as _evaluate  # noqa: E402
 app.command("evaluate")(_evaluate.evaluate)
+from pipeline.commands import run as _run  # noqa: E402
+app.command("run")(_run.run)
+app.command("schedule")(_run.schedule)
 from pipeline.commands import render_pairs as _render_pairs  # noqa: E402
 app.command("render-pairs")(_render_pairs.render_pairs)
 

@@ -1,0 +1,104 @@
+"""`crocopipe run CONFIG` (the whole study) and `crocopipe schedule CONFIG --cron ...`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 1, 2, 3
+
+
+def _load(config: Path):
+    """Validated RunConfig with a [pretrain] section and a resolvable evaluation, or exit 2."""
+    from pipeline.commands.evaluate import resolve_evaluation
+    from pipeline.config import ConfigError, load_run_config
+
+    try:
+        run = load_run_config(config)
+        resolve_evaluation(run)
+    except (ConfigError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    return run
+
+
+def _finished(run_cfg) -> bool:
+    from pipeline.commands.evaluate import resolve_evaluation
+    from pipeline.stages import all_done
+
+    cfg, spec = resolve_evaluation(run_cfg)
+    try:
+        return all_done(run_cfg, cfg, spec)
+    except (FileNotFoundError, ValueError):  # missing val split / checkpoints: the flow will say
+        return False
+
+
+def run(config: Path = typer.Argument(..., help="run TOML with [corpus], [pretrain] and [evaluate]")) -> None:
+    """Generate the corpus, pretrain every method, evaluate them and write the tables; re-run to resume."""
+    from pipeline.corpus.lock import RunLock, RunLockedError
+
+    cfg_run = _load(config)
+    if _finished(cfg_run):
+        typer.echo(f"every stage of {cfg_run.run_dir} is complete; tables: {cfg_run.run_dir / 'tables' / 'results.md'}")
+        return
+    try:
+        lock = RunLock(cfg_run.run_dir, purpose="run").acquire()
+    except RunLockedError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_LOCKED) from None
+    try:
+        from pipeline.prefect_env import configure_prefect
+
+        configure_prefect(cfg_run.prefect_home)
+        os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
+        from pipeline.flows.run import run_flow
+
+        t0 = time.perf_counter()
+        try:
+            stages = run_flow(str(Path(config).resolve()))
+        except Exception as err:
+            typer.echo(f"error: run failed: {err}. Finished work is kept; re-run the command to resume.", err=True)
+            raise typer.Exit(EXIT_FAILED) from None
+    finally:
+        lock.release()
+    for name, info in stages.items():
+        typer.echo(f"{name}: {json.dumps(info)}")
+    typer.echo(f"total: {time.perf_counter() - t0:.1f} s")
+
+
+def schedule(
+    config: Path = typer.Argument(..., help="run TOML"),
+    cron: str = typer.Option(..., "--cron", help='cron schedule, e.g. "0 3 * * *" (03:00 every day)'),
+    name: Optional[str] = typer.Option(None, help="deployment name (default: crocopipe-<run folder name>)"),
+    timezone: Optional[str] = typer.Option(None, help="IANA time zone of the cron schedule (default UTC)"),
+) -> None:
+    """Register the end-to-end flow as a Prefect deployment with a cron schedule and serve it.
+
+    The process keeps running (like a Prefect worker) and executes each scheduled run; point it at
+    a Prefect server with PREFECT_API_URL to see the deployment and its runs in the UI, or trigger
+    one by hand with `prefect deployment run 'crocopipe-run/<name>'`.
+    """
+    run_cfg = _load(config)
+    from pipeline.prefect_env import configure_prefect
+
+    configure_prefect(run_cfg.prefect_home)
+    from pipeline.flows.run import run_flow
+
+    deployment = name or f"crocopipe-{run_cfg.run_dir.name}"
+    try:
+        from prefect.client.schemas.schedules import construct_schedule
+
+        construct_schedule(cron=cron, timezone=timezone or "UTC")
+    except Exception as err:  # croniter / pydantic raise several types
+        typer.echo(f"error: invalid cron schedule {cron!r}: {err}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    typer.echo(f"serving deployment 'crocopipe-run/{deployment}' on cron {cron!r}; Ctrl-C stops it")
+    from prefect.schedules import Cron
+
+    run_flow.serve(name=deployment, schedules=[Cron(cron, timezone=timezone or "UTC")],
+                   parameters={"config_path": str(Path(config).resolve())})
