@@ -64,6 +64,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     done = len(list((corpus / "units").glob("*.parquet")))
     assert 1 <= done < UNITS and not (corpus / "manifest.parquet").exists()
 
+    # A finished unit whose shard disappears must be redone, although Prefect cached its task.
+    first_unit = sorted((corpus / "units").glob("*.parquet"))[0].stem
+    lost = next(p for p in corpus.glob("shards/*/pairs-*.tar") if first_unit in _unit_of(corpus, p))
+    lost.unlink()
+
     resumed = _generate(crashed_cfg)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
@@ -80,3 +85,21 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     runs = _task_runs_of_last_flow_run(tmp_path / "crashed" / "prefect" / "prefect.db")
     assert len(runs) == UNITS + 1 and {state for _, state in runs} == {"COMPLETED"}, runs
     assert sum(name.startswith("unit ") for name, _ in runs) == UNITS
+
+    # Nothing left to do: the command answers without starting Prefect.
+    started = time.monotonic()
+    again = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", str(crashed_cfg)], env=_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "already complete" in again.stdout, again.stdout + again.stderr
+    assert "Starting temporary server" not in again.stdout + again.stderr and time.monotonic() - started < 60
+
+
+def _unit_of(corpus: Path, shard: Path) -> str:
+    """The unit id that wrote ``shard`` (from plan.json)."""
+    import json
+
+    rel = shard.relative_to(corpus).as_posix()
+    for unit in json.loads((corpus / "plan.json").read_text())["units"]:
+        if f"shards/{unit['split']}/pairs-{unit['shard_index']:06d}.tar" == rel:
+            return unit["unit_id"]
+    return ""

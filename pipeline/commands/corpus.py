@@ -30,7 +30,7 @@ def _corpus_dir(path: Path) -> Path:
 def generate(config: Path = typer.Argument(..., help="run TOML with a [corpus] section")) -> None:
     """Render the configured pair corpus into <run_dir>/corpus; re-run to resume after a crash."""
     from pipeline.config import ConfigError, load_run_config
-    from pipeline.corpus.build import CorpusStateError, check_corpus_dir
+    from pipeline.corpus.build import CorpusStateError, check_corpus_dir, finished_corpus
     from pipeline.corpus.lock import RunLock, RunLockedError
     from pipeline.corpus.plan import CorpusPlanError, plan_units
 
@@ -45,6 +45,13 @@ def generate(config: Path = typer.Argument(..., help="run TOML with a [corpus] s
     except RunLockedError as err:
         _fail(err, EXIT_LOCKED)
     try:
+        info = finished_corpus(run.corpus_dir, run.corpus, units)
+        if info is not None:  # nothing to do: answer in seconds, without starting Prefect
+            counts = info["counts"]
+            typer.echo(f"corpus {info['corpus_id']} in {run.corpus_dir} is already complete: "
+                       f"{counts['pairs']['train']} train + {counts['pairs']['val']} val pairs in "
+                       f"{len(units)} shards (run `crocopipe verify {run.corpus_dir}` to check every byte)")
+            return
         _generate_locked(run, len(units))
     finally:
         lock.release()

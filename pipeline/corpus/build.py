@@ -70,6 +70,27 @@ def prepare_corpus_dir(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkU
     atomic_write_bytes(plan_path, dump_json(plan))
 
 
+def finished_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit]) -> dict | None:
+    """corpus.json when the folder holds this config's finished corpus (every unit present with its
+    recorded size, manifest and card written), else None. Cheap: sizes, not hashes (see verify)."""
+    corpus_dir = Path(corpus_dir)
+    try:
+        info = json.loads((corpus_dir / CORPUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if info.get("config_hash") != corpus.content_hash() or not (corpus_dir / MANIFEST_FILE).is_file():
+        return None
+    recorded = {s.get("unit_id"): s for s in info.get("shards", [])}
+    for unit in units:
+        summary = completed_unit(unit, corpus_dir, info["config_hash"], check_hash=False)
+        entry = recorded.get(unit.unit_id)
+        if summary is None or entry is None or entry.get("sha256") != summary["shard_sha256"]:
+            return None
+    if len(recorded) != len(units) or not (corpus_dir / "card" / "stats.md").is_file():
+        return None
+    return info
+
+
 def corpus_thresholds(corpus: CorpusConfig) -> dict:
     """The sampler's acceptance thresholds (co-visibility, valid depth, attempt limits)."""
     sampler = corpus.sampler.model_dump(mode="json")

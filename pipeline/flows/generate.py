@@ -114,8 +114,10 @@ def generate_corpus(config_path: str) -> dict:
     done = reused = 0
     for future in as_completed(futures):
         summary = future.result()
+        # A cache hit returns the summary of the run that made the unit: count it as reused.
+        summary["reused"] = bool(summary["reused"]) or future.state.name == "Cached"
         done += 1
-        reused += bool(summary["reused"])
+        reused += summary["reused"]
         update_progress_artifact(progress_id, 100.0 * done / len(units))
         if _PROGRESS is not None:
             _PROGRESS({"done": done, "total": len(units), **summary})
