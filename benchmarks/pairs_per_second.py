@@ -2,7 +2,9 @@
 
 Each worker process (spawned, one GL context each) loads the scenes and samples its own share of
 pair indices; throughput = accepted pairs / the slowest worker's sampling time (scene loading is
-reported separately). Also reports rendered views and candidate poses per accepted pair.
+reported separately). Also reports CPU time per accepted pair (all threads of the worker: a
+load-independent cost; an idle core delivers about 1000 / that many pairs/s), rendered views and
+candidate poses per accepted pair.
 
     python benchmarks/pairs_per_second.py --scenes procedural:0 procedural:1 --pairs 40 --workers 1 2
 """
@@ -24,6 +26,7 @@ def _worker(job: dict) -> dict:
     renderer = create_renderer(job["backend"])
     load_s = 0.0
     sample_s = 0.0
+    cpu_s = 0.0  # all threads of the process (llvmpipe rasterises on its own threads)
     accepted = 0
     failed = 0
     attempts = 0
@@ -35,6 +38,7 @@ def _worker(job: dict) -> dict:
             navigable = renderer.load_scene(scene)
             load_s += time.perf_counter() - start
             start = time.perf_counter()
+            cpu_start = time.process_time()
             for pair_index in job["indices"]:
                 try:
                     record = sample_pair(renderer, navigable, scene, pair_index, job["seed"], config)
@@ -47,10 +51,11 @@ def _worker(job: dict) -> dict:
                 attempts += record.attempts
                 rejections.update(record.rejections)
             sample_s += time.perf_counter() - start
+            cpu_s += time.process_time() - cpu_start
     finally:
         renderer.close()
     return {"accepted": accepted, "failed": failed, "attempts": attempts, "rejections": dict(rejections),
-            "load_s": load_s, "sample_s": sample_s}
+            "load_s": load_s, "sample_s": sample_s, "cpu_s": cpu_s}
 
 
 def run(scenes: list[str], pairs: int, workers: int, config: dict, seed: int, backend: str) -> dict:
@@ -72,6 +77,7 @@ def run(scenes: list[str], pairs: int, workers: int, config: dict, seed: int, ba
         "accepted": accepted,
         "failed": sum(r["failed"] for r in results),
         "pairs_per_s": accepted / max(r["sample_s"] for r in results),
+        "cpu_ms_per_pair": 1e3 * sum(r["cpu_s"] for r in results) / max(accepted, 1),
         "views_per_pair": rendered / max(accepted, 1),
         "poses_per_pair": (rendered + prechecked) / max(accepted, 1),
         "load_s_per_scene": max(r["load_s"] for r in results) / len(scenes),
@@ -105,7 +111,7 @@ def main() -> None:
     for workers in args.workers:
         r = run(args.scenes, args.pairs, workers, config, args.seed, args.backend)
         print(f"workers {workers}: {r['pairs_per_s']:.1f} accepted pairs/s ({r['accepted']} accepted, "
-              f"{r['failed']} failed); rendered views/pair {r['views_per_pair']:.2f}, candidate poses/pair "
+              f"{r['failed']} failed); CPU {r['cpu_ms_per_pair']:.0f} ms/pair (all threads); rendered views/pair {r['views_per_pair']:.2f}, candidate poses/pair "
               f"{r['poses_per_pair']:.2f}; scene load {r['load_s_per_scene']:.2f} s/scene; rejections {r['rejections']}")
 
 

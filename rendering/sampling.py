@@ -117,6 +117,7 @@ class SamplerConfig(BaseModel):
             abs_tolerance=self.depth_tolerance_abs,
             rel_tolerance=self.depth_tolerance_rel,
             radius=self.nn_radius,
+            check_inputs=False,  # renderer output and poses the sampler built and the renderer checked
         )
 
 

@@ -197,3 +197,13 @@ def test_frustum_fraction_bounds_the_reprojection_score_from_above():
     assert frustum_fraction(d1, K, p1, K, _facing([0, 0, 0], [1, 0, 0]), W, H) == 0.0
     with pytest.raises(ValueError, match="src_depth"):
         frustum_fraction(d1[0], K, p1, K, p2, W, H)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_unchecked_path_gives_the_same_scores(method):
+    p1 = _facing([0, 0, 0], [0, 0, -1])
+    p2 = _facing([0.5, 0.1, 0.3], [0.2, 0, -3])
+    d1, d2 = _raycast_depth(K, p1, [WALL]), _raycast_depth(K, p2, [WALL])
+    checked = compute_covisibility(method, d1, d2, K, K, p1, p2)
+    assert compute_covisibility(method, d1, d2, K, K, p1, p2, check_inputs=False) == checked
+    assert 0.2 < checked.score < 1.0
