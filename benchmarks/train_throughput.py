@@ -44,29 +44,46 @@ def model_flops_per_pair(model) -> float:
     return 3 * f
 
 
-def time_steps(preset: str, naive: bool, batch: int, steps: int, warmup: int, device: torch.device, world: int) -> tuple[float, float]:
-    torch.manual_seed(0)
-    model = build_model("croco_v2", preset).to(device)
-    model.set_naive_attention(naive)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-    size = model.spec.img_size
-    x1, x2 = torch.randn(batch, 3, size, size, device=device), torch.randn(batch, 3, size, size, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        with autocast:
-            loss = net(x1, x2).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
+class Runner:
+    """One model + optimiser + fixed batch; `time(k)` returns the median seconds of k steps."""
+
+    def __init__(self, preset: str, naive: bool, batch: int, device: torch.device, world: int) -> None:
+        torch.manual_seed(0)
+        self.model = build_model("croco_v2", preset).to(device)
+        self.model.set_naive_attention(naive)
+        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if world > 1 else self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+        size = self.model.spec.img_size
+        self.x1 = torch.randn(batch, 3, size, size, device=device)
+        self.x2 = torch.randn(batch, 3, size, size, device=device)
+        self.device = device
+
+    def time(self, k: int) -> list[float]:
+        times = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                loss = self.net(self.x1, self.x2).loss
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
-    step = statistics.median(times)
-    return batch * world / step, model_flops_per_pair(model)
+        return times
+
+
+def compare(preset: str, batch: int, steps: int, rounds: int, device: torch.device, world: int) -> dict:
+    """Fused and naive attention measured in alternating rounds, so load changes hit both alike."""
+    runners = {naive: Runner(preset, naive, batch, device, world) for naive in (False, True)}
+    for r in runners.values():
+        r.time(1)  # warm-up
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for naive, r in runners.items():
+            times[naive] += r.time(steps)
+    return {naive: batch * world / statistics.median(t) for naive, t in times.items()} | {
+        "flops": model_flops_per_pair(runners[False].model)}
 
 
 def loader_rate(crop: int, batch: int, batches: int, workers: int) -> float:
@@ -84,10 +101,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["tiny", "base"])
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=2, help="steps per round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating fused/naive rounds")
     ap.add_argument("--loader", action="store_true", help="also measure the data pipeline")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
     if world > 1:
@@ -98,15 +118,12 @@ def main() -> None:
         print("| preset | attention | pairs/s | GFLOP/pair | GFLOP/s |")
         print("|---|---|---|---|---|")
     for preset in args.presets:
-        rates = {}
-        for naive in (False, True):
-            rate, flops = time_steps(preset, naive, args.batch, args.steps, args.warmup, device, world)
-            rates[naive] = rate
-            if main_rank:
-                name = "naive" if naive else "fused SDPA"
-                print(f"| {preset} | {name} | {rate:.2f} | {flops / 1e9:.2f} | {rate * flops / 1e9:.1f} |", flush=True)
+        res = compare(preset, args.batch, args.steps, args.rounds, device, world)
         if main_rank:
-            print(f"| {preset} | fused/naive | {rates[False] / rates[True]:.2f}x | | |", flush=True)
+            for naive, name in ((False, "fused SDPA"), (True, "naive")):
+                rate = res[naive]
+                print(f"| {preset} | {name} | {rate:.2f} | {res['flops'] / 1e9:.2f} | {rate * res['flops'] / 1e9:.1f} |")
+            print(f"| {preset} | fused/naive | {res[False] / res[True]:.2f}x | | |", flush=True)
     if args.loader and main_rank:
         for preset, crop in (("tiny", 112), ("base", 224)):
             print(f"loader {preset} ({crop} px crops from 256 px JPEG), 0 workers: "

@@ -76,7 +76,8 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(corpus, tmp_
 
 
 def test_two_rank_gloo_ddp_completes_with_equal_steps_and_resumes_alone(corpus, tmp_path) -> None:
-    cfg = tiny_config(nproc=2, epochs=1, steps_per_epoch=6, warmup_epochs=0, checkpoint_every=3)
+    cfg = tiny_config(nproc=2, batch_size=2, accumulation=2, epochs=1, steps_per_epoch=6, warmup_epochs=0,
+                      checkpoint_every=3)
     out = tmp_path / "ddp"
     lines: list[str] = []
     run_torchrun(cfg, "croco_v2", corpus, out, on_line=lines.append)

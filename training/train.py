@@ -224,13 +224,13 @@ def train(
         if d.main:
             log.info("resuming %s from %s (step %d)", method, path, start_step)
 
+    ddp = None
     train_model: torch.nn.Module = model
     if d.world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.local_rank] if d.device.type == "cuda" else None
-        )
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+        train_model = ddp
     if cfg.compile:
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model)  # compiles the DDP wrapper, as torch recommends
 
     aug = AugmentConfig(cfg.crop, cfg.jitter_min, cfg.jitter_max, cfg.swap_views)
     loader = make_loader(shards, aug, cfg.batch_size, cfg.seed, cfg.num_workers,
@@ -276,8 +276,8 @@ def train(
             bad_total += int(batch["bad"])
             img1 = batch["img1"].to(d.device, non_blocking=True)
             img2 = batch["img2"].to(d.device, non_blocking=True)
-            sync = micro == cfg.accumulation - 1 or d.world == 1
-            ctx = contextlib.nullcontext() if sync else train_model.no_sync()
+            sync = ddp is None or micro == cfg.accumulation - 1
+            ctx = contextlib.nullcontext() if sync else ddp.no_sync()  # all-reduce once per step
             with ctx:
                 with autocast:
                     result = train_model(img1, img2)
