@@ -75,7 +75,7 @@ class SamplerConfig(BaseModel):
         ge=0,
         le=1024,
         description="width of a low-resolution render that screens candidates before the full-resolution "
-        "one (0 or >= width: off). Full-resolution checks still decide; see screen_margin",
+        "one (0 or >= width: off; reprojection only). Full-resolution checks still decide; see screen_margin",
     )
     screen_margin: float = Field(
         0.1,
@@ -100,8 +100,12 @@ class SamplerConfig(BaseModel):
         return intrinsics_from_fov(self.width, self.height, self.hfov_deg)
 
     def screen_shape(self) -> tuple[int, int] | None:
-        """(width, height) of the screening render, or None when screening is off."""
-        if self.screen_size == 0 or self.screen_size >= self.width:
+        """(width, height) of the screening render, or None when screening is off.
+
+        Only the reprojection score screens: croco_nn depends on resolution (its 5 cm radius spans
+        fewer pixels in a small image), so its small-image score does not predict the full one.
+        """
+        if self.screen_size == 0 or self.screen_size >= self.width or self.covis_method != "reprojection":
             return None
         return self.screen_size, max(8, round(self.screen_size * self.height / self.width))
 

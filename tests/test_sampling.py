@@ -267,6 +267,8 @@ def test_screening_only_drops_candidates_that_full_resolution_would_reject(rende
     screened = base.model_copy(update={"screen_size": 64})
     never_drops = screened.model_copy(update={"screen_margin": 1.0})
     assert base.screen_shape() is None and screened.screen_shape() == (64, 64)
+    assert screened.model_copy(update={"covis_method": "croco_nn"}).screen_shape() is None
+    assert SamplerConfig(width=256, height=128).screen_shape() == (64, 32)
     for k in range(3):
         exact = sample_pair(renderer, navigable, SCENE, k, 4, base)
         fast = sample_pair(renderer, navigable, SCENE, k, 4, screened)
