@@ -56,6 +56,8 @@ def _check_intrinsics(K: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what}: intrinsics contain NaN or infinite values")
     if arr[0, 0] <= 0 or arr[1, 1] <= 0:
         raise ValueError(f"{what}: focal lengths must be positive, got {arr[0, 0]}, {arr[1, 1]}")
+    if arr[0, 1] != 0 or arr[1, 0] != 0 or not np.array_equal(arr[2], [0.0, 0.0, 1.0]):
+        raise ValueError(f"{what}: expected a pinhole K without skew, [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]")
     return arr
 
 

@@ -150,6 +150,8 @@ def test_bad_inputs_raise_value_errors_naming_the_input(method):
         ((depth, -depth, K, K, pose, pose), "depth2"),
         ((depth, depth, np.eye(4), K, pose, pose), "K1"),
         ((depth, depth, K, K * np.nan, pose, pose), "K2"),
+        ((depth, depth, K + np.array([[0, 1.0, 0], [0, 0, 0], [0, 0, 0]]), K, pose, pose), "K1"),
+        ((depth, depth, K, 2 * K, pose, pose), "K2"),
         ((depth, depth, K, K, nan_pose, pose), "cam2world1"),
         ((depth, depth, K, K, pose, pose[:3]), "cam2world2"),
     ]
