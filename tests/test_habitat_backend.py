@@ -27,7 +27,10 @@ from rendering.habitat_backend import (
     hfov_from_intrinsics,
     import_habitat_sim,
     navmesh_file_for,
+    needs_unlit_materials,
+    read_glb,
     stage_config,
+    write_unlit_glb,
 )
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -130,6 +133,26 @@ def test_glb_bounds_follow_node_transforms_and_reject_non_glb(tmp_path):
     truncated.write_bytes(path.read_bytes()[:40])
     with pytest.raises(SceneLoadError, match=str(truncated.name)):
         glb_bounds(truncated)
+
+
+def test_untextured_materials_are_copied_unlit_and_textured_ones_left_alone(tmp_path):
+    coloured = _room()
+    coloured.visual.face_colors = [200, 100, 50, 255]
+    src = _write_glb(tmp_path / "coloured.glb", coloured)
+    doc, _ = read_glb(src)
+    assert needs_unlit_materials(doc)
+    dst = tmp_path / "unlit.glb"
+    write_unlit_glb(src, dst)
+    out, _ = read_glb(dst)
+    assert not needs_unlit_materials(out) and "KHR_materials_unlit" in out["extensionsUsed"]
+    assert all("KHR_materials_unlit" in m["extensions"] for m in out["materials"])
+    assert json.dumps(out["accessors"]) == json.dumps(doc["accessors"])  # geometry untouched
+    assert dst.stat().st_size % 4 == 0 and int.from_bytes(dst.read_bytes()[8:12], "little") == dst.stat().st_size
+    reloaded = trimesh.load(dst, force="mesh")
+    assert len(reloaded.faces) == len(coloured.faces)
+    textured = {"materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+                "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "material": 0}]}]}
+    assert not needs_unlit_materials(textured)
 
 
 def test_navmesh_options_are_validated():
