@@ -84,6 +84,12 @@ def schedule(
     one by hand with `prefect deployment run 'crocopipe-run/<name>'`.
     """
     run_cfg = _load(config)
+    fields = cron.split()
+    if len(fields) != 5 or not all(set(f) <= set("0123456789*/,-") or f.isalpha() for f in fields):
+        # the quick check, before Prefect starts; Prefect validates the values below
+        typer.echo(f"error: invalid cron schedule {cron!r}: expected 5 fields (minute hour day month weekday)",
+                   err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
     from pipeline.prefect_env import configure_prefect
 
     configure_prefect(run_cfg.prefect_home)

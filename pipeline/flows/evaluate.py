@@ -9,7 +9,6 @@ first missing result. Import only after pipeline.prefect_env.configure_prefect.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -20,49 +19,18 @@ from evaluation.config import EvaluateConfig
 from evaluation.plan import plan_jobs
 
 
-@lru_cache(maxsize=8)
-def _task_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None, test_fraction: float):
-    """Head-train / test arrays of a task, built once per process and reused across methods/seeds."""
-    from evaluation.data import read_val_pairs, split_by_scene, task_arrays
-
-    pairs = read_val_pairs(Path(corpus_dir), max_pairs)
-    train, test, how = split_by_scene(pairs, test_fraction)
-    return task_arrays(train, task_name, size), task_arrays(test, task_name, size), how
-
-
-def _backbone(method: str, checkpoint: str | None, spec: dict, seed: int):
-    from evaluation.runner import load_method_backbone
-    from training.models import ModelSpec
-
-    return load_method_backbone(method, None if checkpoint is None else Path(checkpoint), ModelSpec(**spec), seed)
-
-
 @task(name="evaluate-one", task_run_name="{job[method]}/{job[task]}/seed-{job[seed]}", cache_policy=NO_CACHE,
       retries=1, retry_delay_seconds=2)
 def evaluate_one(job: dict, corpus_dir: str, config: dict, spec: dict) -> dict:
     """Train and score one head; returns a short summary (reused=True when the result existed)."""
-    from evaluation.plan import EvalJob, existing_result
-    from evaluation.runner import run_one, write_result
+    from evaluation.jobs import run_job
+    from evaluation.plan import EvalJob
 
-    cfg = EvaluateConfig.model_validate(config)
-    fingerprint = cfg.fingerprint(spec)
-    path = Path(job["result"])
-    done = existing_result(EvalJob(**job), fingerprint)
-    if done is not None:
-        return {**_summary(job, done), "reused": True}
-    backbone = _backbone(job["method"], job["checkpoint"], spec, job["seed"])
-    if backbone.spec.img_size != spec["img_size"]:
-        raise ValueError(f"{job['checkpoint']}: input size {backbone.spec.img_size} differs from the other "
-                         f"methods' {spec['img_size']}; evaluate methods pretrained at the same crop size")
-    train, test, how = _task_data(corpus_dir, job["task"], spec["img_size"], cfg.max_pairs, cfg.test_fraction)
-    result = run_one(job["task"], job["method"], backbone, train, test, cfg, job["seed"])
-    result["split_by"] = how
-    result["checkpoint"] = job["checkpoint"]
-    result["fingerprint"] = fingerprint
-    result["spec"] = spec
-    write_result(path, result)
-    get_run_logger().info("%s/%s seed %d: %s", job["method"], job["task"], job["seed"], json.dumps(result["metrics"]))
-    return {**_summary(job, result), "reused": False}
+    result, reused = run_job(EvalJob(**job), corpus_dir, EvaluateConfig.model_validate(config), spec)
+    if not reused:
+        get_run_logger().info("%s/%s seed %d: %s", job["method"], job["task"], job["seed"],
+                              json.dumps(result["metrics"]))
+    return {**_summary(job, result), "reused": reused}
 
 
 def _summary(job: dict, result: dict) -> dict:

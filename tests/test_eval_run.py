@@ -1,0 +1,179 @@
+"""`crocopipe run` stage skipping and `crocopipe schedule` (a deployment run against a local server).
+
+The run folder is brought to "every stage complete" with the plain library functions the flows
+wrap (no Prefect), which is also what the second invocation of `crocopipe run` must detect.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CONFIG = """
+run_dir = "run"
+
+[corpus]
+pairs_per_scene = 2
+pairs_per_shard = 2
+val_fraction = 0.5
+workers = 1
+[corpus.scenes.procedural]
+count = 2
+[corpus.sampler]
+width = 48
+height = 48
+
+[pretrain]
+methods = ["croco_v1"]
+preset = "test"
+batch_size = 2
+epochs = 1
+steps_per_epoch = 1
+warmup_epochs = 0
+num_workers = 0
+shuffle_buffer = 0
+checkpoint_every = 1
+
+[evaluate]
+methods = ["croco_v1", "none"]
+tasks = ["pose"]
+steps = 1
+batch_size = 2
+seeds = [0]
+threads = 1
+"""
+
+
+def _complete_run(tmp_path: Path) -> Path:
+    """Do every stage with plain functions; returns the config path."""
+    from evaluation.jobs import run_job
+    from evaluation.plan import plan_jobs
+    from evaluation.tables import write_tables
+    from pipeline.commands.evaluate import resolve_evaluation
+    from pipeline.config import load_run_config
+    from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
+    from pipeline.corpus.plan import plan_units
+    from pipeline.corpus.unit import run_unit
+    from training.train import train
+
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG)
+    run = load_run_config(config)
+    units = plan_units(run.corpus)
+    prepare_corpus_dir(run.corpus_dir, run.corpus, units)
+    for u in units:
+        run_unit(u.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json(), run.corpus.content_hash())
+    merge_corpus(run.corpus_dir, run.corpus, units)
+    train(run.pretrain, "croco_v1", run.corpus_dir, run.run_dir / "pretrain" / "croco_v1")
+    cfg, spec = resolve_evaluation(run)
+    for job in plan_jobs(run.run_dir, cfg, run.corpus_dir):
+        run_job(job, str(run.corpus_dir), cfg, spec)
+    write_tables(run.run_dir, list(cfg.methods), list(cfg.tasks), list(cfg.seeds))
+    return config
+
+
+@pytest.fixture(scope="module")
+def complete_run(tmp_path_factory):
+    return _complete_run(tmp_path_factory.mktemp("e2e"))
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_finished_run_does_no_work(complete_run):
+    from pipeline.config import load_run_config
+    from pipeline.stages import corpus_done, pretrain_done, pretrain_methods
+
+    run = load_run_config(complete_run)
+    assert corpus_done(run) and pretrain_done(run)
+    assert pretrain_methods(run) == ["croco_v1"]
+    before = {p: p.stat().st_mtime_ns for p in run.run_dir.rglob("*") if p.is_file()}
+    result = _cli("run", str(complete_run))
+    assert result.exit_code == 0, result.output
+    assert "every stage of" in result.output and "is complete" in result.output
+    after = {p: p.stat().st_mtime_ns for p in run.run_dir.rglob("*") if p.is_file()}
+    assert after == before  # nothing written, no Prefect home created
+    assert not (run.run_dir / "prefect").exists()
+
+
+def test_run_and_schedule_bad_input(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(CONFIG.replace('tasks = ["pose"]', 'tasks = ["pose", "stereo"]'))
+    result = _cli("run", str(config))
+    assert result.exit_code == 2 and "allowed: depth, flow, pose" in result.output
+    config.write_text(CONFIG.split("[pretrain]")[0])
+    result = _cli("run", str(config))
+    assert result.exit_code == 2 and "[pretrain] section" in result.output
+    config.write_text(CONFIG)
+    result = _cli("schedule", str(config), "--cron", "61 * * *")
+    assert result.exit_code == 2 and "invalid cron schedule" in result.output
+    assert "PREFECT_HOME" not in os.environ or not str(tmp_path) in os.environ["PREFECT_HOME"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_scheduled_deployment_run_completes(complete_run, tmp_path):
+    """`crocopipe schedule` serves a cron deployment; one run of it, triggered by hand against a
+    local Prefect server, completes."""
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    serve = None
+    try:
+        def healthy() -> bool:
+            import urllib.request
+
+            try:
+                return urllib.request.urlopen(f"{api}/health", timeout=2).read() == b"true"
+            except OSError:
+                return False
+
+        _wait(healthy, 180, "the Prefect server")
+        serve_log = tmp_path / "serve.log"
+        with open(serve_log, "w") as log:
+            serve = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "schedule", str(complete_run),
+                                      "--cron", "0 3 * * *", "--name", "nightly"], env=env, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        _wait(lambda: "prefect deployment run" in serve_log.read_text(), 180, "the deployment to be served")
+        out = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "crocopipe-run/nightly",
+                              "--watch", "--watch-timeout", "240"], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert "Completed" in out.stdout
+        inspect = subprocess.run([sys.executable, "-m", "prefect", "deployment", "inspect", "crocopipe-run/nightly"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert "0 3 * * *" in inspect.stdout
+    finally:
+        for proc in (serve, server):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
