@@ -1,6 +1,6 @@
 """Prefect flow ``evaluate``: one task per (method, task, seed), then the tables.
 
-Wiring only; the work is evaluation.runner.run_one. The resume guard is the result file
+Wiring only; the work is evaluation.jobs.run_job. The resume guard is the result file
 ``<run_dir>/eval/<method>/<task>/seed-<s>.json`` (written atomically when a run completes): a task
 whose file exists returns at once, so a re-run does no work and a killed run resumes with the
 first missing result. Import only after pipeline.prefect_env.configure_prefect.
