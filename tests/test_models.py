@@ -135,7 +135,7 @@ def test_official_checkpoint_round_trip(tmp_path) -> None:
     v2 = build_model("croco_v2", "test")
     torch.save({"model": v1.state_dict(), "args": argparse.Namespace(enc_num_heads=2, dec_num_heads=2, lr=1e-4)},
                tmp_path / "v1.pth")
-    torch.save({"model": v2.state_dict(), "croco_kwargs": {"pos_embed": "RoPE100", "img_size": 32,
+    torch.save({"model": v2.state_dict(), "croco_kwargs": {"pos_embed": "RoPE100", "img_size": (32, 32),
                 "enc_num_heads": 2, "dec_num_heads": 2}}, tmp_path / "v2.pth")
     x1, x2 = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
     for original, name, pos in ((v1, "v1.pth", "cosine"), (v2, "v2.pth", "rope")):

@@ -79,7 +79,8 @@ def infer_croco(state: dict, kwargs: dict) -> tuple[ModelSpec, str]:
     if "enc_pos_embed" in state:
         img_size = int(round(state["enc_pos_embed"].shape[0] ** 0.5)) * patch
     else:
-        img_size = int(kwargs.get("img_size", 224))
+        size = kwargs.get("img_size", 224)
+        img_size = int(size[0] if isinstance(size, (tuple, list)) else size)
     enc_heads = int(kwargs.get("enc_num_heads", _ENC_HEADS.get(enc_dim, 0)))
     dec_heads = int(kwargs.get("dec_num_heads", _DEC_HEADS.get(dec_dim, 0)))
     if not enc_heads or not dec_heads:
