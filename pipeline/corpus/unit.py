@@ -12,6 +12,7 @@ or on a Dask worker; each process creates its renderer once, on first use, after
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,20 @@ from pipeline.corpus.plan import WorkUnit
 from rendering.backend import Renderer, SceneSpec
 from rendering.shards import ShardWriter, encode_sample, file_sha256
 
-# One renderer per (backend, options) per process: GL contexts are created after the worker
-# process started (spawn) and never cross a fork.
-_RENDERERS: dict[tuple, Renderer] = {}
+# One renderer per (backend, options) per worker thread (normally one thread per process): GL
+# contexts are created after the worker process started (spawn), never cross a fork and are
+# never used by two threads at once.
+_LOCAL = threading.local()
 
 
 def process_renderer(backend: str, options: dict[str, Any] | None = None) -> Renderer:
     from rendering.backend import create_renderer
 
+    cache: dict[tuple, Renderer] = _LOCAL.__dict__.setdefault("renderers", {})
     key = (backend, tuple(sorted((options or {}).items())))
-    if key not in _RENDERERS:
-        _RENDERERS[key] = create_renderer(backend, **(options or {}))
-    return _RENDERERS[key]
+    if key not in cache:
+        cache[key] = create_renderer(backend, **(options or {}))
+    return cache[key]
 
 
 def completed_unit(unit: WorkUnit, corpus_dir: Path, config_hash: str, check_hash: bool = True) -> dict | None:

@@ -12,7 +12,8 @@ Import this module only after pipeline.prefect_env.configure_prefect.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
 from pipeline.corpus.plan import WorkUnit, plan_units
 from pipeline.corpus.unit import completed_unit, run_unit
 
-# Set by run_generate for the duration of one flow run (tasks run in threads of this process);
+# Set by the flow for the duration of its run (tasks run in threads of the flow's process);
 # None on a Dask worker, where the unit then runs inline in that worker process.
 _EXECUTOR: ProcessPoolExecutor | None = None
 ProgressCallback = Callable[[dict], None]
@@ -102,6 +103,37 @@ def generate_corpus(config_path: str) -> dict:
     config_hash = corpus.content_hash()
     corpus_json = corpus.model_dump_json()
 
+    with _unit_executor(corpus):
+        merged, reused = _render_and_merge(units, corpus_dir, corpus_json, config_hash)
+
+    create_markdown_artifact(_summary_markdown(str(corpus_dir), merged, reused, len(units)),
+                             key="corpus-summary", description="pair corpus summary")
+    create_table_artifact(
+        [{k: s[k] for k in ("path", "split", "samples", "size", "sha256")} for s in merged["shards"]],
+        key="corpus-shards",
+        description="shards: samples, bytes, sha256",
+    )
+    return {"corpus_dir": str(corpus_dir), "units": len(units), "units_reused": reused, **merged}
+
+
+@contextmanager
+def _unit_executor(corpus: CorpusConfig) -> Iterator[None]:
+    """A spawn process pool of ``workers`` renderers for the flow run (threads task runner; on
+    Dask each unit runs in its Dask worker process instead)."""
+    global _EXECUTOR
+    if corpus.task_runner != "threads":
+        yield
+        return
+    executor = ProcessPoolExecutor(max_workers=corpus.workers, mp_context=multiprocessing.get_context("spawn"))
+    _EXECUTOR = executor
+    try:
+        yield
+    finally:
+        _EXECUTOR = None
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _render_and_merge(units: list[WorkUnit], corpus_dir: Path, corpus_json: str, config_hash: str) -> tuple[dict, int]:
     progress_id = create_progress_artifact(progress=0.0, key="corpus-generation-progress",
                                            description=f"units of {corpus_dir}")
     futures = []
@@ -122,15 +154,7 @@ def generate_corpus(config_path: str) -> dict:
         if _PROGRESS is not None:
             _PROGRESS({"done": done, "total": len(units), **summary})
     merged = merge_units.submit(str(corpus_dir), corpus_json, [u.as_dict() for u in units]).result()
-
-    create_markdown_artifact(_summary_markdown(str(corpus_dir), merged, reused, len(units)),
-                             key="corpus-summary", description="pair corpus summary")
-    create_table_artifact(
-        [{k: s[k] for k in ("path", "split", "samples", "size", "sha256")} for s in merged["shards"]],
-        key="corpus-shards",
-        description="shards: samples, bytes, sha256",
-    )
-    return {"corpus_dir": str(corpus_dir), "units": len(units), "units_reused": reused, **merged}
+    return merged, reused
 
 
 def build_task_runner(corpus: CorpusConfig):
@@ -151,26 +175,22 @@ def run_generate(config: RunConfig, progress: ProgressCallback | None = None, hi
     After the flow, waits until the Prefect API holds the complete task-run history (see
     pipeline.flows.history) so the command can exit at once without losing any of it.
     """
-    global _EXECUTOR, _PROGRESS
-    from pipeline.flows.history import wait_for_task_run_history
+    global _PROGRESS
+    from pipeline.flows.history import command_api, wait_for_task_run_history
 
     flow_fn = generate_corpus.with_options(task_runner=build_task_runner(config.corpus))
-    executor = None
-    if config.corpus.task_runner == "threads":
-        executor = ProcessPoolExecutor(max_workers=config.corpus.workers, mp_context=multiprocessing.get_context("spawn"))
-    _EXECUTOR, _PROGRESS = executor, progress
+    _PROGRESS = progress
     try:
         # Task results and cache records live in the run folder (the default result storage is a
         # local folder; an unsaved storage block cannot be passed to tasks in Prefect 3).
-        with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.prefect_home / "results"}):
+        with command_api(), temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.prefect_home / "results"}):
             state = flow_fn(str(config.source), return_state=True)
             result = state.result()
+            flow_run_id = state.state_details.flow_run_id
+            result["flow_run_id"] = str(flow_run_id)
+            result["task_runs_recorded"] = wait_for_task_run_history(
+                flow_run_id, expected=result["units"] + 1, timeout=history_timeout
+            )
     finally:
-        _EXECUTOR, _PROGRESS = None, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-    flow_run_id = state.state_details.flow_run_id
-    result["flow_run_id"] = str(flow_run_id)
-    result["task_runs_recorded"] = wait_for_task_run_history(flow_run_id, expected=result["units"] + 1,
-                                                             timeout=history_timeout)
+        _PROGRESS = None
     return result

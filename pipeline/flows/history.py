@@ -11,7 +11,10 @@ workers and then wait until the API reports every task run of the flow run in a 
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 
@@ -52,3 +55,27 @@ def wait_for_task_run_history(flow_run_id: UUID, expected: int, timeout: float =
         time.sleep(poll)
         count = final_task_runs(flow_run_id)
     return count
+
+
+@contextmanager
+def command_api() -> Iterator[str]:
+    """The Prefect API for one command: the configured server, or one embedded server started
+    here and exported as PREFECT_API_URL, so that worker processes (Dask) report to it instead
+    of each starting an embedded server of their own. The server stops when the block ends."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    configured = PREFECT_API_URL.value()
+    if configured:
+        yield configured
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
