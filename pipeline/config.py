@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from evaluation.config import EvaluateConfig
+from rendering.backend import BACKENDS
 from rendering.sampling import SamplerConfig
 from training.config import PretrainConfig
 
@@ -103,12 +104,19 @@ class CorpusConfig(_Strict):
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = Field(95, ge=1, le=100)
     depth_scale: float = Field(0.001, gt=0.0, le=1.0, description="metres per uint16 depth unit")
-    backend: Literal["embedded", "habitat"] = "embedded"
+    backend: str = Field("embedded", description="renderer backend, one of rendering.backend.BACKENDS")
     backend_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     workers: int = Field(1, ge=1, le=1024, description="render processes")
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown renderer backend {value!r}; allowed: {', '.join(BACKENDS)}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> CorpusConfig:
@@ -238,7 +246,8 @@ def format_validation_error(err: ValidationError, path: Path, data: Any) -> str:
         elif item["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            lines.append(f"  {key} = {_short(item.get('input'))}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key} = {_short(item.get('input'))}: {message}")
     return "\n".join(lines)
 
 

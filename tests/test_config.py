@@ -67,6 +67,7 @@ def test_content_hash_ignores_execution_settings(tmp_path):
         (BASE.replace("pairs_per_shard = 2", "pairs_per_shard = 0"), ["corpus.pairs_per_shard = 0", "greater than or equal to 1"]),
         (BASE.replace("val_fraction = 0.5", "val_fraction = 1.5"), ["corpus.val_fraction = 1.5", "less than 1"]),
         (BASE.replace('[corpus]', '[corpus]\nimage_format = "bmp"'), ["corpus.image_format = 'bmp'", "'jpg' or 'png'"]),
+        (BASE.replace('[corpus]', '[corpus]\nbackend = "vulkan"'), ["corpus.backend = 'vulkan': unknown renderer backend", "allowed: embedded, habitat"]),
         (BASE.replace("count = 2", "count = 2\n[corpus.scenes.datasets]"), None),
         (BASE.replace("pairs_per_scene = 4\n", ""), ["corpus.pairs_per_scene: required key is missing"]),
     ],

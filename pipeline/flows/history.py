@@ -36,9 +36,15 @@ def final_task_runs(flow_run_id: UUID) -> int:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    final, offset, page = 0, 0, 200  # the API returns at most its default limit per call
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return sum(1 for run in runs if run.state is not None and run.state.is_final())
+        while True:
+            runs = client.read_task_runs(flow_run_filter=flow_filter, limit=page, offset=offset)
+            final += sum(1 for run in runs if run.state is not None and run.state.is_final())
+            if len(runs) < page:
+                return final
+            offset += page
 
 
 def wait_for_task_run_history(flow_run_id: UUID, expected: int, timeout: float = 60.0, poll: float = 0.25) -> int:
