@@ -179,6 +179,11 @@ def test_feature_api_shapes_and_mae() -> None:
         dec = model.decode(f1, p1, f2, p2)
     assert f1.shape == (2, 64, 16) and p1.shape == (2, 64, 2) and len(blocks) == 2
     assert torch.equal(blocks[-1], f1) and len(dec) == 1 and dec[-1].shape == (2, 64, 16)
+    with torch.no_grad():  # RoPE runs at another resolution; sin-cos positions refuse it
+        tokens, pos, _ = model.encode(torch.randn(1, 3, 48, 32))
+    assert tokens.shape == (1, 96, 16) and pos[0, -1].tolist() == [11, 7]
+    with pytest.raises(ValueError, match="fixed to 32x32"):
+        build_model("croco_v1", "test").encode(torch.randn(1, 3, 48, 32))
     mae = build_model("mae", "test")
     assert isinstance(mae, MAENet) and isinstance(model, CroCoNet)
     out = mae(x1)

@@ -127,4 +127,6 @@ def test_crocopipe_pretrain_rejects_bad_configs_before_starting_anything(tmp_pat
     assert result.exit_code == 2 and "pretrain.batchsize" in result.output
     result = runner.invoke(app, ["pretrain", str(tmp_path / "ok.toml"), "--method", "none"])
     assert result.exit_code == 2 and "needs no pretraining" in result.output
+    result = runner.invoke(app, ["pretrain", str(tmp_path / "ok.toml")])
+    assert result.exit_code == 2 and "generate the corpus first" in result.output
     assert not (tmp_path / "run").exists()

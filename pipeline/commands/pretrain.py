@@ -37,6 +37,10 @@ def pretrain(
         typer.echo(f"unknown method(s) {unknown}; choose from croco_v1, croco_v2, mae "
                    "(the 'none' baseline needs no pretraining)", err=True)
         raise typer.Exit(2)
+    manifest = run.corpus_dir / "manifest.parquet"
+    if not manifest.is_file():
+        typer.echo(f"no corpus at {run.corpus_dir} ({manifest.name} missing): generate the corpus first", err=True)
+        raise typer.Exit(2)
     configure_prefect(run.prefect_home)
     from pipeline.flows.pretrain import pretrain_flow
 

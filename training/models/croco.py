@@ -51,6 +51,15 @@ def random_mask(batch: int, num_patches: int, ratio: float, device: torch.device
     return mask
 
 
+def visible_index(mask: torch.Tensor, num_visible: int) -> torch.Tensor:
+    """(B, num_visible) positions of the unmasked tokens in ascending order.
+
+    A gather index of static shape instead of boolean indexing, so torch.compile sees no
+    data-dependent shapes.
+    """
+    return torch.argsort(mask.to(torch.int8), dim=1, stable=True)[:, :num_visible]
+
+
 def normalised_patch_mse(pred: torch.Tensor, img: torch.Tensor, mask: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """MSE against per-patch mean/variance-normalised pixels, averaged over masked patches only."""
     target = patchify(img, patch)
@@ -95,6 +104,12 @@ class MaskedViT(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
 
     @property
+    def num_visible(self) -> int:
+        """Unmasked tokens per sample during pretraining (masks have an exact count)."""
+        n = self.patch_embed.num_patches
+        return n - int(round(self.mask_ratio * n))
+
+    @property
     def patch_size(self) -> int:
         return self.spec.patch_size
 
@@ -106,18 +121,22 @@ class MaskedViT(nn.Module):
     def encode(
         self, img: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Encode the visible tokens of `img` (all of them when mask is None).
+        """Encode the visible tokens of `img` (all of them when mask is None; a mask must hold
+        exactly round(mask_ratio * N) True entries per row, as random_mask draws them).
 
         Returns (tokens after enc_norm (B, Nvis, enc_dim), their (row, col) positions (B, Nvis, 2),
         the output of every encoder block, the last one after enc_norm).
         """
         x, pos = self.patch_embed(img)
         if self.enc_pos_embed is not None:
+            if x.shape[1] != self.enc_pos_embed.shape[0]:
+                raise ValueError(f"sin-cos positions are fixed to {self.spec.img_size}x{self.spec.img_size} inputs, "
+                                 f"got {img.shape[-2]}x{img.shape[-1]} (RoPE models accept other sizes)")
             x = x + self.enc_pos_embed
         if mask is not None:
-            b, _, c = x.shape
-            x = x[~mask].reshape(b, -1, c)
-            pos = pos[~mask].reshape(b, -1, 2)
+            idx = visible_index(mask, self.num_visible)
+            x = x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
+            pos = pos.gather(1, idx[..., None].expand(-1, -1, 2))
         outputs = []
         for blk in self.enc_blocks:
             x = blk(x, pos)
@@ -131,9 +150,8 @@ class MaskedViT(nn.Module):
         x = self.decoder_embed(feat)
         if mask is not None:
             b, n = mask.shape
-            full = self.mask_token.to(x.dtype).expand(b, n, -1).clone()
-            full[~mask] = x.reshape(-1, x.shape[-1])
-            x = full
+            idx = visible_index(mask, self.num_visible)[..., None].expand(-1, -1, x.shape[-1])
+            x = self.mask_token.to(x.dtype).expand(b, n, -1).scatter(1, idx, x)
         if self.dec_pos_embed is not None:
             x = x + self.dec_pos_embed
         return x
@@ -179,7 +197,8 @@ class CroCoNet(MaskedViT):
         mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
         feat1, _, _ = self.encode(img1, mask)
         feat2, pos2, _ = self.encode(img2)
-        full_pos = self.patch_embed.positions(b, img1.device)
+        p = self.spec.patch_size
+        full_pos = self.patch_embed.positions(b, img1.device, img1.shape[-2] // p, img1.shape[-1] // p)
         pred = self.prediction_head(self.decode(feat1, full_pos, feat2, pos2, mask)[-1])
         loss, target = normalised_patch_mse(pred, img1, mask, self.spec.patch_size)
         return PretrainOutput(loss, pred, target, mask)

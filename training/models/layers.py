@@ -82,7 +82,11 @@ def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping patches -> tokens, plus each token's (row, column) grid position."""
+    """Non-overlapping patches -> tokens, plus each token's (row, column) grid position.
+
+    Any input whose sides are multiples of the patch size is accepted (RoPE models can run at
+    other resolutions than they were trained at); img_size is the training resolution.
+    """
 
     def __init__(self, img_size: int, patch_size: int, dim: int) -> None:
         super().__init__()
@@ -94,18 +98,18 @@ class PatchEmbed(nn.Module):
         self.num_patches = self.grid * self.grid
         self.proj = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
 
-    def positions(self, batch: int, device: torch.device) -> torch.Tensor:
-        rows, cols = torch.meshgrid(
-            torch.arange(self.grid, device=device), torch.arange(self.grid, device=device), indexing="ij"
-        )
+    def positions(self, batch: int, device: torch.device, grid_h: int | None = None, grid_w: int | None = None) -> torch.Tensor:
+        gh, gw = grid_h or self.grid, grid_w or self.grid
+        rows, cols = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
         return torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=-1).expand(batch, -1, -1)
 
     def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, h, w = img.shape
-        if h != self.img_size or w != self.img_size:
-            raise ValueError(f"expected {self.img_size}x{self.img_size} input, got {h}x{w}")
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(f"input {h}x{w} is not a multiple of the patch size {p}")
         tokens = self.proj(img).flatten(2).transpose(1, 2)
-        return tokens, self.positions(b, img.device)
+        return tokens, self.positions(b, img.device, h // p, w // p)
 
 
 class Mlp(nn.Module):
