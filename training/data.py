@@ -22,8 +22,6 @@ import cv2
 import numpy as np
 import torch
 import webdataset as wds
-from webdataset.filters import _shuffle as shuffle_samples
-from webdataset.tariterators import tarfile_samples
 
 from training.models.croco import IMAGENET_MEAN, IMAGENET_STD
 
@@ -202,10 +200,10 @@ class PairStream(torch.utils.data.IterableDataset):
             return True
 
         shard_urls = wds.ResampledShards(self.shards, seed=self.seed, worker_seed=lambda: stream, deterministic=True)
-        samples = tarfile_samples(shard_urls, handler=on_error)
+        samples = wds.tarfile_to_samples(handler=on_error)(shard_urls)
         if self.shuffle_buffer > 1:
-            samples = shuffle_samples(samples, self.shuffle_buffer, min(100, self.shuffle_buffer),
-                                  rng=random.Random(hash((self.seed, stream)) & 0xFFFFFFFF))
+            rng = random.Random(hash((self.seed, stream)) & 0xFFFFFFFF)
+            samples = wds.shuffle(self.shuffle_buffer, min(100, self.shuffle_buffer), rng=rng)(samples)
         to_skip = self._skip_for_worker(worker) * self.batch_size
         index = 0
         reported = 0
