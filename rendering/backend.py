@@ -9,17 +9,33 @@ embedded renderer, the navmesh for Habitat).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 
+UP_AXES = ("y", "z")
+
+
 @dataclass(frozen=True)
 class SceneSpec:
-    """What to load. ``uri`` is a mesh file path or ``procedural:<seed>`` (see rendering.scenes)."""
+    """What to load. ``uri`` is a mesh file path or ``procedural:<seed>`` (see rendering.scenes).
+
+    ``up_axis`` is the mesh file's frame and the only place it is stated, so every backend loads
+    the scene in the same +Y-up world: ``"y"`` for glTF-conformant files, ``"z"`` for Z-up
+    (Matterport-style) meshes, turned to +Y up on load. Procedural scenes are built +Y up and
+    ignore it. ``rendering.datasets`` sets it from the dataset kind.
+    """
 
     scene_id: str
     uri: str
+    up_axis: Literal["y", "z"] = "y"
+
+    def __post_init__(self) -> None:
+        if self.up_axis not in UP_AXES:
+            raise ValueError(
+                f"scene {self.scene_id!r}: up_axis must be 'y' or 'z', got {self.up_axis!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ Layouts (as distributed for habitat-sim; a root may be the dataset folder or one
 Coordinate frames: Matterport-style datasets (hm3d, mp3d, gibson, scannet, habitat_test_scenes)
 store Z-up meshes and their navmeshes and poses (CroCo's metadata included) live in Habitat's
 Y-up world; ReplicaCAD and plain glTF files are already Y-up. :data:`DATASET_UP_AXIS` records
-this; see :func:`habitat_stage_config` for loading such a scene in Habitat's world frame.
+this, and every discovered ``SceneSpec`` carries it as ``up_axis``, so any backend loads the scene
+in that Y-up world and one corpus can mix Y-up and Z-up datasets.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from rendering.backend import SceneSpec
 
@@ -48,7 +49,7 @@ _PREFIX = {
 }
 
 # "y": the file is glTF-conformant (+Y up); "z": a Z-up Matterport-style mesh
-DATASET_UP_AXIS = {
+DATASET_UP_AXIS: dict[str, Literal["y", "z"]] = {
     "hm3d": "z",
     "scannet": "z",
     "gibson": "z",
@@ -67,13 +68,18 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class DiscoveredScene:
-    """One scene of a dataset: what to render, plus facts the corpus manifest records."""
+    """One scene of a dataset: what to render (its spec states the up axis), plus facts the
+    corpus manifest records."""
 
     spec: SceneSpec
     dataset: str
     split: str | None  # the dataset's own split (HM3D), else None
-    up_axis: str  # "y" or "z" (see DATASET_UP_AXIS)
     navmesh: Path | None  # a navmesh shipped next to the mesh, if any
+
+    @property
+    def up_axis(self) -> str:
+        """The spec's up axis (see DATASET_UP_AXIS); kept here only as a shorthand."""
+        return self.spec.up_axis
 
 
 def slugify(text: str) -> str:
@@ -192,10 +198,9 @@ def discover(kind: str, root: str | Path) -> list[DiscoveredScene]:
                 f"{kind} dataset root {root}: scenes {scenes[scene_id].spec.uri} and {mesh} both map to id {scene_id!r}"
             )
         scenes[scene_id] = DiscoveredScene(
-            spec=SceneSpec(scene_id=scene_id, uri=str(mesh.resolve())),
+            spec=SceneSpec(scene_id=scene_id, uri=str(mesh.resolve()), up_axis=DATASET_UP_AXIS[kind]),
             dataset=kind,
             split=split,
-            up_axis=DATASET_UP_AXIS[kind],
             navmesh=_navmesh_next_to(mesh),
         )
     if not scenes:
@@ -204,7 +209,8 @@ def discover(kind: str, root: str | Path) -> list[DiscoveredScene]:
 
 
 def discover_scenes(kind: str, root: str | Path) -> list[SceneSpec]:
-    """Scene specs of dataset ``kind`` under ``root``, sorted by their stable ids."""
+    """Scene specs of dataset ``kind`` under ``root``, sorted by their stable ids, each with the
+    kind's up axis."""
     return [scene.spec for scene in discover(kind, root)]
 
 

@@ -261,7 +261,8 @@ class EmbeddedRenderer:
 
     # ------------------------------------------------------------------ scenes
     def load_scene(self, scene: SceneSpec) -> NavigableSpace:
-        """Load ``scene`` through rendering.scenes (mesh + navigable floor) and make it current."""
+        """Load ``scene`` through rendering.scenes (mesh + navigable floor, in the +Y-up world its
+        ``up_axis`` states) and make it current."""
         self._check_open()
         from rendering.scenes import load_scene  # the scenes package is heavy; load it on first use
 

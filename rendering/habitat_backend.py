@@ -18,10 +18,11 @@ How it maps our contract onto Habitat (habitat-sim 0.2.x):
 * Habitat's DEPTH sensor already gives z-depth in metres with 0 where nothing was hit (checked by
   the tests); values outside (0, far] are set to 0 all the same.
 * A GLB is loaded as a *stage* through a stage config that states the glTF convention (+Y up,
-  -Z front), because habitat-sim treats a bare ``.glb`` as a Z-up Matterport mesh; with
-  ``up_axis="z"`` it states the Z-up convention instead (HM3D, MP3D, ... see rendering.datasets).
-  A URI that already is a ``*.stage_config.json`` is used as it is. Other mesh formats and
-  procedural scenes go through ``rendering.scenes.scene_glb_path``.
+  -Z front), because habitat-sim treats a bare ``.glb`` as a Z-up Matterport mesh; for a scene
+  spec with ``up_axis="z"`` it states the Z-up convention instead (HM3D, MP3D, ... whose specs
+  rendering.datasets builds that way). A URI that already is a ``*.stage_config.json`` is used as
+  it is (it states its own frame). Other mesh formats and procedural scenes go through
+  ``rendering.scenes.scene_glb_path``.
 * Unlit albedo, as the contract asks: habitat-sim 0.2 draws textured glTF materials at full
   strength but untextured and vertex-coloured ones at its 10 % ambient level when no lights are
   set, so such GLBs are copied with their materials marked ``KHR_materials_unlit``.
@@ -391,9 +392,11 @@ class HabitatRenderer:
     scene has no navmesh file. habitat-sim keeps every stage it has loaded in memory;
     ``recreate_after_scenes=N`` (0: never) closes and re-creates the simulator before an
     (N+1)-th distinct scene, trading that growth for a re-creation (which itself may leak some GPU
-    memory on some drivers). ``up_axis="z"`` loads mesh files as Z-up (Matterport-style datasets, see rendering.datasets),
-    giving the same world frame as ``rendering.scenes`` with ``up_axis="z"`` and as the datasets'
-    navmeshes and CroCo's released poses.
+    memory on some drivers). A scene's frame comes from its spec only: ``SceneSpec.up_axis="z"``
+    loads a mesh file as Z-up (Matterport-style datasets, see rendering.datasets), giving the same
+    world frame as the embedded renderer and as the datasets' navmeshes and CroCo's released poses.
+    ``up_axis`` is not a constructor option (one renderer serves Y-up and Z-up scenes alike);
+    passing it raises ValueError.
     """
 
     name = "habitat"
@@ -404,7 +407,7 @@ class HabitatRenderer:
         near: float = 0.05,
         far: float = 100.0,
         cache_dir: str | Path | None = None,
-        up_axis: str = "y",
+        up_axis: object = None,
         agent_height: float = NavMeshOptions.agent_height,
         agent_radius: float = NavMeshOptions.agent_radius,
         agent_max_climb: float = NavMeshOptions.agent_max_climb,
@@ -413,8 +416,12 @@ class HabitatRenderer:
         navmesh_cell_height: float = NavMeshOptions.cell_height,
         recreate_after_scenes: int = 0,
     ) -> None:
-        if up_axis not in ("y", "z"):
-            raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
+        if up_axis is not None:
+            # a config may still carry the old backend option: say where the setting lives now
+            raise ValueError(
+                f"up_axis={up_axis!r} is not a habitat backend option: a scene's up axis is "
+                "SceneSpec.up_axis (set per dataset kind by rendering.datasets)"
+            )
         if not (np.isfinite(near) and np.isfinite(far) and 0.0 < near < far):
             raise ValueError(f"near/far planes must satisfy 0 < near < far, got near={near}, far={far}")
         if device_index is not None and (not isinstance(device_index, int) or device_index < -1):
@@ -433,7 +440,6 @@ class HabitatRenderer:
             cell_size=navmesh_cell_size,
             cell_height=navmesh_cell_height,
         )
-        self.up_axis = up_axis
         if not isinstance(recreate_after_scenes, int) or recreate_after_scenes < 0:
             raise ValueError(f"recreate_after_scenes must be an int >= 0, got {recreate_after_scenes!r}")
         self.recreate_after_scenes = recreate_after_scenes
@@ -549,13 +555,13 @@ class HabitatRenderer:
             if not path.is_file():
                 raise SceneLoadError(f"scene {scene.scene_id!r}: stage config {uri} does not exist")
             return str(path.resolve()), path
-        up_axis = self.up_axis
+        up_axis = scene.up_axis
         if uri.lower().endswith(".glb") and not uri.startswith("procedural:"):
             glb = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
         else:
             from rendering.scenes import scene_glb_path  # procedural scenes and other mesh formats
 
-            glb = Path(scene_glb_path(scene, self.cache_dir, up_axis=up_axis))  # written +Y up
+            glb = Path(scene_glb_path(scene, self.cache_dir))  # written +Y up
             up_axis = "y"
         if not glb.is_file():
             raise SceneLoadError(f"scene {scene.scene_id!r}: mesh file {glb} does not exist")

@@ -46,7 +46,7 @@ def test_hm3d_prefers_basis_glb_skips_semantic_and_records_split(tmp_path):
     assert first.spec.uri.endswith("kfPV7w3FaU5.basis.glb") and first.split == "train"
     assert first.navmesh is not None and first.navmesh.name == "kfPV7w3FaU5.basis.navmesh"
     assert second.spec.uri.endswith("TEEsavR23oF.glb") and second.split == "val" and second.navmesh is None
-    assert first.up_axis == "z"
+    assert first.spec.up_axis == "z" and first.up_axis == "z"
     # a split folder as the root works too
     only_val = discover("hm3d", tmp_path / "val")
     assert [s.spec.scene_id for s in only_val] == ["hm3d-00800-TEEsavR23oF"] and only_val[0].split == "val"
@@ -68,15 +68,17 @@ def test_mp3d_gibson_scannet_replicacad_test_scenes_and_plain_folders(tmp_path):
     assert ids("gibson", "gibson") == ["gibson-Allensville", "gibson-Beechwood"]
     assert ids("scannet", "scannet") == ["scannet-scene0000_00", "scannet-scene0001_01"]
     assert ids("replicacad", "rcad") == ["replicacad-Baked_sc0_staging_00", "replicacad-Baked_sc1_staging_12"]
-    assert discover("replicacad", tmp_path / "rcad")[0].up_axis == "y"
+    assert discover("replicacad", tmp_path / "rcad")[0].spec.up_axis == "y"
     assert ids("habitat_test_scenes", "test_scenes") == ["habtest-apartment_1", "habtest-skokloster-castle", "habtest-van-gogh-room"]
     assert ids("glb", "plain") == ["glb-a-b-room-v2", "glb-c"]
     folders = {"mp3d": "mp3d", "gibson": "gibson", "scannet": "scannet", "replicacad": "rcad",
                "habitat_test_scenes": "test_scenes", "glb": "plain"}
     assert set(folders) | {"hm3d"} == set(DATASET_KINDS)
+    expected_up = {"mp3d": "z", "gibson": "z", "scannet": "z", "habitat_test_scenes": "z", "replicacad": "y", "glb": "y"}
     for kind, folder in folders.items():
         for scene in discover_scenes(kind, tmp_path / folder):
             assert "." not in scene.scene_id and Path(scene.uri).is_absolute()
+            assert scene.up_axis == expected_up[kind], (kind, scene)
 
 
 def test_ids_are_stable_and_sorted_whatever_the_creation_order(tmp_path):

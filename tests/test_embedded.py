@@ -386,3 +386,31 @@ def test_obj_with_mtl_texture_renders_its_texture(renderer, tmp_path):
     view = renderer.render(K, LEVEL, 16, 16)
     assert view.rgb[8, 8].tolist() == [40, 170, 210]
     assert view.depth[8, 8] == pytest.approx(2.0, abs=1e-5)
+
+
+def test_z_up_glb_with_z_up_spec_renders_the_depth_of_its_y_up_twin(renderer, tmp_path):
+    from rendering.backend import SceneSpec
+    from rendering.scenes import export_glb_bytes
+    from rendering.scenes.mesh_files import Z_UP_TO_Y_UP
+
+    block = trimesh.creation.box(bounds=[[0.5, 0.0, -3.0], [2.0, 1.2, -2.0]])  # off-centre: orientation shows
+    block.visual.vertex_colors = [200, 40, 40, 255]
+
+    def scene() -> trimesh.Scene:
+        return trimesh.Scene({"room": _room(), "block": block.copy()})
+
+    z_scene = scene()
+    z_scene.apply_transform(np.linalg.inv(Z_UP_TO_Y_UP))  # what a Matterport-style dataset ships
+    (tmp_path / "y.glb").write_bytes(export_glb_bytes(scene()))
+    (tmp_path / "z.glb").write_bytes(export_glb_bytes(z_scene))
+    K = camera.intrinsics_from_fov(48, 32, 70.0)
+    pose = camera.look_at(np.array([-1.0, 1.6, 2.0]), np.array([1.2, 0.6, -2.5]))
+    renderer.load_scene(SceneSpec("y", str(tmp_path / "y.glb")))
+    expected = renderer.render(K, pose, 48, 32)
+    renderer.load_scene(SceneSpec("z", str(tmp_path / "z.glb"), up_axis="z"))
+    view = renderer.render(K, pose, 48, 32)
+    assert expected.valid_fraction == 1.0 and np.ptp(expected.depth) > 1.0
+    np.testing.assert_allclose(view.depth, expected.depth, atol=1e-4)
+    np.testing.assert_array_equal(view.rgb, expected.rgb)
+    renderer.load_scene(SceneSpec("z-as-y", str(tmp_path / "z.glb")))  # the frame really comes from the spec
+    assert np.abs(renderer.render(K, pose, 48, 32).depth - expected.depth).max() > 0.5

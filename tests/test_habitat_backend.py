@@ -298,18 +298,29 @@ def test_navmesh_file_next_to_the_scene_is_used(renderer, tmp_path):
         renderer.load_scene(SceneSpec("big", str(tmp_path / "big.glb")))
 
 
+def test_up_axis_is_no_backend_option():
+    # the scene spec states a scene's frame; a leftover backend option must not silently disagree
+    with pytest.raises(ValueError, match="SceneSpec.up_axis"):
+        create_renderer("habitat", up_axis="z")
+
+
 @needs_habitat
-def test_zup_scene_lands_in_the_same_world_frame(tmp_path):
+def test_zup_scenes_from_their_spec_land_in_the_same_world_frame(renderer, tmp_path):
     yup = _write_glb(tmp_path / "yup.glb", _room())
     y_to_z = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])  # inverse of Z-up -> Y-up
     zup = _write_glb(tmp_path / "zup.glb", _room(), transform=y_to_z)
+    zup_ply = tmp_path / "zup.ply"
+    _room().apply_transform(y_to_z).export(zup_ply)  # other formats go through scene_glb_path
     K = camera.intrinsics_from_fov(32, 24, 70.0)
     pose = camera.look_at(np.array([1.0, 1.4, 1.0]), np.array([-2.0, 0.5, -3.0]))
-    with create_renderer("habitat") as ry, create_renderer("habitat", up_axis="z") as rz:
-        ry.load_scene(SceneSpec("y", str(yup)))
-        rz.load_scene(SceneSpec("z", str(zup)))
-        dy, dz = ry.render(K, pose, 32, 24).depth, rz.render(K, pose, 32, 24).depth
-    assert np.median(np.abs(dy - dz)) < 1e-4
+    depths = {}
+    # one renderer, Y-up and Z-up scenes in turn: the frame comes with each scene
+    for name, path, up_axis in [("y", yup, "y"), ("z", zup, "z"), ("zply", zup_ply, "z"), ("z-as-y", zup, "y")]:
+        renderer.load_scene(SceneSpec(name, str(path), up_axis=up_axis))
+        depths[name] = renderer.render(K, pose, 32, 24).depth
+    assert np.median(np.abs(depths["y"] - depths["z"])) < 1e-4
+    assert np.median(np.abs(depths["y"] - depths["zply"])) < 1e-4
+    assert np.median(np.abs(depths["y"] - depths["z-as-y"])) > 0.1
 
 
 @needs_habitat

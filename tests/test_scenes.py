@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from trimesh.visual.texture import TextureVisuals
 from rendering.backend import SceneLoadError, SceneSpec
 from rendering.navigable import NavigableGrid
 from rendering.scenes import export_glb_bytes, load_scene, scene_glb_path
-from rendering.scenes.mesh_files import load_mesh_file
+from rendering.scenes.mesh_files import Z_UP_TO_Y_UP, load_mesh_file
 
 
 def checker_image(size: int = 8) -> Image.Image:
@@ -185,6 +186,43 @@ def test_z_up_files_are_rotated_to_y_up(tmp_path: Path):
     lo, hi = scene.bounds
     np.testing.assert_allclose([lo[1], hi[1]], [0.0, 5.0], atol=1e-9)
     np.testing.assert_allclose([lo[2], hi[2]], [-1.0, 1.0], atol=1e-9)
+
+
+def _y_and_z_up_room(tmp_path: Path) -> tuple[Path, Path]:
+    """The same room as a +Y-up GLB and as a Z-up GLB (what Matterport-style datasets ship)."""
+    y_path, z_path = tmp_path / "room_y.glb", tmp_path / "room_z.glb"
+    y_path.write_bytes(export_glb_bytes(room_scene()))
+    z_scene = room_scene()
+    z_scene.apply_transform(np.linalg.inv(Z_UP_TO_Y_UP))
+    z_path.write_bytes(export_glb_bytes(z_scene))
+    return y_path, z_path
+
+
+def test_scene_spec_up_axis_loads_z_up_files_in_the_y_up_world(tmp_path: Path):
+    y_path, z_path = _y_and_z_up_room(tmp_path)
+    y_up = load_scene(SceneSpec("y", str(y_path)), cache_dir=tmp_path / "cache")
+    z_up = load_scene(SceneSpec("z", str(z_path), up_axis="z"), cache_dir=tmp_path / "cache")
+    np.testing.assert_allclose(z_up.mesh.bounds, y_up.mesh.bounds, atol=1e-6)
+    np.testing.assert_allclose(z_up.navigable.area_m2, y_up.navigable.area_m2, rtol=1e-6)
+    # Read with the wrong axis the file is a room on its side: other bounds, another floor cache entry.
+    as_y = load_scene(SceneSpec("z", str(z_path)), cache_dir=tmp_path / "cache")
+    assert not np.allclose(as_y.mesh.bounds, y_up.mesh.bounds, atol=1e-3)
+    assert len(list((tmp_path / "cache").glob("room_z-*-zup-floor-*.npz"))) == 1
+    assert len(list((tmp_path / "cache").glob("room_z-*-yup-floor-*.npz"))) == 1
+
+
+def test_scene_glb_path_exports_z_up_glb_files_turned_y_up(tmp_path: Path):
+    y_path, z_path = _y_and_z_up_room(tmp_path)
+    assert scene_glb_path(SceneSpec("z", str(z_path)), tmp_path / "cache") == z_path.resolve()
+    exported = scene_glb_path(SceneSpec("z", str(z_path), up_axis="z"), tmp_path / "cache")
+    assert exported.parent == tmp_path / "cache" and "zup" in exported.name
+    np.testing.assert_allclose(load_mesh_file(exported).bounds, load_mesh_file(y_path).bounds, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["Z", "x", "", None])
+def test_scene_spec_rejects_an_unknown_up_axis_naming_the_scene(bad):
+    with pytest.raises(ValueError, match=r"scene 'hm3d-00001'.*up_axis.*" + re.escape(repr(bad))):
+        SceneSpec("hm3d-00001", "/data/a.glb", up_axis=bad)
 
 
 def test_non_glb_files_export_to_cached_glb(tmp_path: Path):

@@ -3,7 +3,8 @@
 A scene URI is either a mesh file path (``.glb``, ``.gltf``, ``.obj``, ``.ply``; relative paths are
 resolved against the working directory, a ``file://`` prefix is accepted) or
 ``procedural:<seed>`` with optional query parameters, e.g. ``procedural:7?rooms=2&objects=10``
-(see :class:`rendering.scenes.procedural.ProceduralSceneParams`).
+(see :class:`rendering.scenes.procedural.ProceduralSceneParams`). A mesh file's frame comes from
+the spec alone: ``SceneSpec.up_axis="z"`` turns a Z-up file to +Y up on load.
 
 Mesh contract (what every renderer backend consumes; ``LoadedScene.mesh``):
 
@@ -37,7 +38,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import trimesh
 
@@ -85,13 +85,11 @@ def _file_path(uri: str) -> Path:
     return Path(uri).expanduser().resolve()
 
 
-def load_scene(
-    spec: SceneSpec, cache_dir: Path | None = None, up_axis: Literal["y", "z"] = "y"
-) -> LoadedScene:
+def load_scene(spec: SceneSpec, cache_dir: Path | None = None) -> LoadedScene:
     """Load the scene ``spec`` names, with its navigable floor; raises ``SceneLoadError``.
 
-    ``up_axis`` applies to mesh files only ("z" rotates Z-up files to +Y up); procedural scenes
-    are +Y up. With a ``cache_dir``, the navigable floor found in a mesh file is stored there
+    ``spec.up_axis`` applies to mesh files only ("z" rotates Z-up files to +Y up); procedural
+    scenes are +Y up. With a ``cache_dir``, the navigable floor found in a mesh file is stored there
     (keyed by the file's content hash) so other workers loading the same scene skip the search;
     an unreadable cache entry is recomputed and replaced.
     """
@@ -103,11 +101,11 @@ def load_scene(
         mesh, navigable = generate_procedural_scene(seed, params)
         return LoadedScene(spec.scene_id, uri, mesh, navigable)
     path = _file_path(uri)
-    mesh = load_mesh_file(path, up_axis=up_axis)
+    mesh = load_mesh_file(path, up_axis=spec.up_axis)
     if cache_dir is None:
         navigable = find_navigable_floor(mesh, scene_name=str(path))
     else:
-        navigable = _cached_floor(mesh, path, up_axis, Path(cache_dir))
+        navigable = _cached_floor(mesh, path, spec.up_axis, Path(cache_dir))
     return LoadedScene(spec.scene_id, uri, mesh, navigable)
 
 
@@ -149,12 +147,10 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def scene_glb_path(
-    spec: SceneSpec, cache_dir: Path | None = None, up_axis: Literal["y", "z"] = "y"
-) -> Path:
+def scene_glb_path(spec: SceneSpec, cache_dir: Path | None = None) -> Path:
     """The scene as a GLB file on disk (+Y up, metres).
 
-    A ``.glb`` file with ``up_axis="y"`` is returned as it is. Other files, Z-up files and
+    A ``.glb`` file with ``spec.up_axis="y"`` is returned as it is. Other files, Z-up files and
     procedural scenes are exported once into ``cache_dir`` (default :func:`default_cache_dir`)
     under a name derived from their content (file hash or seed + parameters) and reused after.
     Procedural exports are byte-identical for the same seed and parameters.
@@ -171,12 +167,12 @@ def scene_glb_path(
             _write_atomic(target, export_glb_bytes(mesh))
         return target
     path = _file_path(uri)
-    if path.suffix.lower() == ".glb" and up_axis == "y":
+    if path.suffix.lower() == ".glb" and spec.up_axis == "y":
         if not path.is_file():
             raise SceneLoadError(f"{path}: mesh file not found")
         return path
-    mesh = load_mesh_file(path, up_axis=up_axis)  # validates existence and format first
-    target = cache / f"{path.stem}-{_file_digest(path)}-{up_axis}up.glb"
+    mesh = load_mesh_file(path, up_axis=spec.up_axis)  # validates existence and format first
+    target = cache / f"{path.stem}-{_file_digest(path)}-{spec.up_axis}up.glb"
     if not target.is_file():
         _write_atomic(target, export_glb_bytes(mesh))
     return target
