@@ -178,14 +178,22 @@ class PairStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         return _rank(), 0 if info is None else info.id
 
-    def _skip_for_worker(self, worker: int) -> int:
-        """Batches this worker produced before the resume point (DataLoader is round-robin)."""
-        done = self.skip_batches
-        return 0 if done <= worker else (done - worker + self.num_workers - 1) // self.num_workers
+    def _role(self, worker: int) -> tuple[int, int]:
+        """(original stream, batches it already produced) for this worker after a resume.
+
+        The DataLoader takes batches from its workers round-robin, so batch g of a run came from
+        stream g % W. A resumed loader's worker w delivers global batches skip + w + kW, i.e. it
+        must continue stream (skip + w) % W after the batches that stream produced before skip.
+        """
+        w = self.num_workers
+        role = (worker + self.skip_batches) % w
+        done = 0 if self.skip_batches <= role else (self.skip_batches - role + w - 1) // w
+        return role, done
 
     def __iter__(self) -> Iterator[dict]:
         rank, worker = self._stream_id()
-        stream = rank * 1000 + worker
+        role, done_batches = self._role(worker)
+        stream = rank * 1000 + role
         errors = {"n": 0, "consecutive": 0, "last": ""}
 
         def on_error(exc: Exception) -> bool:
@@ -204,7 +212,7 @@ class PairStream(torch.utils.data.IterableDataset):
         if self.shuffle_buffer > 1:
             rng = random.Random(hash((self.seed, stream)) & 0xFFFFFFFF)
             samples = wds.shuffle(self.shuffle_buffer, min(100, self.shuffle_buffer), rng=rng)(samples)
-        to_skip = self._skip_for_worker(worker) * self.batch_size
+        to_skip = done_batches * self.batch_size
         index = 0
         reported = 0
         views1: list[np.ndarray] = []
