@@ -1,19 +1,25 @@
 """`crocopipe generate` end to end through Prefect: SIGKILL part-way, resume, complete history.
 
-The command runs in a subprocess with the embedded Prefect server (PREFECT_HOME in the run
-folder). The uninterrupted reference is built by the same unit functions without Prefect; the
-killed-and-resumed corpus must match it exactly (manifest rows and shard sha256).
+The command runs in a subprocess against a Prefect server started here with `prefect server
+start` (one server start for both runs keeps the test within its time budget; without
+PREFECT_API_URL the command starts the same server application itself). The uninterrupted
+reference is built by the same unit functions without Prefect; the killed-and-resumed corpus
+must match it exactly (manifest rows and shard sha256).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 import pyarrow.parquet as pq
 
@@ -23,16 +29,52 @@ from test_corpus import build_corpus, shard_hashes, write_config
 UNITS = 8  # 2 scenes x 8 pairs, 2 pairs per shard
 
 
-def _env() -> dict[str, str]:
+def _env(api_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PYTHONUNBUFFERED"] = "1"
+    env.update(PYTHONUNBUFFERED="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return env
 
 
-def _generate(config: Path, **kwargs) -> subprocess.Popen:
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A Prefect server (SQLite in tmp) as a user would run it: yields (api url, database path)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tmp_path / "prefect-server"
+    env = _env()
+    env.update(PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, "prefect server did not start"
+        time.sleep(0.2)
+    try:
+        yield url, home / "prefect.db"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _generate(config: Path, api_url: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "generate", str(config)],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs,
+        env=_env(api_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
 
 
@@ -42,7 +84,8 @@ def _task_runs_of_last_flow_run(db: Path) -> list[tuple[str, str]]:
         return con.execute("SELECT name, state_type FROM task_run WHERE flow_run_id = ?", (flow_run_id,)).fetchall()
 
 
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, prefect_server):
+    api_url, database = prefect_server
     extra = "pairs_per_scene = 8"
     reference_cfg = write_config(tmp_path, run_dir="reference")
     text = reference_cfg.read_text().replace("pairs_per_scene = 4", extra)
@@ -52,13 +95,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     crashed_cfg.write_text(text.replace('run_dir = "reference"', 'run_dir = "crashed"').replace("workers = 2", "workers = 1"))
 
     corpus = tmp_path / "crashed" / "corpus"
-    proc = _generate(crashed_cfg)
+    proc = _generate(crashed_cfg, api_url)
     deadline = time.monotonic() + 240
     while not list((corpus / "units").glob("*.parquet")):
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "no unit finished in time"
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # the command, its render workers and its Prefect server
+    os.killpg(proc.pid, signal.SIGKILL)  # the command and its render workers
     proc.wait(timeout=30)
     proc.stdout.close()
     done = len(list((corpus / "units").glob("*.parquet")))
@@ -69,7 +112,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     lost = next(p for p in corpus.glob("shards/*/pairs-*.tar") if first_unit in _unit_of(corpus, p))
     lost.unlink()
 
-    resumed = _generate(crashed_cfg)
+    resumed = _generate(crashed_cfg, api_url)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert "task runs recorded in Prefect" in output
@@ -82,16 +125,16 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert verify_corpus(corpus).ok
 
     # The Prefect history is complete once the command has returned: every unit + the merge.
-    runs = _task_runs_of_last_flow_run(tmp_path / "crashed" / "prefect" / "prefect.db")
+    runs = _task_runs_of_last_flow_run(database)
     assert len(runs) == UNITS + 1 and {state for _, state in runs} == {"COMPLETED"}, runs
     assert sum(name.startswith("unit ") for name, _ in runs) == UNITS
 
     # Nothing left to do: the command answers without starting Prefect.
     started = time.monotonic()
-    again = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", str(crashed_cfg)], env=_env(),
+    again = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", str(crashed_cfg)], env=_env(api_url),
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "already complete" in again.stdout, again.stdout + again.stderr
-    assert "Starting temporary server" not in again.stdout + again.stderr and time.monotonic() - started < 60
+    assert "Beginning flow run" not in again.stdout + again.stderr and time.monotonic() - started < 60
 
 
 def _unit_of(corpus: Path, shard: Path) -> str:

@@ -8,7 +8,6 @@ they use it) before importing it. Exit codes: 0 success, 1 failure of the work o
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -63,9 +62,6 @@ def _generate_locked(run, n_units: int) -> None:
     from pipeline.prefect_env import configure_prefect
 
     configure_prefect(run.prefect_home)
-    # The embedded server's task-run recorder flushes every 5 s by default; 1 s shortens the
-    # wait for a complete task-run history at the end of the command.
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
     from pipeline.flows.generate import run_generate
 
     with Progress(TextColumn("[bold]units"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

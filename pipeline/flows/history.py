@@ -76,6 +76,8 @@ def command_api() -> Iterator[str]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    # The recorder flushes every 5 s by default; 1 s shortens the wait for a complete history.
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
     server = SubprocessASGIServer()
     server.start()
     os.environ["PREFECT_API_URL"] = server.api_url
