@@ -72,6 +72,12 @@ def main() -> None:
     warm = tmp / "warm"
     warm.mkdir()
     run_generate(load_run_config(write_config(warm, 1, 1, 32, 1, 1000)))  # starts the embedded server
+    fixed = tmp / "fixed"
+    fixed.mkdir()
+    start = time.perf_counter()
+    run_generate(load_run_config(write_config(fixed, 1, 1, 32, 1, 2000)))
+    print(f"fixed cost of a 1-pair flow run (pool start, scene, merge, card, history): "
+          f"{time.perf_counter() - start:.1f} s")
     rows = [("raw sampler", 1, raw), ("units, no Prefect", 1, unit_rate)]
     for workers in (1, 2):
         folder = tmp / f"flow{workers}"
