@@ -12,7 +12,7 @@ TASKS = ["depth", "flow", "pose"]
 def _fake_metrics(task, m_i, seed):
     base = 1.0 + m_i + 0.1 * seed
     return {
-        "depth": {"abs_rel": 0.1 * base, "rmse": 0.5 * base, "delta1": 0.9 / base},
+        "depth": {"abs_rel": 0.1 * base, "rmse": 0.5 * base, "delta1": 0.9 / base, "delta1_median_scaled": 0.95},
         "flow": {"epe": 2.0 * base, "bad1": 0.3, "bad3": 0.1},
         "pose": {"rot_err_deg": base, "trans_err_deg": 3 * base, "acc5": 0.5, "acc10": 0.75},
     }[task]
@@ -39,7 +39,7 @@ def test_tables_all_cells_paper_columns_and_variance(tmp_path):
     assert "not** measured by this run" in md
     with open(tmp_path / "tables" / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == len(METHODS) * (3 + 3 + 4)
+    assert len(rows) == len(METHODS) * (4 + 3 + 4)
     epe = next(r for r in rows if r["method"] == "mae" and r["metric"] == "epe")
     assert float(epe["mean"]) == pytest.approx(6.1) and epe["seeds"] == "0 1" and epe["paper"] == "4.63 / 5.24"
     assert (tmp_path / "tables" / "results.png").stat().st_size > 5000
