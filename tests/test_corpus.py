@@ -267,7 +267,7 @@ def test_import_croco_metadata_then_regenerate(tmp_path):
     _croco_metadata(meta_path, "minival/room_c.glb", [(pose_a, pose_b), (pose_b, pose_a)])
     out = tmp_path / "imported.parquet"
     result = CliRunner().invoke(app, ["import-croco-metadata", str(meta_path), "--out", str(out),
-                                      "--scene-root", str(tmp_path / "scenes")])
+                                      "--scene-root", str(tmp_path / "scenes"), "--up-axis", "y"])
     assert result.exit_code == 0, result.output
     rows = read_manifest(out).to_pylist()
     assert [r["pair_index"] for r in rows] == [0, 1] and {r["split"] for r in rows} == {"val"}
@@ -276,6 +276,7 @@ def test_import_croco_metadata_then_regenerate(tmp_path):
     assert np.allclose(np.asarray(meta["K1"])[:, 2], [16, 16, 1]) and meta["width"] == 32
     assert meta["covis_1to2"] == 0.6 and meta["covis_2to1"] == 0.55 and meta["covis"] == 0.55
     assert meta["scene_uri"] == str(tmp_path / "scenes" / "minival" / "room_c.glb")
+    assert rows[0]["scene_up_axis"] == "y"  # HM3D-style paths default to z (see --up-axis auto)
     again = CliRunner().invoke(app, ["import-croco-metadata", str(meta_path), "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.output
 
@@ -286,6 +287,14 @@ def test_import_croco_metadata_then_regenerate(tmp_path):
     assert sample["img1"].shape == (32, 32, 3) and sample["meta"]["renderer"] == "embedded"
     assert np.allclose(sample["meta"]["cam2world1"], pose_a)
     assert verify_corpus(corpus).ok
+
+
+def test_croco_scene_up_axis_follows_the_dataset():
+    from pipeline.corpus.croco_import import scene_up_axis
+
+    assert scene_up_axis("hm3d/val/00800-TEEsavR23oF/TEEsavR23oF.basis.glb") == "z"
+    assert scene_up_axis("replica_cad_baked_lighting/stages/Baked_sc0_staging_00.glb") == "y"
+    assert scene_up_axis("hm3d/x.glb", "y") == "y"
 
 
 def test_bad_croco_metadata_is_named(tmp_path):

@@ -153,14 +153,17 @@ def import_croco_metadata(
     out: Path = typer.Option(..., "--out", help="manifest.parquet to write (must not exist)"),
     scene_root: Optional[Path] = typer.Option(None, help="folder the files' relative scene paths are relative to"),
     split: str = typer.Option("auto", help="train, val, or auto (val for scenes under val/ or minival/)"),
+    up_axis: str = typer.Option("auto", help="scene files' up axis: y, z, or auto (ReplicaCAD y, others z)"),
 ) -> None:
     """Convert CroCo's released Habitat pair metadata into a pose manifest for `regenerate`."""
     from pipeline.corpus.croco_import import CrocoMetadataError, import_croco_metadata as run_import
 
     if split not in ("auto", "train", "val"):
         _fail(f"--split must be auto, train or val, got {split!r}", EXIT_BAD_INPUT)
+    if up_axis not in ("auto", "y", "z"):
+        _fail(f"--up-axis must be auto, y or z, got {up_axis!r}", EXIT_BAD_INPUT)
     try:
-        n = run_import(metadata_json, out, scene_root=scene_root, split=split)
+        n = run_import(metadata_json, out, scene_root=scene_root, split=split, up_axis=up_axis)
     except CrocoMetadataError as err:
         _fail(err, EXIT_BAD_INPUT)
     typer.echo(f"{n} pairs from {len(metadata_json)} metadata file(s) -> {out}")

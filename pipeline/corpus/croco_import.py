@@ -37,7 +37,16 @@ def _split_of(scene: str, split: str) -> str:
     return "val" if any(part in VAL_FOLDERS for part in Path(scene).parts) else "train"
 
 
-def metadata_rows(path: Path, scene_root: Path | None = None, split: str = "auto", depth_scale: float = 0.001) -> list[dict]:
+def scene_up_axis(scene: str, up_axis: str = "auto") -> str:
+    """CroCo's scenes are Z-up Matterport-style meshes (HM3D, ScanNet, Gibson, habitat test
+    scenes) except ReplicaCAD, which is glTF +Y up; ``auto`` decides from the scene path."""
+    if up_axis != "auto":
+        return up_axis
+    return "y" if "replica" in scene.lower() else "z"
+
+
+def metadata_rows(path: Path, scene_root: Path | None = None, split: str = "auto", depth_scale: float = 0.001,
+                  up_axis: str = "auto") -> list[dict]:
     """Manifest rows of one metadata.json (pairs of view 0 with every other view of each entry)."""
     path = Path(path)
     try:
@@ -108,12 +117,13 @@ def metadata_rows(path: Path, scene_root: Path | None = None, split: str = "auto
                 "attempts": 0,
                 "rejections": {},
             }
-            rows.append(manifest_row(meta, sample_key(scene_id, pair_index), _split_of(scene, split), None, None, IMPORT_UNIT))
+            rows.append(manifest_row(meta, sample_key(scene_id, pair_index), _split_of(scene, split), None, None,
+                                     IMPORT_UNIT, scene_up_axis(scene, up_axis)))
     return rows
 
 
 def import_croco_metadata(paths: list[Path], out: Path, scene_root: Path | None = None, split: str = "auto",
-                          overwrite: bool = False) -> int:
+                          overwrite: bool = False, up_axis: str = "auto") -> int:
     """Write one pose manifest for all ``paths``; returns the number of pairs. Nothing is written
     when any file is bad or two files describe scenes with the same id."""
     out = Path(out)
@@ -122,7 +132,7 @@ def import_croco_metadata(paths: list[Path], out: Path, scene_root: Path | None 
     rows: list[dict] = []
     owner: dict[str, Path] = {}
     for path in paths:
-        file_rows = metadata_rows(path, scene_root, split)
+        file_rows = metadata_rows(path, scene_root, split, up_axis=up_axis)
         for scene_id in {r["scene_id"] for r in file_rows}:
             if scene_id in owner:
                 raise CrocoMetadataError(f"{path} and {owner[scene_id]} both describe scene id {scene_id!r}")

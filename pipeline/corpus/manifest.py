@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 from rendering.shards import MATRIX_SHAPES, temporary_name, fsync_dir
 
 UNIT_METADATA_KEY = b"crocopipe.unit"
-# Where a pair lives; the remaining columns are meta.json's fields.
-LOCATION_COLUMNS = ("key", "split", "shard", "shard_sha256", "unit_id")
+# Where a pair lives (and how its scene file is oriented); the other columns are meta.json's fields.
+LOCATION_COLUMNS = ("key", "split", "shard", "shard_sha256", "unit_id", "scene_up_axis")
 JSON_FIELDS = ("rejections",)
 
 
@@ -58,8 +58,10 @@ def row_to_meta(row: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def manifest_row(meta: dict[str, Any], key: str, split: str, shard: str | None, shard_sha256: str | None, unit_id: str) -> dict:
-    return {"key": key, "split": split, "shard": shard, "shard_sha256": shard_sha256, "unit_id": unit_id, **flatten_meta(meta)}
+def manifest_row(meta: dict[str, Any], key: str, split: str, shard: str | None, shard_sha256: str | None,
+                 unit_id: str, scene_up_axis: str = "y") -> dict:
+    return {"key": key, "split": split, "shard": shard, "shard_sha256": shard_sha256, "unit_id": unit_id,
+            "scene_up_axis": scene_up_axis, **flatten_meta(meta)}
 
 
 def rows_to_table(rows: list[dict], unit_summary: dict | None = None) -> pa.Table:

@@ -34,6 +34,11 @@ class WorkUnit:
     scene_uri: str
     first_pair: int
     n_pairs: int
+    scene_up_axis: str = "y"  # the mesh file's up axis (rendering.backend.SceneSpec.up_axis)
+
+    @property
+    def scene(self) -> SceneSpec:
+        return SceneSpec(self.scene_id, self.scene_uri, self.scene_up_axis)
 
     @property
     def shard_relpath(self) -> str:
@@ -151,6 +156,7 @@ def plan_units(corpus: CorpusConfig) -> list[WorkUnit]:
                     scene_uri=spec.uri,
                     first_pair=first,
                     n_pairs=min(chunk, per_scene - first),
+                    scene_up_axis=spec.up_axis,
                 )
             )
             next_shard[split] += 1

@@ -107,15 +107,16 @@ def regenerate_corpus(
             metas = []
             for row in group:
                 meta = row_to_meta(row)
+                scene = SceneSpec(meta["scene_id"], meta["scene_uri"], row.get("scene_up_axis") or "y")
                 if meta["scene_id"] != current_scene:
-                    renderer.load_scene(SceneSpec(meta["scene_id"], meta["scene_uri"]))
+                    renderer.load_scene(scene)
                     current_scene = meta["scene_id"]
                 old = (meta["width"], meta["height"])
                 new = (width, height) if width is not None else old
                 K1 = scale_intrinsics(meta["K1"], old, new)
                 K2 = scale_intrinsics(meta["K2"], old, new)
                 record = render_pair_at_poses(
-                    renderer, SceneSpec(meta["scene_id"], meta["scene_uri"]), meta["pair_index"], meta["seed"],
+                    renderer, scene, meta["pair_index"], meta["seed"],
                     K1, K2, np.asarray(meta["cam2world1"]), np.asarray(meta["cam2world2"]), sampler.covis_method,
                     width=new[0], height=new[1], attempts=meta["attempts"], rejections=meta.get("rejections") or {},
                     config=sampler,
@@ -123,12 +124,12 @@ def regenerate_corpus(
                 key = row["key"]
                 fields = encode_sample(record, key, image_format, jpeg_quality, meta["depth_scale"])
                 writer.write(key, fields)
-                metas.append((key, json.loads(fields["meta.json"])))
+                metas.append((key, json.loads(fields["meta.json"]), scene.up_axis))
                 done += 1
                 if progress is not None:
                     progress(done, len(rows))
             info = writer.close()
-        out_rows += [manifest_row(m, k, split, shard_rel, info.sha256, "regenerate") for k, m in metas]
+        out_rows += [manifest_row(m, k, split, shard_rel, info.sha256, "regenerate", up) for k, m, up in metas]
         shards.append({"path": shard_rel, "split": split, "unit_id": "regenerate", "samples": len(metas),
                        "size": info.size, "sha256": info.sha256})
     write_parquet_atomic(rows_to_table(out_rows), out / MANIFEST_FILE)

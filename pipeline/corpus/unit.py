@@ -20,7 +20,7 @@ from typing import Any
 from pipeline.config import CorpusConfig
 from pipeline.corpus.manifest import manifest_row, read_unit_summary, rows_to_table, write_parquet_atomic
 from pipeline.corpus.plan import WorkUnit
-from rendering.backend import Renderer, SceneSpec
+from rendering.backend import Renderer
 from rendering.shards import ShardWriter, encode_sample, file_sha256
 
 # One renderer per (backend, options) per worker thread (normally one thread per process): GL
@@ -70,7 +70,7 @@ def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str, config_hash: 
         return {**done, "reused": True}
 
     renderer = process_renderer(corpus.backend, corpus.backend_options)
-    scene = SceneSpec(unit.scene_id, unit.scene_uri)
+    scene = unit.scene
     navigable = renderer.load_scene(scene)
     rows: list[dict] = []
     failed: list[dict] = []
@@ -92,7 +92,7 @@ def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str, config_hash: 
         info = writer.close()
     manifest_rows = [
         manifest_row({k: v for k, v in meta.items() if k != "__key__"}, meta["__key__"], unit.split,
-                     unit.shard_relpath, info.sha256, unit.unit_id)
+                     unit.shard_relpath, info.sha256, unit.unit_id, unit.scene_up_axis)
         for meta in rows
     ]
     summary = {
