@@ -56,11 +56,15 @@ def run(config: Path = typer.Argument(..., help="run TOML with [corpus], [pretra
 
         configure_prefect(cfg_run.prefect_home)
         os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
+        from pipeline.flows.history import command_api
         from pipeline.flows.run import run_flow
 
         t0 = time.perf_counter()
         try:
-            stages = run_flow(str(Path(config).resolve()))
+            # One API for the whole command: the stages' subflows reuse it instead of starting and
+            # stopping an embedded server of their own under the running parent flow.
+            with command_api():
+                stages = run_flow(str(Path(config).resolve()))
         except Exception as err:
             typer.echo(f"error: run failed: {err}. Finished work is kept; re-run the command to resume.", err=True)
             raise typer.Exit(EXIT_FAILED) from None
