@@ -2,7 +2,11 @@
 
 * ``depth`` (monocular): DPT head on four encoder blocks of the image.
 * ``flow`` (binocular, view 1 -> view 2): both views encoded, view 1 decoded attending to view 2;
-  DPT head on the encoder's last block and three decoder blocks (CroCo-Flow's layout).
+  DPT head on the encoder's last block and three decoder blocks (CroCo-Flow's layout). The head
+  works in units of ``flow_scale`` pixels (the training flow's RMS): pixel targets are ~100x the
+  freshly initialised head's output, and in pixel units the Laplacian loss's scale channel gets
+  gradients ~|flow| times those of the flow channels, so the flow stalls at zero for dozens of
+  steps. The model still returns pixels (and log b in pixels).
 * ``pose`` (binocular): :class:`PoseHead` on the last decoder block's tokens.
 
 Backbones per method: CroCo v1/v2 bring their own encoder and cross-view decoder. MAE has no
@@ -27,6 +31,7 @@ from training.models import IMAGENET_MEAN, IMAGENET_STD, CroCoNet, MAENet, Maske
 
 ENCODER_PREFIXES = ("patch_embed.", "enc_blocks.", "enc_norm.", "enc_pos_embed")
 BINOCULAR = ("flow", "pose")
+FLOW_SCALE_DIVISOR = 8.0  # default flow unit = image size / 8 pixels
 
 
 def backbone_for_task(method: str, task: str, backbone: MaskedViT) -> tuple[MaskedViT, set[str]]:
@@ -65,6 +70,8 @@ class DownstreamModel(nn.Module):
         elif task == "flow":
             self.dec_hooks = hook_indices(spec.dec_depth, 3)
             self.head = DPTHead([spec.enc_dim] + [spec.dec_dim] * 3, 3, head_features)
+            # Until set_flow_scale: a fixed fraction of the image size (flow grows with it).
+            self.register_buffer("flow_scale", torch.tensor(self.img_size / FLOW_SCALE_DIVISOR))
         else:
             self.head = PoseHead(spec.dec_dim)
 
@@ -75,6 +82,14 @@ class DownstreamModel(nn.Module):
         last = self.head.output[-1]
         with torch.no_grad():
             last.bias.fill_(float(mean_log_depth))
+
+    def set_flow_scale(self, scale_px: float) -> None:
+        """Unit of the flow head's output in pixels (the runner uses the training flow's RMS)."""
+        if self.task != "flow":
+            raise ValueError("set_flow_scale is for the flow task")
+        if not (math.isfinite(scale_px) and scale_px > 0):
+            raise ValueError(f"flow scale must be a positive number of pixels, got {scale_px}")
+        self.flow_scale.fill_(float(scale_px))
 
     def normalise(self, img: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> normalised float (B, 3, H, W)."""
@@ -92,7 +107,9 @@ class DownstreamModel(nn.Module):
         feat2, pos2, _ = self.backbone.encode(self.normalise(img2))
         dec = self.backbone.decode(feat1, pos1, feat2, pos2)
         if self.task == "flow":
-            return self.head([blocks1[-1]] + [dec[i] for i in self.dec_hooks], self.grid, self.img_size)
+            out = self.head([blocks1[-1]] + [dec[i] for i in self.dec_hooks], self.grid, self.img_size)
+            # (flow, log b) in pixels from the head's flow_scale units
+            return torch.cat([out[:, :2] * self.flow_scale, out[:, 2:] + torch.log(self.flow_scale)], dim=1)
         return self.head(dec[-1])
 
 

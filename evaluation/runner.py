@@ -105,6 +105,14 @@ def train_head(
     return history
 
 
+def flow_scale(train: TaskArrays) -> float:
+    """RMS of the training flow's components on covisible pixels, at least 1 px."""
+    flow = train.arrays["flow"][train.arrays["valid"]]
+    if flow.size == 0:
+        raise ValueError("flow training set has no covisible pixel")
+    return max(1.0, float(np.sqrt(np.mean(np.square(flow, dtype=np.float64)))))
+
+
 def load_method_backbone(method: str, checkpoint: Path | None, spec: ModelSpec, seed: int) -> MaskedViT:
     """The pretrained network of ``method`` (from its checkpoint), or for ``none`` a random-init
     CroCo v1 network of the same size, seeded with ``seed``."""
@@ -141,6 +149,8 @@ def run_one(
     if task == "depth":
         d = train.arrays["depth"]
         model.set_depth_prior(float(np.log(d[d > 0]).mean()))
+    elif task == "flow":
+        model.set_flow_scale(flow_scale(train))
     groups = configure_protocol(model, pretrained, cfg.protocol)
     model.to(device)
     history = train_head(model, groups, train, cfg, seed, device)

@@ -5,8 +5,10 @@ import torch
 from evaluation.config import EvaluateConfig
 from evaluation.data import TaskArrays
 from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol
-from evaluation.heads import DPTHead, PoseHead, geodesic_angle, hook_indices, rotation_from_6d, silog_loss
-from evaluation.metrics import rotation_from_axis_angle
+from evaluation.heads import (
+    DPTHead, PoseHead, geodesic_angle, hook_indices, laplacian_flow_loss, rotation_from_6d, silog_loss,
+)
+from evaluation.metrics import flow_metrics, rotation_from_axis_angle
 from evaluation.runner import run_one
 from training.models import build_model
 
@@ -121,3 +123,51 @@ def test_training_lowers_loss_and_reports_metrics(task):
     assert np.isfinite(result["metrics"][metric])
     # fine-tuning works on a copy: the caller's backbone is untouched
     assert all(torch.equal(v, backbone.state_dict()[k]) for k, v in before.items())
+
+
+def _geometric_flow_arrays(size: int = SIZE) -> TaskArrays:
+    """Flow of ray-cast pairs (both directions), fitted to ``size`` px as the evaluation does."""
+    from evaluation.data import task_arrays
+    from evaluation.ground_truth import PairSample
+    from test_eval_ground_truth import analytic_record
+
+    pairs = []
+    for i in range(2):
+        r = analytic_record("room", i)
+        pairs.append(PairSample(key=f"room-{i}", scene_id="room", img1=r.img1, img2=r.img2, depth1=r.depth1,
+                                depth2=r.depth2, K1=r.K1, K2=r.K2, cam2world1=r.cam2world1, cam2world2=r.cam2world2))
+    return task_arrays(pairs, "flow", size)
+
+
+def test_flow_head_overfits_one_batch_of_geometric_flow():
+    """Regression: in pixel units the Laplacian loss's scale channel swamped the flow channels
+    and the flow stayed at zero for dozens of steps, for every backbone. Trained in units of the
+    training flow's RMS, a probe on a frozen random backbone fits one batch quickly."""
+    data = _geometric_flow_arrays()
+    zero_epe = flow_metrics(np.zeros_like(data.arrays["flow"]), data.arrays["flow"], data.arrays["valid"])["epe"]
+    assert zero_epe > 1.0  # the pairs really move
+    cfg = EvaluateConfig(steps=100, batch_size=len(data), lr=3e-3, protocol="probe", device="cpu")
+    torch.manual_seed(0)
+    result = run_one("flow", "none", build_model("none", "test"), data, data, cfg, seed=0, head_features=16)
+    assert result["trainable_backbone"] == 0 and result["trainable_head"] > 0
+    assert result["metrics"]["epe"] < 0.5 * zero_epe, (result["metrics"]["epe"], zero_epe)
+
+
+def test_flow_scale_keeps_pixel_units_and_decoder_features_reach_the_head():
+    torch.manual_seed(0)
+    model = DownstreamModel("flow", build_model("croco_v1", "test"), head_features=16)
+    a = {k: torch.from_numpy(v) for k, v in _arrays("flow", 2).arrays.items()}
+    assert model.flow_scale.item() == pytest.approx(SIZE / 8)
+    base = model(a["img1"], a["img2"]).detach()
+    model.set_flow_scale(3.0 * model.flow_scale.item())
+    out = model(a["img1"], a["img2"])
+    assert torch.allclose(out[:, :2], 3.0 * base[:, :2], atol=1e-5)  # flow in pixels scales with the unit
+    assert torch.allclose(out[:, 2], base[:, 2] + np.log(3.0), atol=1e-5)  # so does log b
+    configure_protocol(model, {n for n, _ in model.backbone.named_parameters()}, "probe")
+    laplacian_flow_loss(out, a["flow"].permute(0, 3, 1, 2), a["valid"]).backward()
+    for i in range(4):  # encoder block and every decoder block feed the flow's gradient
+        assert model.head.project[i].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="positive"):
+        model.set_flow_scale(0.0)
+    with pytest.raises(ValueError, match="flow task"):
+        DownstreamModel("depth", build_model("croco_v1", "test"), 16).set_flow_scale(1.0)
