@@ -5,10 +5,9 @@ No torch here: the config is validated by the CLI before anything heavy is impor
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TASKS: tuple[str, ...] = ("depth", "flow", "pose")
 METHODS: tuple[str, ...] = ("croco_v1", "croco_v2", "mae", "none")
@@ -60,9 +59,6 @@ class EvaluateConfig(BaseModel):
     max_pairs: int | None = Field(None, gt=0, description="cap on val pairs read (None = all)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
-    nyuv2_path: Path | None = Field(None, description="nyu_depth_v2_labeled.mat (MATLAB v7.3)")
-    nyuv2_split_path: Path | None = Field(None, description="official splits.mat (testNdxs/trainNdxs)")
-    sintel_path: Path | None = Field(None, description="MPI-Sintel root holding training/")
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -101,9 +97,3 @@ class EvaluateConfig(BaseModel):
         keep = self.model_dump(mode="json", exclude={"tasks", "methods", "seeds", "device", "threads"})
         blob = json.dumps({"evaluate": keep, "spec": spec}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    @model_validator(mode="after")
-    def _paths(self) -> "EvaluateConfig":
-        if self.nyuv2_split_path is not None and self.nyuv2_path is None:
-            raise ValueError("nyuv2_split_path is set but nyuv2_path is not")
-        return self
