@@ -15,13 +15,7 @@ from training.models import build_model
 SIZE = 32  # the 'test' preset: patch 8, 4x4 grid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors on shared cores: one thread avoids OpenMP spin contention (5x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _arrays(task: str, n: int, seed: int = 0) -> TaskArrays:

@@ -20,14 +20,7 @@ from training.synthetic import write_synthetic_corpus
 from training.train import load_config, lr_at, param_groups, peak_lr, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Tiny models on shared cores run fastest single-threaded (no OpenMP spin under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_config(**overrides) -> PretrainConfig:
