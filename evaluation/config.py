@@ -5,15 +5,26 @@ No torch here: the config is validated by the CLI before anything heavy is impor
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TASKS: tuple[str, ...] = ("depth", "flow", "pose")
+# Tasks on the corpus's held-out scenes, then tasks on the real benchmarks of the CroCo paper.
+CORPUS_TASKS: tuple[str, ...] = ("depth", "flow", "pose")
+BENCHMARK_TASKS: tuple[str, ...] = ("nyuv2", "sintel_clean", "sintel_final")
+TASKS: tuple[str, ...] = CORPUS_TASKS + BENCHMARK_TASKS
+# What each task predicts (the head, loss and metrics it uses).
+TASK_KIND: dict[str, str] = {
+    "depth": "depth", "flow": "flow", "pose": "pose",
+    "nyuv2": "depth", "sintel_clean": "flow", "sintel_final": "flow",
+}
+# The config section a benchmark task reads its data from.
+TASK_SOURCE: dict[str, str] = {"nyuv2": "nyuv2", "sintel_clean": "sintel", "sintel_final": "sintel"}
 METHODS: tuple[str, ...] = ("croco_v1", "croco_v2", "mae", "none")
 PROTOCOLS: tuple[str, ...] = ("probe", "finetune")
 
-Task = Literal["depth", "flow", "pose"]
+Task = Literal["depth", "flow", "pose", "nyuv2", "sintel_clean", "sintel_final"]
 Method = Literal["croco_v1", "croco_v2", "mae", "none"]
 
 
@@ -33,17 +44,52 @@ def _check_names(values: object, allowed: tuple[str, ...], what: str) -> object:
     return list(values)
 
 
+class NYUv2Source(BaseModel):
+    """NYU Depth v2 (labeled subset) as published: heads train on the official train split and
+    are scored on the official test split (654 images), inside Eigen's evaluation crop."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labeled_mat: Path = Field(description="nyu_depth_v2_labeled.mat (MATLAB v7.3 / HDF5)")
+    splits_mat: Path = Field(description="splits.mat with trainNdxs / testNdxs")
+    max_train: int | None = Field(None, gt=0, description="evenly spaced subset of the train split (None = all 795)")
+    max_test: int | None = Field(None, gt=0, description="evenly spaced subset of the test split (None = all 654)")
+    max_depth_m: float = Field(10.0, gt=0, description="ground truth beyond this is not scored (NYUv2 convention)")
+
+
+class SintelSource(BaseModel):
+    """MPI-Sintel training set: heads train on some scenes and are scored on the others."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: Path = Field(description="folder holding training/{clean,final,flow}/<scene>/")
+    test_scenes: list[str] | None = Field(
+        None, description="scenes held out for scoring; None = the last test_fraction of the sorted scenes"
+    )
+    max_train: int | None = Field(None, gt=0, description="evenly spaced subset of the training pairs")
+    max_test: int | None = Field(None, gt=0, description="evenly spaced subset of the test pairs")
+
+    @field_validator("test_scenes")
+    @classmethod
+    def _some_scenes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("test_scenes: list at least one scene, or leave it out")
+        return value
+
+
 class EvaluateConfig(BaseModel):
     """Downstream evaluation of pretrained backbones on the corpus's held-out (val) scenes.
 
     The val split's scenes are divided again by scene into a head-training part and a test part
     (``test_fraction`` of the scenes; by pair when the split holds a single scene).
     ``none`` is the random-initialisation baseline (same architecture, no pretraining).
+    The benchmark tasks (``nyuv2``, ``sintel_clean``, ``sintel_final``) read the real datasets
+    named in the ``[evaluate.nyuv2]`` / ``[evaluate.sintel]`` sections instead.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
+    tasks: list[Task] = Field(default_factory=lambda: list(CORPUS_TASKS))
     methods: list[Method] = Field(default_factory=lambda: list(METHODS))
     protocol: Literal["probe", "finetune"] = "probe"
     steps: int = Field(200, gt=0, description="optimiser steps of the head (and backbone when fine-tuning)")
@@ -59,6 +105,8 @@ class EvaluateConfig(BaseModel):
     max_pairs: int | None = Field(None, gt=0, description="cap on val pairs read (None = all)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    nyuv2: NYUv2Source | None = None
+    sintel: SintelSource | None = None
 
     @field_validator("tasks", mode="before")
     @classmethod
@@ -88,12 +136,25 @@ class EvaluateConfig(BaseModel):
             raise ValueError(f"seeds must be >= 0, got {value}")
         return value
 
-    def fingerprint(self, spec: dict) -> str:
+    @model_validator(mode="after")
+    def _sources_for_tasks(self) -> "EvaluateConfig":
+        for task in self.tasks:
+            section = TASK_SOURCE.get(task)
+            if section is not None and getattr(self, section) is None:
+                needs = "labeled_mat and splits_mat" if section == "nyuv2" else "root"
+                raise ValueError(f"task {task!r} needs an [evaluate.{section}] section with {needs}")
+        return self
+
+    def fingerprint(self, spec: dict, task: str) -> str:
         """Hash of everything that changes a single (method, task, seed) result: a result file
-        written under another fingerprint is stale for this config."""
+        written under another fingerprint is stale for this config. Only the data source the
+        task reads counts, so adding a benchmark section leaves the other results valid."""
         import hashlib
         import json
 
-        keep = self.model_dump(mode="json", exclude={"tasks", "methods", "seeds", "device", "threads"})
+        unused = {"nyuv2", "sintel"} - {TASK_SOURCE.get(task)}
+        keep = self.model_dump(mode="json", exclude={"tasks", "methods", "seeds", "device", "threads", *unused})
+        if task in BENCHMARK_TASKS:
+            keep.pop("max_pairs")  # a corpus setting
         blob = json.dumps({"evaluate": keep, "spec": spec}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -105,6 +105,7 @@ class TaskArrays:
 
     task: str
     arrays: dict[str, np.ndarray]
+    to_original_px: float | None = None  # flow only: pixels of the original images per model pixel
 
     def __len__(self) -> int:
         return int(next(iter(self.arrays.values())).shape[0])

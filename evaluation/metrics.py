@@ -169,6 +169,7 @@ HIGHER_IS_BETTER = {
     "rmse_median_scaled": False,
     "delta1_median_scaled": True,
     "epe": False,
+    "epe_original_px": False,
     "bad1": False,
     "bad3": False,
     "rot_err_deg": False,

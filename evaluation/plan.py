@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.config import EvaluateConfig
+from evaluation.config import CORPUS_TASKS, EvaluateConfig
 from evaluation.data import val_shards
 from evaluation.tables import result_path
 
@@ -56,9 +56,33 @@ def check_checkpoints(run_dir: Path, methods: list[str]) -> dict[str, Path | Non
     return found
 
 
+def check_benchmark_sources(cfg: EvaluateConfig) -> None:
+    """Open the configured benchmark datasets once so that a wrong path fails before any work."""
+    from evaluation.datasets import NYUv2, SintelFlow, read_nyuv2_split
+
+    tasks = set(cfg.tasks)
+    if "nyuv2" in tasks:
+        try:
+            NYUv2(cfg.nyuv2.labeled_mat).close()
+            read_nyuv2_split(cfg.nyuv2.splits_mat)
+        except (OSError, ValueError) as exc:
+            raise BenchmarkDataError(f"[evaluate.nyuv2]: {exc}") from exc
+    for task in sorted(tasks & {"sintel_clean", "sintel_final"}):
+        try:
+            SintelFlow(cfg.sintel.root, task.removeprefix("sintel_"))
+        except (OSError, ValueError) as exc:
+            raise BenchmarkDataError(f"[evaluate.sintel] (task {task}): {exc}") from exc
+
+
+class BenchmarkDataError(ValueError):
+    """A configured benchmark dataset is missing or unreadable."""
+
+
 def plan_jobs(run_dir: Path, cfg: EvaluateConfig, corpus_dir: Path) -> list[EvalJob]:
-    """Every (method, task, seed) of the config, after checking checkpoints and the val split."""
-    val_shards(corpus_dir)  # raises MissingValSplitError
+    """Every (method, task, seed) of the config, after checking checkpoints and the data."""
+    if set(cfg.tasks) & set(CORPUS_TASKS):
+        val_shards(corpus_dir)  # raises MissingValSplitError
+    check_benchmark_sources(cfg)
     checkpoints = check_checkpoints(run_dir, list(cfg.methods))
     return [
         EvalJob(m, t, s, None if checkpoints[m] is None else str(checkpoints[m]), str(result_path(run_dir, m, t, s)))
@@ -93,8 +117,8 @@ def existing_result(job: EvalJob, fingerprint: str) -> dict | None:
     return result
 
 
-def pending_jobs(jobs: list[EvalJob], fingerprint: str) -> list[EvalJob]:
-    return [j for j in jobs if existing_result(j, fingerprint) is None]
+def pending_jobs(jobs: list[EvalJob], cfg: EvaluateConfig, spec: dict) -> list[EvalJob]:
+    return [j for j in jobs if existing_result(j, cfg.fingerprint(spec, j.task)) is None]
 
 
 def tables_current(run_dir: Path, jobs: list[EvalJob]) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.config import EvaluateConfig
+from evaluation.config import TASK_KIND, EvaluateConfig
 from evaluation.data import TaskArrays
 from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol, cosine_lr, count_parameters
 from evaluation.heads import default_head_features, l1_flow_loss, laplacian_flow_loss, pose_loss, silog_loss
@@ -72,7 +72,10 @@ def predict_and_score(model: DownstreamModel, data: TaskArrays, batch_size: int,
         scaled = depth_metrics(pred, a["depth"], median_scaling=True)
         return {**metric, **{f"{k}_median_scaled": v for k, v in scaled.items() if k != "n_pixels"}}
     if model.task == "flow":
-        return flow_metrics(np.concatenate(preds), a["flow"], a["valid"])
+        metrics = flow_metrics(np.concatenate(preds), a["flow"], a["valid"])
+        if data.to_original_px is not None:  # benchmark flow: also in the dataset's own pixels
+            metrics["epe_original_px"] = metrics["epe"] * data.to_original_px
+        return metrics
     return pose_metrics(np.concatenate(rots), np.concatenate(preds), a["rotation"], a["direction"])
 
 
@@ -143,13 +146,14 @@ def run_one(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
     device = pick_device(cfg.device)
-    net, pretrained = backbone_for_task(method, task, copy.deepcopy(backbone))  # fine-tuning edits it
+    kind = TASK_KIND[task]
+    net, pretrained = backbone_for_task(method, kind, copy.deepcopy(backbone))  # fine-tuning edits it
     features = head_features or default_head_features(net.spec.enc_dim)
-    model = DownstreamModel(task, net, features)
-    if task == "depth":
+    model = DownstreamModel(kind, net, features)
+    if kind == "depth":
         d = train.arrays["depth"]
         model.set_depth_prior(float(np.log(d[d > 0]).mean()))
-    elif task == "flow":
+    elif kind == "flow":
         model.set_flow_scale(flow_scale(train))
     groups = configure_protocol(model, pretrained, cfg.protocol)
     model.to(device)

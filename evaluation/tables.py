@@ -1,11 +1,12 @@
 """Benchmark tables: pretraining methods x downstream tasks, ours beside the paper's.
 
 Inputs are the per-run result files ``<run_dir>/eval/<method>/<task>/seed-<s>.json``; outputs go
-to ``<run_dir>/tables/``: ``results.md``, ``results.csv`` (one row per method x metric, with mean,
-std across seeds, the seeds and the per-seed values), ``results.png`` (bar chart, error bars =
-std across seeds). The paper's published figures sit in their own, labelled columns: they were
-measured on real benchmarks (NYUv2, MPI-Sintel) with the paper's full-size models and schedules,
-not on this run's corpus, so they give the expected *ordering*, not comparable values.
+to ``<run_dir>/tables/``: ``results.md``, ``results.csv`` (one row per method x task x metric,
+with mean, std across seeds, the seeds and the per-seed values), ``results.png`` (bar chart,
+error bars = std across seeds). The paper's published figures sit in their own, labelled columns.
+Beside the benchmark tasks (``nyuv2``, ``sintel_*``) they are the same measurement on the same
+data, made with the paper's full-size models, schedules and fine-tuning; beside the corpus tasks
+they come from other data and give the expected *ordering* only.
 """
 
 from __future__ import annotations
@@ -23,14 +24,21 @@ import numpy as np
 from evaluation.metrics import HIGHER_IS_BETTER
 
 # (metric key, column label, scale for display)
+DEPTH_METRICS = [
+    ("abs_rel", "AbsRel", 1.0),
+    ("rmse", "RMSE (m)", 1.0),
+    ("delta1", "δ1 (%)", 100.0),
+    ("delta1_median_scaled", "δ1 median-scaled (%)", 100.0),
+]
+FLOW_METRICS = [("epe", "EPE (px)", 1.0), ("bad1", ">1px (%)", 100.0), ("bad3", ">3px (%)", 100.0)]
+# Sintel: EPE also in the original 1024 x 436 pixels, the unit of the published figures.
+SINTEL_METRICS = FLOW_METRICS + [("epe_original_px", "EPE (orig. px)", 1.0)]
 TASK_METRICS: dict[str, list[tuple[str, str, float]]] = {
-    "depth": [
-        ("abs_rel", "AbsRel", 1.0),
-        ("rmse", "RMSE (m)", 1.0),
-        ("delta1", "δ1 (%)", 100.0),
-        ("delta1_median_scaled", "δ1 median-scaled (%)", 100.0),
-    ],
-    "flow": [("epe", "EPE (px)", 1.0), ("bad1", ">1px (%)", 100.0), ("bad3", ">3px (%)", 100.0)],
+    "depth": DEPTH_METRICS,
+    "flow": FLOW_METRICS,
+    "nyuv2": DEPTH_METRICS,
+    "sintel_clean": SINTEL_METRICS,
+    "sintel_final": SINTEL_METRICS,
     "pose": [
         ("rot_err_deg", "rot. err (°)", 1.0),
         ("trans_err_deg", "transl. dir. err (°)", 1.0),
@@ -46,6 +54,9 @@ PAPER_SOURCE = "CroCo paper (arXiv 2210.10716)"
 PAPER: dict[str, dict[str, str]] = {
     "depth": {"label": "paper: NYUv2 δ1 (%)", "metric": "delta1", "croco_v1": "85.6", "mae": "≈79"},
     "flow": {"label": "paper: Sintel EPE clean / final", "metric": "epe", "croco_v1": "3.00 / 3.60", "mae": "4.63 / 5.24"},
+    "nyuv2": {"label": "paper: δ1 (%)", "metric": "delta1", "croco_v1": "85.6", "mae": "≈79"},
+    "sintel_clean": {"label": "paper: EPE (orig. px)", "metric": "epe_original_px", "croco_v1": "3.00", "mae": "4.63"},
+    "sintel_final": {"label": "paper: EPE (orig. px)", "metric": "epe_original_px", "croco_v1": "3.60", "mae": "5.24"},
 }
 METHOD_LABELS = {
     "croco_v1": "CroCo v1",
@@ -73,8 +84,8 @@ class Cell:
         return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
 
 
-def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int]) -> dict[tuple[str, str], Cell]:
-    """(method, metric) -> Cell over the seeds; raises naming any result file that is missing."""
+def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int]) -> dict[tuple[str, str, str], Cell]:
+    """(method, task, metric) -> Cell over the seeds; raises naming any result file that is missing."""
     missing = [
         str(result_path(run_dir, m, t, s)) for m in methods for t in tasks for s in seeds
         if not result_path(run_dir, m, t, s).is_file()
@@ -92,7 +103,7 @@ def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int
                 except (ValueError, KeyError) as exc:
                     raise ValueError(f"evaluation result {path} is unreadable: {exc}") from exc
             for key, _, _ in TASK_METRICS[t]:
-                cells[(m, key)] = Cell(tuple(float(r[key]) for r in results), tuple(seeds))
+                cells[(m, t, key)] = Cell(tuple(float(r[key]) for r in results), tuple(seeds))
     return cells
 
 
@@ -115,11 +126,9 @@ def markdown_table(cells: dict, methods: list[str], tasks: list[str], seeds: lis
         "",
         f"Run: `{context.get('run_dir', '')}` — protocol **{context.get('protocol', '?')}**, "
         f"{context.get('steps', '?')} head steps, seeds {seeds} (mean ± std across seeds"
-        f"{'' if len(seeds) > 1 else '; one seed: no variance'}). Test data: held-out val scenes of "
-        f"this run's corpus ({context.get('split_by', 'scene')} split into head-train/test). "
-        "Depth: AbsRel, RMSE, δ1 at metric scale; 'median-scaled' after per-image median scaling "
-        "(the SILog loss is mostly scale-invariant; the JSON files hold every median-scaled metric). "
-        "Flow on covisible pixels. Pose: median errors; acc = both errors below the threshold.",
+        f"{'' if len(seeds) > 1 else '; one seed: no variance'}).",
+        "",
+        *_data_notes(tasks, context),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -129,30 +138,59 @@ def markdown_table(cells: dict, methods: list[str], tasks: list[str], seeds: lis
         row = [METHOD_LABELS.get(m, m)]
         for t in tasks:
             for key, _, scale in TASK_METRICS[t]:
-                text = _fmt(cells[(m, key)], scale)
-                row.append(f"**{text}**" if best.get(key) == m and len(methods) > 1 else text)
+                text = _fmt(cells[(m, t, key)], scale)
+                row.append(f"**{text}**" if best.get((t, key)) == m and len(methods) > 1 else text)
             if t in PAPER:
                 row.append(PAPER[t].get(m, "—"))
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
         f"Bold: best of ours per column (none on ties). Columns starting with 'paper:' are published figures from the "
-        f"{PAPER_SOURCE} on real benchmarks (NYUv2 depth, MPI-Sintel flow; paper-size models, MAE row = "
-        "MAE-pretrained encoder), **not** measured by this run; they show the expected ordering only. "
-        "'—' = not reported there.",
+        f"{PAPER_SOURCE} (paper-size models, long pretraining, fine-tuned; MAE row = MAE-pretrained encoder), "
+        "**not** measured by this run. Beside nyuv2 / sintel_* they are the same measurement on the same "
+        "data; beside the corpus tasks (depth, flow) they come from NYUv2 / Sintel and show the expected "
+        "ordering only. '—' = not reported there.",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _best(cells: dict, methods: list[str], tasks: list[str]) -> dict[str, str]:
+def _data_notes(tasks: list[str], context: dict) -> list[str]:
+    """One line per kind of test data in the table: where it comes from and how it is scored."""
+    data = context.get("data", {})
+    notes = []
+    corpus = [t for t in tasks if t in ("depth", "flow", "pose")]
+    if corpus:
+        how = ", ".join(sorted({data.get(t, "scene") for t in corpus}))
+        notes.append(
+            f"- {', '.join(corpus)}: held-out val scenes of this run's corpus ({how} split into head-train/test). "
+            "Depth: AbsRel, RMSE, δ1 at metric scale; 'median-scaled' after per-image median scaling (the SILog "
+            "loss is mostly scale-invariant; the JSON files hold every median-scaled metric). Flow on covisible "
+            "pixels. Pose: median errors; acc = both errors below the threshold."
+        )
+    if "nyuv2" in tasks:
+        notes.append(
+            "- nyuv2: NYU Depth v2 labeled set, heads trained on the official train split and scored on the "
+            "official test split inside Eigen's crop, depth up to [evaluate.nyuv2] max_depth_m; images at the "
+            "model's input size."
+        )
+    for t in (t for t in tasks if t.startswith("sintel_")):
+        notes.append(
+            f"- {t}: MPI-Sintel training set, {t.removeprefix('sintel_')} pass, {data.get(t, 'split by scene')}; "
+            "EPE over every pixel not marked invalid (occluded ones included), at the model's input size and, "
+            "in 'orig. px', scaled to Sintel's own pixels (the unit of the published EPE)."
+        )
+    return notes
+
+
+def _best(cells: dict, methods: list[str], tasks: list[str]) -> dict[tuple[str, str], str]:
     out = {}
     for t in tasks:
         for key, _, _ in TASK_METRICS[t]:
-            vals = {m: cells[(m, key)].mean for m in methods}
+            vals = {m: cells[(m, t, key)].mean for m in methods}
             pick = max if HIGHER_IS_BETTER[key] else min
             winner = pick(vals, key=vals.get)
             if sum(math.isclose(v, vals[winner], rel_tol=1e-9, abs_tol=1e-12) for v in vals.values()) == 1:
-                out[key] = winner  # no bold for ties
+                out[(t, key)] = winner  # no bold for ties
     return out
 
 
@@ -161,7 +199,7 @@ def csv_rows(cells: dict, methods: list[str], tasks: list[str]) -> list[dict]:
     for m in methods:
         for t in tasks:
             for key, label, _ in TASK_METRICS[t]:
-                c = cells[(m, key)]
+                c = cells[(m, t, key)]
                 rows.append({
                     "method": m, "task": t, "metric": key, "label": label,
                     "higher_is_better": HIGHER_IS_BETTER[key], "mean": c.mean, "std": c.std,
@@ -185,8 +223,8 @@ def bar_chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> 
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, (t, key, label, scale) in zip(axes.flat, metrics):
-        means = [cells[(m, key)].mean * scale for m in methods]
-        stds = [cells[(m, key)].std * scale for m in methods]
+        means = [cells[(m, t, key)].mean * scale for m in methods]
+        stds = [cells[(m, t, key)].std * scale for m in methods]
         ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=[colours(i) for i in range(len(methods))])
         ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m).split(" (")[0] for m in methods], rotation=20)
         arrow = "↑" if HIGHER_IS_BETTER[key] else "↓"

@@ -215,10 +215,28 @@ def run_config_from_dict(data: dict[str, Any], path: Path) -> RunConfig:
         }
     )
     resolved = config.model_copy(
-        update={"run_dir": _resolve(config.run_dir, base), "corpus": corpus.model_copy(update={"scenes": scenes})}
+        update={
+            "run_dir": _resolve(config.run_dir, base),
+            "corpus": corpus.model_copy(update={"scenes": scenes}),
+            "evaluate": _resolve_benchmark_paths(config.evaluate, base),
+        }
     )
     resolved._source = path.resolve()
     return resolved
+
+
+def _resolve_benchmark_paths(evaluate: EvaluateConfig | None, base: Path) -> EvaluateConfig | None:
+    if evaluate is None:
+        return None
+    update: dict[str, Any] = {}
+    if evaluate.nyuv2 is not None:
+        update["nyuv2"] = evaluate.nyuv2.model_copy(update={
+            "labeled_mat": _resolve(evaluate.nyuv2.labeled_mat, base),
+            "splits_mat": _resolve(evaluate.nyuv2.splits_mat, base),
+        })
+    if evaluate.sintel is not None:
+        update["sintel"] = evaluate.sintel.model_copy(update={"root": _resolve(evaluate.sintel.root, base)})
+    return evaluate.model_copy(update=update)
 
 
 def _resolve(p: Path, base: Path) -> Path:

@@ -33,7 +33,7 @@ def evaluate_done(run: RunConfig, cfg, spec: dict) -> bool:
     from evaluation.plan import pending_jobs, plan_jobs, tables_current
 
     jobs = plan_jobs(run.run_dir, cfg, run.corpus_dir)
-    return not pending_jobs(jobs, cfg.fingerprint(spec)) and tables_current(run.run_dir, jobs)
+    return not pending_jobs(jobs, cfg, spec) and tables_current(run.run_dir, jobs)
 
 
 def all_done(run: RunConfig, cfg, spec: dict) -> bool:

@@ -2,21 +2,14 @@
 
 import struct
 
-import cv2
 import h5py
 import numpy as np
 import pytest
-from scipy.io import savemat
 
+from benchmark_files import flo_bytes as _flo_bytes
+from benchmark_files import write_nyuv2 as _write_nyu
+from benchmark_files import write_nyuv2_splits, write_sintel_scene
 from evaluation.datasets import NYUv2, SintelFlow, read_flo, read_nyuv2_split, write_flo
-
-
-def _write_nyu(path, images, depths):
-    """MATLAB v7.3 layout: HDF5 with a 512-byte user block and column-major (transposed) arrays."""
-    with h5py.File(path, "w", userblock_size=512) as f:
-        f["images"] = np.stack([im.transpose(2, 1, 0) for im in images])  # (N, 3, W, H)
-        f["depths"] = np.stack([d.T for d in depths])  # (N, W, H)
-        f["labels"] = np.zeros((len(images),) + depths[0].T.shape, np.uint16)
 
 
 def test_nyuv2_reads_labeled_mat_and_split(tmp_path):
@@ -27,7 +20,7 @@ def test_nyuv2_reads_labeled_mat_and_split(tmp_path):
     mat = tmp_path / "nyu_depth_v2_labeled.mat"
     _write_nyu(mat, images, depths)
     split = tmp_path / "splits.mat"
-    savemat(split, {"trainNdxs": np.array([[1], [2], [4]]), "testNdxs": np.array([[3]])})
+    write_nyuv2_splits(split, [1, 2, 4], [3])
 
     with NYUv2(mat) as ds:
         assert len(ds) == 4
@@ -52,11 +45,6 @@ def test_nyuv2_bad_files(tmp_path):
         f["images"] = np.zeros((1, 3, 4, 4), np.uint8)
     with pytest.raises(ValueError, match="'depths'"):
         NYUv2(partial)
-
-
-def _flo_bytes(flow):
-    h, w, _ = flow.shape
-    return b"PIEH" + struct.pack("<ii", w, h) + flow.astype("<f4").tobytes()
 
 
 def test_read_flo_official_bytes(tmp_path):
@@ -84,29 +72,22 @@ def test_sintel_pairs(tmp_path):
     rng = np.random.default_rng(1)
     h, w = 4, 6
     frames = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(3)]
-    for pass_name in ("clean", "final"):
-        d = tmp_path / "training" / pass_name / "alley_1"
-        d.mkdir(parents=True)
-        for i, fr in enumerate(frames, start=1):
-            cv2.imwrite(str(d / f"frame_{i:04d}.png"), fr[..., ::-1])  # cv2 writes BGR
     flows = [rng.normal(size=(h, w, 2)).astype(np.float32) for _ in range(2)]
-    fdir = tmp_path / "training" / "flow" / "alley_1"
-    fdir.mkdir(parents=True)
-    for i, fl in enumerate(flows, start=1):
-        (fdir / f"frame_{i:04d}.flo").write_bytes(_flo_bytes(fl))
     occ = np.zeros((h, w), np.uint8)
     occ[0, 0] = 255
-    odir = tmp_path / "training" / "occlusions" / "alley_1"
-    odir.mkdir(parents=True)
-    cv2.imwrite(str(odir / "frame_0002.png"), occ)
+    invalid = np.zeros((h, w), np.uint8)
+    invalid[1, :] = 255
+    write_sintel_scene(tmp_path, "alley_1", frames, flows, masks={"occlusions": {2: occ}, "invalid": {2: invalid}})
 
     ds = SintelFlow(tmp_path, "final")
-    assert len(ds) == 2
+    assert len(ds) == 2 and ds.scenes == ["alley_1"]
     s = ds[1]
     assert s.frame == 2
     assert np.array_equal(s.img1, frames[1]) and np.array_equal(s.img2, frames[2])
     assert np.array_equal(s.flow, flows[1])
-    assert not s.valid[0, 0] and s.valid.sum() == h * w - 1
+    assert s.occluded[0, 0] and s.occluded.sum() == 1
+    assert not s.valid[1].any() and s.valid.sum() == h * w - w
+    assert not ds[0].occluded.any() and ds[0].valid.all()
     with pytest.raises(ValueError, match="allowed: clean, final"):
         SintelFlow(tmp_path, "albedo")
     (tmp_path / "training" / "clean" / "alley_1" / "frame_0003.png").unlink()

@@ -60,7 +60,8 @@ class SintelSample:
     img1: np.ndarray  # (H, W, 3) uint8 RGB
     img2: np.ndarray
     flow: np.ndarray  # (H, W, 2) float32
-    valid: np.ndarray  # (H, W) bool: not occluded and not invalid (all True without the masks)
+    valid: np.ndarray  # (H, W) bool: not marked invalid (all True without the mask)
+    occluded: np.ndarray  # (H, W) bool: occluded in frame i+1 (all False without the mask)
 
 
 class SintelFlow:
@@ -98,6 +99,10 @@ class SintelFlow:
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def scenes(self) -> list[str]:
+        return sorted({scene for scene, _ in self.items})
+
     def _png(self, path: Path) -> np.ndarray:
         import cv2
 
@@ -120,10 +125,17 @@ class SintelFlow:
         flow = read_flo(training / "flow" / scene / f"frame_{frame:04d}.flo")
         if flow.shape[:2] != imgs[0].shape[:2]:
             raise ValueError(f"Sintel {scene} frame {frame}: flow {flow.shape[:2]} != image {imgs[0].shape[:2]}")
-        valid = np.ones(flow.shape[:2], dtype=bool)
-        for mask_dir in ("occlusions", "invalid"):
-            mask_path = training / mask_dir / scene / f"frame_{frame:04d}.png"
-            if mask_path.is_file():
-                mask = self._png(mask_path)
-                valid &= (mask if mask.ndim == 2 else mask[..., 0]) < 128
-        return SintelSample(scene=scene, frame=frame, img1=imgs[0], img2=imgs[1], flow=flow, valid=valid)
+        invalid = self._mask(training / "invalid" / scene / f"frame_{frame:04d}.png", flow.shape[:2])
+        occluded = self._mask(training / "occlusions" / scene / f"frame_{frame:04d}.png", flow.shape[:2])
+        return SintelSample(scene=scene, frame=frame, img1=imgs[0], img2=imgs[1], flow=flow,
+                            valid=~invalid, occluded=occluded)
+
+    def _mask(self, path: Path, shape: tuple[int, ...]) -> np.ndarray:
+        """A binary mask PNG (255 = set) as bool; all False when the file is absent."""
+        if not path.is_file():
+            return np.zeros(shape, dtype=bool)
+        mask = self._png(path)
+        mask = mask if mask.ndim == 2 else mask[..., 0]
+        if mask.shape != shape:
+            raise ValueError(f"Sintel mask {path}: size {mask.shape} != flow {shape}")
+        return mask >= 128

@@ -38,7 +38,7 @@ def resolve_evaluation(run, methods: list[str] | None = None, tasks: list[str] |
 def evaluate(
     config: Path = typer.Argument(..., help="run TOML (its \\[evaluate] section; defaults when absent)"),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="evaluate only this method (repeatable)"),
-    task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="only this task: depth, flow or pose (repeatable)"),
+    task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="only this task: depth, flow, pose, nyuv2, sintel_clean or sintel_final (repeatable)"),
 ) -> None:
     """Train heads on the held-out val scenes (probe or fine-tune) and write <run_dir>/tables/."""
     from pipeline.config import ConfigError, load_run_config
@@ -55,7 +55,7 @@ def evaluate(
 
     try:  # the same checks the flow makes, here before a Prefect server is started
         jobs = plan_jobs(run.run_dir, cfg, run.corpus_dir)
-        todo = pending_jobs(jobs, cfg.fingerprint(spec))
+        todo = pending_jobs(jobs, cfg, spec)
     except (MissingCheckpointError, MissingValSplitError, StaleResultError, ValueError) as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from None
