@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rendering.camera import check_pose, pixel_rays, project, unproject_depth
-from rendering.covisibility import DEFAULT_ABS_TOLERANCE_M, DEFAULT_REL_TOLERANCE
+from rendering.camera import check_pose, pixel_rays
+from rendering.covisibility import DEFAULT_ABS_TOLERANCE_M, DEFAULT_REL_TOLERANCE, covisible_pixels
 
 
 @dataclass(frozen=True)
@@ -116,29 +116,18 @@ def optical_flow(
         raise ValueError(f"optical_flow: expected (H, W) depths, got {depth1.shape} and {depth2.shape}")
     pose1 = check_pose(cam2world1, "cam2world1")
     pose2 = check_pose(cam2world2, "cam2world2")
-    height, width = depth1.shape
-    points = unproject_depth(depth1, np.asarray(K1, np.float64), pose1).reshape(-1, 3)
-    uv2, z2 = project(points, np.asarray(K2, np.float64), pose2)
-    rays = pixel_rays(width, height, np.asarray(K1, np.float64))
     K1 = np.asarray(K1, np.float64)
-    uv1 = np.stack(
-        [rays[..., 0] * K1[0, 0] + K1[0, 2], rays[..., 1] * K1[1, 1] + K1[1, 2]], axis=-1
-    ).reshape(-1, 2)
-    valid1 = (depth1.reshape(-1) > 0) & (z2 > 0)
-    flow = np.full((height * width, 2), np.nan, dtype=np.float64)
-    flow[valid1] = uv2[valid1] - uv1[valid1]
-
-    h2, w2 = depth2.shape
-    covisible = np.zeros(height * width, dtype=bool)
+    covisible, u2, v2, z2 = covisible_pixels(
+        depth1, K1, pose1, depth2, np.asarray(K2, np.float64), pose2, abs_tolerance, rel_tolerance
+    )
+    height, width = depth1.shape
+    rays = pixel_rays(width, height, K1)  # back to the pixel centres of view 1
+    u1 = rays[..., 0] * K1[0, 0] + K1[0, 2]
+    v1 = rays[..., 1] * K1[1, 1] + K1[1, 2]
     with np.errstate(invalid="ignore"):
-        cols = np.floor(uv2[:, 0])
-        rows = np.floor(uv2[:, 1])
-        inside = valid1 & (cols >= 0) & (cols < w2) & (rows >= 0) & (rows < h2)
-    idx = np.flatnonzero(inside)
-    seen = depth2[rows[idx].astype(np.intp), cols[idx].astype(np.intp)].astype(np.float64)
-    tolerance = np.maximum(abs_tolerance, rel_tolerance * seen)
-    covisible[idx] = (seen > 0) & (np.abs(z2[idx] - seen) <= tolerance)
-    return flow.reshape(height, width, 2).astype(np.float32), covisible.reshape(height, width)
+        defined = (depth1 > 0) & (z2 > 0)
+    flow = np.where(defined[..., None], np.stack([u2 - u1, v2 - v1], axis=-1), np.nan)
+    return flow.astype(np.float32), covisible
 
 
 def relative_pose(cam2world1: np.ndarray, cam2world2: np.ndarray) -> np.ndarray:

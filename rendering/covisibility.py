@@ -127,14 +127,13 @@ def _landing_pixels(
     src_depth: np.ndarray, src_K: np.ndarray, src_pose: np.ndarray, dst_K: np.ndarray, dst_pose: np.ndarray,
     dst_shape: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(hit, rows, cols, z): which valid source pixels land inside the destination image, in front."""
+    """(hit, u, v, z): which valid source pixels land inside the destination image, in front, and
+    where every source pixel lands (:func:`reproject_depth`)."""
     u, v, z = reproject_depth(src_depth, src_K, src_pose, dst_K, dst_pose)
     height, width = dst_shape
     with np.errstate(invalid="ignore"):
-        cols = np.floor(u)  # pixel (c, r) covers [c, c+1) x [r, r+1): floor is the nearest centre
-        rows = np.floor(v)
-        hit = (src_depth > 0) & (z > 0) & (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    return hit, rows, cols, z
+        hit = (src_depth > 0) & (z > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    return hit, u, v, z
 
 
 def frustum_fraction(
@@ -164,22 +163,29 @@ def frustum_fraction(
     return int(np.count_nonzero(hit)) / src_depth.size
 
 
-def _directional_reprojection(
+def covisible_pixels(
     src_depth: np.ndarray,
     src_K: np.ndarray,
     src_pose: np.ndarray,
     dst_depth: np.ndarray,
     dst_K: np.ndarray,
     dst_pose: np.ndarray,
-    abs_tolerance: float,
-    rel_tolerance: float,
-) -> int:
-    """Number of valid source pixels that the destination view sees (after the occlusion test)."""
-    hit, rows, cols, z = _landing_pixels(src_depth, src_K, src_pose, dst_K, dst_pose, dst_depth.shape)
-    seen = dst_depth[np.where(hit, rows, 0).astype(np.intp), np.where(hit, cols, 0).astype(np.intp)]
+    abs_tolerance: float = DEFAULT_ABS_TOLERANCE_M,
+    rel_tolerance: float = DEFAULT_REL_TOLERANCE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(covisible, u, v, z), each (H, W) like ``src_depth``: which source pixels the destination
+    view sees (inside it, in front of it, and agreeing with its depth at the landing pixel within
+    max(abs_tolerance, rel_tolerance * depth)), and where every source pixel lands
+    (:func:`reproject_depth`). Inputs are trusted: the public entry points check them."""
+    hit, u, v, z = _landing_pixels(src_depth, src_K, src_pose, dst_K, dst_pose, dst_depth.shape)
+    # pixel (c, r) covers [c, c+1) x [r, r+1): the floor of a landing point is its nearest centre
+    rows = np.where(hit, np.floor(v), 0).astype(np.intp)
+    cols = np.where(hit, np.floor(u), 0).astype(np.intp)
+    seen = dst_depth[rows, cols]
     tolerance = np.maximum(np.float32(abs_tolerance), np.float32(rel_tolerance) * seen)
-    agree = hit & (seen > 0) & (np.abs(z - seen) <= tolerance)
-    return int(np.count_nonzero(agree))
+    with np.errstate(invalid="ignore"):
+        covisible = hit & (seen > 0) & (np.abs(z - seen) <= tolerance)
+    return covisible, u, v, z
 
 
 def _scores(count12: int, count21: int, depth1: np.ndarray, depth2: np.ndarray) -> CovisScores:
@@ -214,8 +220,8 @@ def reprojection_covisibility(
     )
     if not (abs_tolerance >= 0 and rel_tolerance >= 0):
         raise ValueError(f"depth tolerances must be >= 0, got abs={abs_tolerance}, rel={rel_tolerance}")
-    count12 = _directional_reprojection(depth1, K1, pose1, depth2, K2, pose2, abs_tolerance, rel_tolerance)
-    count21 = _directional_reprojection(depth2, K2, pose2, depth1, K1, pose1, abs_tolerance, rel_tolerance)
+    count12 = int(np.count_nonzero(covisible_pixels(depth1, K1, pose1, depth2, K2, pose2, abs_tolerance, rel_tolerance)[0]))
+    count21 = int(np.count_nonzero(covisible_pixels(depth2, K2, pose2, depth1, K1, pose1, abs_tolerance, rel_tolerance)[0]))
     return _scores(count12, count21, depth1, depth2)
 
 
