@@ -107,6 +107,19 @@ def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int
     return cells
 
 
+def zero_flow_references(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int]) -> dict[str, float]:
+    """EPE of predicting no motion on each flow task's test pairs (the same for every method):
+    the level a flow head must beat. Results written before this reference existed have none."""
+    out = {}
+    for t in tasks:
+        if t not in ("flow", "sintel_clean", "sintel_final"):
+            continue
+        metrics = json.loads(result_path(run_dir, methods[0], t, seeds[0]).read_text())["metrics"]
+        if "zero_flow_epe" in metrics:
+            out[t] = float(metrics["zero_flow_epe"])
+    return out
+
+
 def _fmt(cell: Cell, scale: float) -> str:
     digits = 1 if scale == 100.0 else 3
     text = f"{cell.mean * scale:.{digits}f}"
@@ -157,6 +170,7 @@ def markdown_table(cells: dict, methods: list[str], tasks: list[str], seeds: lis
 def _data_notes(tasks: list[str], context: dict) -> list[str]:
     """One line per kind of test data in the table: where it comes from and how it is scored."""
     data = context.get("data", {})
+    zero = context.get("zero_flow_epe", {})
     notes = []
     corpus = [t for t in tasks if t in ("depth", "flow", "pose")]
     if corpus:
@@ -165,7 +179,8 @@ def _data_notes(tasks: list[str], context: dict) -> list[str]:
             f"- {', '.join(corpus)}: held-out val scenes of this run's corpus ({how} split into head-train/test). "
             "Depth: AbsRel, RMSE, δ1 at metric scale; 'median-scaled' after per-image median scaling (the SILog "
             "loss is mostly scale-invariant; the JSON files hold every median-scaled metric). Flow on covisible "
-            "pixels. Pose: median errors; acc = both errors below the threshold."
+            "pixels" + (f" (predicting zero flow gives EPE {zero['flow']:.3f} px)" if "flow" in zero else "")
+            + ". Pose: median errors; acc = both errors below the threshold."
         )
     if "nyuv2" in tasks:
         notes.append(
@@ -177,7 +192,8 @@ def _data_notes(tasks: list[str], context: dict) -> list[str]:
         notes.append(
             f"- {t}: MPI-Sintel training set, {t.removeprefix('sintel_')} pass, {data.get(t, 'split by scene')}; "
             "EPE over every pixel not marked invalid (occluded ones included), at the model's input size and, "
-            "in 'orig. px', scaled to Sintel's own pixels (the unit of the published EPE)."
+            "in 'orig. px', scaled to Sintel's own pixels (the unit of the published EPE)"
+            + (f"; predicting zero flow gives EPE {zero[t]:.3f} px" if t in zero else "") + "."
         )
     return notes
 
@@ -251,6 +267,7 @@ def write_tables(
     run_dir = Path(run_dir)
     context = {"run_dir": str(run_dir), **(context or {})}
     cells = collect(run_dir, methods, tasks, seeds)
+    context.setdefault("zero_flow_epe", zero_flow_references(run_dir, methods, tasks, seeds))
     out = run_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
     md = markdown_table(cells, methods, tasks, seeds, context)

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from benchmark_files import write_nyuv2, write_nyuv2_splits, write_sintel_scene
 from evaluation.benchmarks import nyuv2_arrays, resize_center_crop, sintel_arrays
 from evaluation.config import EvaluateConfig, NYUv2Source, SintelSource
-from training.models import build_model
+from test_eval_flow import _checkpoint
 
 H, W = 48, 64  # NYUv2 at 1/10 of 480 x 640
 SIZE = 32  # the `test` preset's input size
@@ -125,14 +124,6 @@ def test_corpus_results_stay_valid_when_a_benchmark_is_added(tmp_path):
     assert with_sintel.fingerprint(spec, "sintel_clean") != moved.fingerprint(spec, "sintel_clean")
 
 
-def _checkpoint(run_dir: Path, method: str) -> None:
-    model = build_model(method, "test")
-    out = run_dir / "pretrain" / method
-    out.mkdir(parents=True)
-    args = {"method": method, "spec": model.spec.to_dict(), "mask_ratio": model.mask_ratio}
-    torch.save({"model": model.state_dict(), "model_args": args, "step": 0, "config": {}}, out / "model.pt")
-
-
 def test_benchmark_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thread):
     from evaluation.jobs import run_job
     from evaluation.plan import pending_jobs, plan_jobs
@@ -153,6 +144,9 @@ def test_benchmark_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thre
     assert nyu["n_train"] == 6 and nyu["n_test"] == 4 and 0 <= nyu["metrics"]["delta1"] <= 1
     flow = json.loads((run_dir / "eval" / "none" / "sintel_final" / "seed-0.json").read_text())
     assert flow["metrics"]["epe_original_px"] == pytest.approx(flow["metrics"]["epe"] * SINTEL_H / SIZE, rel=0.02)
+    scale = SIZE / SINTEL_H  # the constant flow, resized: what predicting no motion misses
+    zero = np.hypot(SINTEL_FLOW[0] * round(SINTEL_W * scale) / SINTEL_W, SINTEL_FLOW[1] * scale)
+    assert flow["metrics"]["zero_flow_epe"] == pytest.approx(zero, rel=1e-5)
     assert pending_jobs(jobs, cfg, spec) == []
     assert run_job(jobs[0], str(run_dir / "corpus"), cfg, spec)[1]  # second time: reused
 
@@ -166,6 +160,7 @@ def test_benchmark_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thre
     assert [cells[i] for i, h in enumerate(header) if h == "paper: EPE (orig. px)"] == ["3.00", "3.60"]
     assert "nan" not in croco_row and all(cells)
     assert "official test split" in md and "test: cave_4" in md
+    assert f"predicting zero flow gives EPE {zero:.3f} px" in md
     rows = [r for r in out["rows"] if r["task"] == "sintel_final" and r["metric"] == "epe_original_px"]
     assert {r["method"]: r["paper"] for r in rows} == {"croco_v1": "3.60", "none": ""}
 
