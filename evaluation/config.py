@@ -92,6 +92,11 @@ class EvaluateConfig(BaseModel):
     tasks: list[Task] = Field(default_factory=lambda: list(CORPUS_TASKS))
     methods: list[Method] = Field(default_factory=lambda: list(METHODS))
     protocol: Literal["probe", "finetune"] = "probe"
+    protocol_overrides: dict[Task, Literal["probe", "finetune"]] = Field(
+        default_factory=dict,
+        description="per-task protocol, e.g. {flow = 'finetune'}: frozen RoPE (CroCo v2) features carry no "
+        "position, so a flow probe on them cannot express displacement",
+    )
     steps: int = Field(200, gt=0, description="optimiser steps of the head (and backbone when fine-tuning)")
     batch_size: int = Field(8, gt=0)
     lr: float = Field(1e-3, gt=0, description="head learning rate")
@@ -136,6 +141,19 @@ class EvaluateConfig(BaseModel):
             raise ValueError(f"seeds must be >= 0, got {value}")
         return value
 
+    @field_validator("protocol_overrides", mode="before")
+    @classmethod
+    def _overrides(cls, value: object) -> object:
+        if isinstance(value, dict):
+            _check_names(list(value), TASKS, "task")
+            for task, protocol in value.items():
+                if protocol not in PROTOCOLS:
+                    raise ValueError(f"unknown protocol {protocol!r} for task {task!r}; allowed: {', '.join(PROTOCOLS)}")
+        return value
+
+    def protocol_for(self, task: str) -> str:
+        return self.protocol_overrides.get(task, self.protocol)
+
     @model_validator(mode="after")
     def _sources_for_tasks(self) -> "EvaluateConfig":
         for task in self.tasks:
@@ -153,7 +171,10 @@ class EvaluateConfig(BaseModel):
         import json
 
         unused = {"nyuv2", "sintel"} - {TASK_SOURCE.get(task)}
-        keep = self.model_dump(mode="json", exclude={"tasks", "methods", "seeds", "device", "threads", *unused})
+        keep = self.model_dump(
+            mode="json", exclude={"tasks", "methods", "seeds", "device", "threads", "protocol_overrides", *unused}
+        )
+        keep["protocol"] = self.protocol_for(task)
         if task in BENCHMARK_TASKS:
             keep.pop("max_pairs")  # a corpus setting
         blob = json.dumps({"evaluate": keep, "spec": spec}, sort_keys=True)

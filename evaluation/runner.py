@@ -156,7 +156,7 @@ def run_one(
         model.set_depth_prior(float(np.log(d[d > 0]).mean()))
     elif kind == "flow":
         model.set_flow_scale(flow_scale(train))
-    groups = configure_protocol(model, pretrained, cfg.protocol)
+    groups = configure_protocol(model, pretrained, cfg.protocol_for(task))
     model.to(device)
     history = train_head(model, groups, train, cfg, seed, device)
     metrics = predict_and_score(model, test, cfg.batch_size, device)
@@ -164,7 +164,7 @@ def run_one(
         "task": task,
         "method": method,
         "seed": seed,
-        "protocol": cfg.protocol,
+        "protocol": cfg.protocol_for(task),
         "steps": cfg.steps,
         "metrics": metrics,
         "train_loss": history,

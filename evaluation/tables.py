@@ -107,6 +107,14 @@ def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int
     return cells
 
 
+def protocol_summary(cfg) -> str:
+    """'probe', or e.g. 'probe (flow: finetune)' when some tasks override the protocol."""
+    overrides = {t: p for t, p in cfg.protocol_overrides.items() if t in cfg.tasks and p != cfg.protocol}
+    if not overrides:
+        return cfg.protocol
+    return f"{cfg.protocol} ({', '.join(f'{t}: {p}' for t, p in overrides.items())})"
+
+
 def zero_flow_references(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int]) -> dict[str, float]:
     """EPE of predicting no motion on each flow task's test pairs (the same for every method):
     the level a flow head must beat. Results written before this reference existed have none."""

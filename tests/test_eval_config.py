@@ -41,3 +41,17 @@ def test_config_module_does_not_import_torch():
 
     code = "import sys, evaluation.config; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_protocol_overrides_per_task():
+    cfg = EvaluateConfig(protocol="probe", protocol_overrides={"flow": "finetune"})
+    assert cfg.protocol_for("flow") == "finetune" and cfg.protocol_for("depth") == "probe"
+    spec = {"img_size": 32}
+    # only the overridden task's results depend on the override
+    assert cfg.fingerprint(spec, "depth") == EvaluateConfig().fingerprint(spec, "depth")
+    assert cfg.fingerprint(spec, "flow") == EvaluateConfig(protocol="finetune").fingerprint(spec, "flow")
+    assert cfg.fingerprint(spec, "flow") != EvaluateConfig().fingerprint(spec, "flow")
+    with pytest.raises(ValidationError, match="unknown protocol 'linear' for task 'flow'"):
+        EvaluateConfig(protocol_overrides={"flow": "linear"})
+    with pytest.raises(ValidationError, match=r"unknown task \['segm'\]"):
+        EvaluateConfig(protocol_overrides={"segm": "probe"})

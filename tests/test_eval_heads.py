@@ -119,6 +119,15 @@ def test_training_lowers_loss_and_reports_metrics(task):
     assert all(torch.equal(v, backbone.state_dict()[k]) for k, v in before.items())
 
 
+def test_protocol_override_fine_tunes_only_that_task():
+    cfg = EvaluateConfig(steps=1, batch_size=2, protocol="probe", protocol_overrides={"flow": "finetune"}, device="cpu")
+    backbone = build_model("croco_v1", "test")
+    flow = run_one("flow", "croco_v1", backbone, _arrays("flow", 4), _arrays("flow", 2, seed=1), cfg, seed=0, head_features=8)
+    depth = run_one("depth", "croco_v1", backbone, _arrays("depth", 4), _arrays("depth", 2, seed=1), cfg, seed=0, head_features=8)
+    assert flow["protocol"] == "finetune" and flow["trainable_backbone"] > 0
+    assert depth["protocol"] == "probe" and depth["trainable_backbone"] == 0
+
+
 def _geometric_flow_arrays(size: int = SIZE) -> TaskArrays:
     """Flow of ray-cast pairs (both directions), fitted to ``size`` px as the evaluation does."""
     from evaluation.data import task_arrays

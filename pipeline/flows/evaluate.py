@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from evaluation.config import EvaluateConfig
+from evaluation.tables import protocol_summary
 from evaluation.plan import plan_jobs
 
 
@@ -59,7 +60,8 @@ def evaluate_flow(run_dir: str, config: dict, spec: dict) -> dict:
     corpus_dir = run / "corpus"
     jobs = plan_jobs(run, cfg, corpus_dir)
     summaries = [evaluate_one(j.as_dict(), str(corpus_dir), config, spec) for j in jobs]
-    context = {"protocol": cfg.protocol, "steps": cfg.steps, "data": {s["task"]: s["split_by"] for s in summaries}}
+    context = {"protocol": protocol_summary(cfg), "steps": cfg.steps,
+               "data": {s["task"]: s["split_by"] for s in summaries}}
     out = tables(run_dir, config, context)
     create_table_artifact(out["rows"], key="evaluation-table",
                           description="methods x tasks (mean/std across seeds; 'paper' = published figure)")
