@@ -95,7 +95,7 @@ class EvaluateConfig(BaseModel):
     protocol_overrides: dict[Task, Literal["probe", "finetune"]] = Field(
         default_factory=dict,
         description="per-task protocol, e.g. {flow = 'finetune'}: frozen RoPE (CroCo v2) features carry no "
-        "position, so a flow probe on them cannot express displacement",
+        "absolute position, so displacement is not directly readable by a flow probe",
     )
     steps: int = Field(200, gt=0, description="optimiser steps of the head (and backbone when fine-tuning)")
     batch_size: int = Field(8, gt=0)
@@ -144,7 +144,7 @@ class EvaluateConfig(BaseModel):
     @field_validator("protocol_overrides", mode="before")
     @classmethod
     def _overrides(cls, value: object) -> object:
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             _check_names(list(value), TASKS, "task")
             for task, protocol in value.items():
                 if protocol not in PROTOCOLS:

@@ -55,3 +55,4 @@ def test_protocol_overrides_per_task():
         EvaluateConfig(protocol_overrides={"flow": "linear"})
     with pytest.raises(ValidationError, match=r"unknown task \['segm'\]"):
         EvaluateConfig(protocol_overrides={"segm": "probe"})
+    assert EvaluateConfig(protocol_overrides={}).protocol_for("flow") == "probe"
