@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from evaluation.config import BENCHMARK_TASKS, EvaluateConfig
+from evaluation.config import BENCHMARK_TASKS, TASK_SOURCE, EvaluateConfig
 from evaluation.plan import EvalJob, existing_result
 
 
@@ -47,7 +47,7 @@ def run_job(job: EvalJob, corpus_dir: str, cfg: EvaluateConfig, spec: dict) -> t
         raise ValueError(f"{job.checkpoint}: input size {backbone.spec.img_size} differs from the configured "
                          f"{spec['img_size']}; evaluate methods pretrained at the same crop size")
     if job.task in BENCHMARK_TASKS:
-        source = cfg.nyuv2 if job.task == "nyuv2" else cfg.sintel
+        source = getattr(cfg, TASK_SOURCE[job.task])
         train, test, how = benchmark_data(job.task, source.model_dump_json(), spec["img_size"], cfg.test_fraction)
     else:
         train, test, how = task_data(corpus_dir, job.task, spec["img_size"], cfg.max_pairs, cfg.test_fraction)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.config import CORPUS_TASKS, EvaluateConfig
+from evaluation.config import CORPUS_TASKS, TASK_SOURCE, EvaluateConfig
 from evaluation.data import val_shards
 from evaluation.tables import result_path
 
@@ -67,7 +67,7 @@ def check_benchmark_sources(cfg: EvaluateConfig) -> None:
             read_nyuv2_split(cfg.nyuv2.splits_mat)
         except (OSError, ValueError) as exc:
             raise BenchmarkDataError(f"[evaluate.nyuv2]: {exc}") from exc
-    for task in sorted(tasks & {"sintel_clean", "sintel_final"}):
+    for task in sorted(t for t in tasks if TASK_SOURCE.get(t) == "sintel"):
         try:
             SintelFlow(cfg.sintel.root, task.removeprefix("sintel_"))
         except (OSError, ValueError) as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.config import CORPUS_TASKS, TASK_KIND, TASK_SOURCE
 from evaluation.metrics import HIGHER_IS_BETTER
 
 # (metric key, column label, scale for display)
@@ -119,9 +120,7 @@ def zero_flow_references(run_dir: Path, methods: list[str], tasks: list[str], se
     """EPE of predicting no motion on each flow task's test pairs (the same for every method):
     the level a flow head must beat. Results written before this reference existed have none."""
     out = {}
-    for t in tasks:
-        if t not in ("flow", "sintel_clean", "sintel_final"):
-            continue
+    for t in (t for t in tasks if TASK_KIND[t] == "flow"):
         metrics = json.loads(result_path(run_dir, methods[0], t, seeds[0]).read_text())["metrics"]
         if "zero_flow_epe" in metrics:
             out[t] = float(metrics["zero_flow_epe"])
@@ -180,7 +179,7 @@ def _data_notes(tasks: list[str], context: dict) -> list[str]:
     data = context.get("data", {})
     zero = context.get("zero_flow_epe", {})
     notes = []
-    corpus = [t for t in tasks if t in ("depth", "flow", "pose")]
+    corpus = [t for t in tasks if t in CORPUS_TASKS]
     if corpus:
         how = ", ".join(sorted({data.get(t, "scene") for t in corpus}))
         notes.append(
@@ -196,7 +195,7 @@ def _data_notes(tasks: list[str], context: dict) -> list[str]:
             "official test split inside Eigen's crop, depth up to [evaluate.nyuv2] max_depth_m; images at the "
             "model's input size."
         )
-    for t in (t for t in tasks if t.startswith("sintel_")):
+    for t in (t for t in tasks if TASK_SOURCE.get(t) == "sintel"):
         notes.append(
             f"- {t}: MPI-Sintel training set, {t.removeprefix('sintel_')} pass, {data.get(t, 'split by scene')}; "
             "EPE over every pixel not marked invalid (occluded ones included), at the model's input size and, "

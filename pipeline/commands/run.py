@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -55,7 +54,6 @@ def run(config: Path = typer.Argument(..., help="run TOML with [corpus], [pretra
         from pipeline.prefect_env import configure_prefect
 
         configure_prefect(cfg_run.prefect_home)
-        os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
         from pipeline.flows.history import command_api
         from pipeline.flows.run import run_flow
 
