@@ -28,7 +28,7 @@ def model_flops_per_pair(model) -> float:
     """Matmul FLOPs of one training pair (forward x3 for forward+backward), CroCo masking."""
     s = model.spec
     n = model.patch_embed.num_patches
-    vis = n - int(round(model.mask_ratio * n))
+    vis = model.num_visible
     enc_tokens = vis + n  # masked view 1 + full view 2
 
     def vit(tokens: int, d: int, kv: int | None = None) -> float:

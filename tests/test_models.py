@@ -15,7 +15,9 @@ from training.models import (
     load_croco_checkpoint,
     read_checkpoint,
 )
-from training.models.croco import normalised_patch_mse, random_mask
+from training.models.croco import masked_count, normalised_patch_mse, random_mask
+from training.models.loading import CheckpointError, parse_constructor
+from training.models.presets import ModelSpec
 from training.models.layers import RoPE2D, patchify, unpatchify
 
 
@@ -54,12 +56,48 @@ def test_preset_sizes_are_ordered_and_large_is_vit_l() -> None:
     assert len(large.dec_blocks) == 12 and large.dec_blocks[0].norm1.weight.shape[0] == 768
 
 
-@pytest.mark.parametrize("n,ratio", [(196, 0.9), (64, 0.9), (64, 0.75), (10, 0.5)])
-def test_masking_exact_count(n: int, ratio: float) -> None:
+@pytest.mark.parametrize("n,ratio,masked", [(196, 0.9, 176), (64, 0.9, 57), (144, 0.9, 129), (784, 0.9, 705),
+                                             (64, 0.75, 48), (10, 0.5, 5), (10, 0.75, 7)])
+def test_masking_exact_count(n: int, ratio: float, masked: int) -> None:
+    """floor(ratio x N) as the reference computes it (round would give 58 of 64, 130 of 144, 706 of 784)."""
     mask = random_mask(16, n, ratio, torch.device("cpu"))
     assert mask.shape == (16, n)
-    assert (mask.sum(1) == round(ratio * n)).all()
+    assert masked_count(n, ratio) == masked
+    assert (mask.sum(1) == masked).all()
     assert len({tuple(m.tolist()) for m in mask}) > 1  # not the same mask for everyone
+
+
+@pytest.mark.parametrize("method", ["croco_v1", "croco_v2", "mae"])
+@pytest.mark.parametrize("size,masked", [(32, 57), (48, 129), (56, 176), (112, 705)])  # 8x8 .. 28x28 grids
+def test_every_method_masks_floor_of_ratio(method: str, size: int, masked: int) -> None:
+    model = build_model(method, "test", img_size=size, mask_ratio=0.9)
+    assert model.num_masked == masked and model.num_visible == (size // 4) ** 2 - masked
+    if size == 32:
+        out = model(torch.randn(3, 3, size, size), torch.randn(3, 3, size, size))
+        assert (out.mask.sum(1) == masked).all()
+
+
+def test_mask_with_wrong_count_is_refused_wherever_it_enters() -> None:
+    torch.manual_seed(0)
+    croco, mae = build_model("croco_v1", "test"), build_model("mae", "test", mask_ratio=0.9)
+    x = torch.randn(2, 3, 32, 32)
+    good = random_mask(2, 64, 0.9, torch.device("cpu"))
+    feat, _, _ = croco.encode(x, good)
+    assert feat.shape == (2, 7, 16)
+    rounded = good.clone()
+    rounded[1, (~good[1]).nonzero()[0, 0]] = True  # 58 masked: round(0.9 x 64), not floor
+    with pytest.raises(ValueError, match=r"mask row 1 has 58 masked tokens, expected 57 \(floor\(0.9 x 64\)\)"):
+        croco.encode(x, rounded)
+    full, pos, _ = croco.encode(x)
+    grid = croco.patch_embed.positions(2, x.device)
+    with pytest.raises(ValueError, match="row 1 has 58"):
+        croco.decode(feat, grid, full, pos, rounded)
+    with pytest.raises(ValueError, match="row 1 has 58"):
+        mae.decode(feat, rounded)
+    with pytest.raises(ValueError, match=r"\(batch, 64\) bool"):
+        croco.encode(x, good.float())
+    with pytest.raises(ValueError, match=r"\(batch, 64\) bool"):
+        croco.encode(x, good[:, :32])
 
 
 def test_model_masks_exact_fraction_and_masks_are_uniform() -> None:
@@ -68,7 +106,7 @@ def test_model_masks_exact_fraction_and_masks_are_uniform() -> None:
     x = torch.randn(64, 3, 32, 32)
     out = model(x, x)
     n = model.patch_embed.num_patches
-    assert (out.mask.sum(1) == round(0.9 * n)).all()
+    assert n == 64 and (out.mask.sum(1) == 57).all()
     freq = out.mask.float().mean(0)  # each position masked ~90% of the time
     assert freq.min() > 0.7 and freq.max() <= 1.0
 
@@ -148,12 +186,99 @@ def test_official_checkpoint_round_trip(tmp_path) -> None:
         torch.manual_seed(1)
         assert torch.allclose(loaded(x1, x2).loss, a)
 
-    sd = v1.state_dict()
+
+
+def test_missing_or_unexpected_keys_raise_unless_strict_false(tmp_path) -> None:
+    sd = build_model("croco_v1", "test").state_dict()
     del sd["dec_norm.weight"]
     sd["extra_head.weight"] = torch.zeros(3)
     torch.save({"model": sd, "args": argparse.Namespace(enc_num_heads=2, dec_num_heads=2)}, tmp_path / "odd.pth")
-    _, report = load_croco_checkpoint(tmp_path / "odd.pth")
+    with pytest.raises(CheckpointError, match=r"odd.pth does not match the model: missing keys \['dec_norm.weight'\], "
+                                              r"unexpected keys \['extra_head.weight'\]; pass strict=False"):
+        load_croco_checkpoint(tmp_path / "odd.pth")
+    _, report = load_croco_checkpoint(tmp_path / "odd.pth", strict=False)
     assert report.missing == ["dec_norm.weight"] and report.unexpected == ["extra_head.weight"]
+    encoder_only = {k: v for k, v in build_model("croco_v1", "test").state_dict().items() if k.startswith("enc")
+                    or k.startswith("patch_embed") or k.startswith("decoder_embed")}
+    torch.save({"model": encoder_only, "args": argparse.Namespace(enc_num_heads=2, dec_num_heads=2)}, tmp_path / "enc.pth")
+    _, report = load_croco_checkpoint(tmp_path / "enc.pth", strict=False)
+    assert not report.unexpected and "dec_norm.weight" in report.missing and "mask_token" in report.missing
+
+
+def reference_file(tmp_path, model: CroCoNet, model_string: str, name: str = "ref.pth") -> str:
+    """A checkpoint as the reference pretrain.py writes it: the weights plus its argparse namespace,
+    whose `model` is the constructor string the network was built from."""
+    args = argparse.Namespace(model=model_string, lr=1.5e-4, batch_size=64, epochs=800, warmup_epochs=40,
+                              max_epoch=400, output_dir="./output/")
+    torch.save({"model": model.state_dict(), "optimizer": {}, "epoch": 399, "args": args}, tmp_path / name)
+    return tmp_path / name
+
+
+def test_reference_pretrain_layout_loads_its_declared_architecture(tmp_path) -> None:
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    rope = CroCoNet(ModelSpec(32, 4, 16, 2, 4, 16, 1, 1), "rope")  # head counts no table gives for 16 dims
+    path = reference_file(tmp_path, rope, "CroCoNet(img_size=32, patch_size=4, enc_embed_dim=16, enc_depth=2, "
+                          "enc_num_heads=4, dec_embed_dim=16, dec_depth=1, dec_num_heads=1, pos_embed='RoPE100')")
+    loaded, report = load_croco_checkpoint(path)
+    assert report.ok and loaded.pos_embed == "rope" and loaded.spec == rope.spec
+    assert loaded.spec.enc_heads == 4 and loaded.spec.dec_heads == 1
+    with torch.no_grad():
+        want = rope.decode(*rope.encode(x1)[:2], *rope.encode(x2)[:2])[-1]
+        got = loaded.decode(*loaded.encode(x1)[:2], *loaded.encode(x2)[:2])[-1]
+        other_heads = CroCoNet(ModelSpec(32, 4, 16, 2, 2, 16, 1, 2), "rope")
+        other_heads.load_state_dict(rope.state_dict())
+        wrong = other_heads.decode(*other_heads.encode(x1)[:2], *other_heads.encode(x2)[:2])[-1]
+    assert torch.equal(got, want)
+    assert not torch.allclose(wrong, want, atol=1e-3)  # the head count matters though no shape shows it
+
+    # sin-cos positions (the constructor default) at a non-default size and head count
+    cosine = CroCoNet(ModelSpec(48, 4, 16, 2, 1, 16, 1, 4), "cosine")
+    path = reference_file(tmp_path, cosine, "CroCoNet(img_size=48, patch_size=4, enc_embed_dim=16, enc_depth=2, "
+                          "enc_num_heads=1, dec_embed_dim=16, dec_depth=1, dec_num_heads=4, mask_ratio=0.9)", "cos.pth")
+    loaded, report = load_croco_checkpoint(path)
+    assert report.ok and loaded.pos_embed == "cosine" and loaded.spec == cosine.spec
+
+
+@pytest.mark.parametrize("model_string,error", [
+    ("CroCoNet(img_size=32, patch_size=4, enc_embed_dim=16, enc_depth=3, enc_num_heads=4, dec_embed_dim=16, "
+     "dec_depth=1, dec_num_heads=1, pos_embed='RoPE100')", r"disagrees with the tensors: enc_depth=3 \(tensors: 2\)"),
+    ("CroCoNet(img_size=32, patch_size=4, enc_embed_dim=16, enc_depth=2, enc_num_heads=4, dec_embed_dim=16, "
+     "dec_depth=1, dec_num_heads=1)", "declared architecture disagrees with the tensors: pos_embed='cosine'"),
+    ("CroCoNet(patch_size=4, enc_embed_dim=16, enc_depth=2, enc_num_heads=4, dec_embed_dim=16, "
+     "dec_depth=1, dec_num_heads=1, pos_embed='RoPE100')", None),  # img_size 224 is legal for RoPE weights
+    ("CroCoNet(patch_size=4, enc_depth=2, enc_num_heads=4, dec_embed_dim=16, dec_depth=1, dec_num_heads=1, "
+     "pos_embed='RoPE100')", r"enc_embed_dim=768 \(tensors: 16\)"),  # the constructor default applies
+    ("CroCoNet(img_size=32, patch_size=4, enc_embed_dim=16, enc_depth=2, enc_num_heads=3, dec_embed_dim=16, "
+     "dec_depth=1, dec_num_heads=1, pos_embed='RoPE100')", "enc_num_heads=3 does not divide enc_embed_dim=16"),
+    ("CroCoNet(img_size=32, patch_size=4, enc_embed_dim=16, enc_depth=2, enc_num_heads=4, dec_embed_dim=16, "
+     "dec_depth=1, dec_num_heads=1, pos_embed='RoPE10')", "only RoPE base 100"),
+    ("CroCoNet(enc_embed_dim=16, enc_depth=2, norm_layer=partial(nn.LayerNorm, eps=1e-6))",
+     "argument norm_layer is not a literal"),
+    ("CroCoNet(enc_embed_dim=16, depth_scale=2)", r"constructor arguments \['depth_scale'\] are not understood"),
+    ("__import__('os').system('true')", "is not a CroCoNet\\(...\\) call"),
+    ("CroCoNet(**{'enc_depth': 2})", "unpacks"),
+    ("CroCoNet(16)", "positional arguments"),
+    ("CroCoNet(enc_depth=2", "not a constructor call"),
+])
+def test_reference_layout_that_disagrees_or_is_not_a_literal_call_is_refused(tmp_path, model_string, error) -> None:
+    model = CroCoNet(ModelSpec(32, 4, 16, 2, 4, 16, 1, 1), "rope")
+    path = reference_file(tmp_path, model, model_string)
+    if error is None:
+        loaded, _ = load_croco_checkpoint(path)
+        assert loaded.spec.img_size == 224 and loaded.spec.enc_heads == 4
+        return
+    with pytest.raises(CheckpointError, match=error) as info:
+        load_croco_checkpoint(path)
+    assert "ref.pth" in str(info.value)
+
+
+def test_constructor_parser_reads_literals_only() -> None:
+    assert parse_constructor("CroCoNet()") == {}
+    assert parse_constructor(" CroCoNet(img_size=(224, 224), mlp_ratio=4.0, pos_embed='RoPE100') ") == {
+        "img_size": (224, 224), "mlp_ratio": 4.0, "pos_embed": "RoPE100"}
+    with pytest.raises(CheckpointError, match="not a literal"):
+        parse_constructor("CroCoNet(enc_depth=open('x'))")
 
 
 def test_corrupt_and_missing_checkpoints_raise_clear_errors(tmp_path) -> None:
@@ -189,6 +314,18 @@ def test_feature_api_shapes_and_mae() -> None:
     out = mae(x1)
     assert (out.mask.sum(1) == round(0.75 * 64)).all() and torch.isfinite(out.loss)
     assert not any("cross_attn" in k for k in mae.state_dict())
+
+
+def test_init_matches_the_reference() -> None:
+    """Linears xavier with zero bias; the patch embedding's conv bias keeps PyTorch's default
+    uniform(+-1/sqrt(fan_in)) init; the mask token is N(0, 0.02)."""
+    torch.manual_seed(0)
+    model = build_model("croco_v1", "tiny")
+    bias = model.patch_embed.proj.bias
+    bound = (3 * 8 * 8) ** -0.5
+    assert bias.abs().max() <= bound and bias.abs().max() > 0.5 * bound and bias.std() > 0.3 * bound
+    assert torch.count_nonzero(model.enc_blocks[0].attn.qkv.bias) == 0
+    assert 0.015 < float(model.mask_token.detach().std()) < 0.025
 
 
 def test_naive_attention_matches_fused() -> None:

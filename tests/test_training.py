@@ -68,16 +68,33 @@ def test_schedule_scaling_warmup_half_cosine() -> None:
     assert all(lr_at(s, cfg, peak) >= lr_at(s + 1, cfg, peak) for s in range(20, 99))
 
 
-def test_no_weight_decay_on_norms_biases_and_mask_token() -> None:
+def test_paper_warmup_is_the_default_per_method() -> None:
+    v1 = PretrainConfig(epochs=800, steps_per_epoch=10)
+    assert v1.warmup_epochs is None
+    assert v1.warmup_steps("croco_v1") == 400 and v1.warmup_steps("mae") == 400  # 40 of 800 epochs
+    v2 = PretrainConfig(epochs=250, steps_per_epoch=10)
+    assert v2.warmup_steps("croco_v2") == 120  # 12 of 250 epochs
+    peak = peak_lr(v2, 1)
+    assert lr_at(119, v2, peak, "croco_v2") == pytest.approx(peak) and lr_at(59, v2, peak, "croco_v2") == pytest.approx(peak / 2)
+    assert PretrainConfig(epochs=800, warmup_epochs=3, steps_per_epoch=10).warmup_steps("croco_v2") == 30
+    with pytest.raises(ValueError, match="warmup_epochs is unset"):
+        v1.warmup_steps()
+
+
+def test_no_weight_decay_on_norms_and_biases_but_on_the_mask_token() -> None:
     from training.models import build_model
 
     model = build_model("croco_v1", "test")
     decay, no_decay = param_groups(model, 0.05)
     names = {id(p): n for n, p in model.named_parameters()}
     no_decay_names = {names[id(p)] for p in no_decay["params"]}
-    assert "mask_token" in no_decay_names and "enc_norm.weight" in no_decay_names
+    decay_names = {names[id(p)] for p in decay["params"]}
+    assert "enc_norm.weight" in no_decay_names and "patch_embed.proj.bias" in no_decay_names
     assert "enc_blocks.0.attn.qkv.bias" in no_decay_names
+    assert "mask_token" in decay_names and "patch_embed.proj.weight" in decay_names  # as the reference decays it
     assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.05
+    assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    assert len(decay_names) + len(no_decay_names) == len(list(model.parameters()))
 
 
 # ------------------------------------------------------------------ data

@@ -14,6 +14,10 @@ Method = Literal["croco_v1", "croco_v2", "mae"]
 Preset = Literal["test", "tiny", "small", "base", "large"]
 Device = Literal["auto", "cpu", "cuda"]
 
+# The papers' warmup as a share of the schedule: CroCo v1 40 of 800 epochs, CroCo v2 12 of 250;
+# MAE 40 of 800 (its paper's 800-epoch recipe). Used when warmup_epochs is not set.
+PAPER_WARMUP_SHARE = {"croco_v1": 40 / 800, "croco_v2": 12 / 250, "mae": 40 / 800}
+
 # Crop size each preset was designed for (patch 8 at 112 px and patch 16 at 224 px both give the
 # paper's 14x14 token grid).
 PRESET_CROP = {"test": 32, "tiny": 112, "small": 224, "base": 224, "large": 224}
@@ -22,8 +26,9 @@ PRESET_CROP = {"test": 32, "tiny": 112, "small": 224, "base": 224, "large": 224}
 class PretrainConfig(BaseModel):
     """Recipe for pretraining one or more methods on a run's corpus.
 
-    Defaults follow the CroCo paper: AdamW(0.9, 0.95), wd 0.05, lr = base_lr x batch/256,
-    linear warmup then a half-cosine that is stopped halfway (stop_fraction 0.5).
+    Defaults follow the CroCo papers: AdamW(0.9, 0.95), wd 0.05, lr = base_lr x batch/256,
+    linear warmup for the paper's share of the schedule (PAPER_WARMUP_SHARE, per method) then a
+    half-cosine that is stopped halfway (stop_fraction 0.5).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -40,7 +45,9 @@ class PretrainConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.95)
     epochs: int = Field(default=100, ge=1, description="length of the full half-cosine schedule")
     steps_per_epoch: int = Field(default=100, ge=1, description="optimiser steps per epoch (resampled shards)")
-    warmup_epochs: float = Field(default=10.0, ge=0.0)
+    warmup_epochs: float | None = Field(
+        default=None, ge=0.0, description="None = the paper's share of `epochs` for each method"
+    )
     stop_fraction: float = Field(
         default=0.5, gt=0.0, le=1.0, description="train for this fraction of the schedule (paper: 0.5)"
     )
@@ -66,7 +73,7 @@ class PretrainConfig(BaseModel):
     def _check(self) -> "PretrainConfig":
         if self.jitter_min > self.jitter_max:
             raise ValueError(f"jitter_min {self.jitter_min} > jitter_max {self.jitter_max}")
-        if self.warmup_epochs > self.epochs:
+        if self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs {self.warmup_epochs} exceeds epochs {self.epochs}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods listed twice: {self.methods}")
@@ -88,6 +95,11 @@ class PretrainConfig(BaseModel):
     def schedule_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
-    @property
-    def warmup_steps(self) -> int:
-        return int(round(self.warmup_epochs * self.steps_per_epoch))
+    def warmup_steps(self, method: str | None = None) -> int:
+        """Warmup optimiser steps: warmup_epochs when set, else the paper's share for `method`."""
+        if self.warmup_epochs is not None:
+            return int(round(self.warmup_epochs * self.steps_per_epoch))
+        if method not in PAPER_WARMUP_SHARE:
+            raise ValueError(f"warmup_epochs is unset and method {method!r} has no paper warmup; "
+                             f"set warmup_epochs or use one of {sorted(PAPER_WARMUP_SHARE)}")
+        return int(round(PAPER_WARMUP_SHARE[method] * self.schedule_steps))

@@ -44,9 +44,10 @@ def peak_lr(cfg: PretrainConfig, world_size: int) -> float:
     return cfg.base_lr * cfg.batch_size * cfg.accumulation * world_size / 256
 
 
-def lr_at(step: int, cfg: PretrainConfig, peak: float) -> float:
-    """Linear warmup, then a half-cosine over the full schedule (the run stops at stop_fraction)."""
-    warm = cfg.warmup_steps
+def lr_at(step: int, cfg: PretrainConfig, peak: float, method: str | None = None) -> float:
+    """Linear warmup, then a half-cosine over the full schedule (the run stops at stop_fraction).
+    `method` picks the paper's warmup when the config sets none."""
+    warm = cfg.warmup_steps(method)
     if step < warm:
         return peak * (step + 1) / warm
     progress = (step - warm) / max(1, cfg.schedule_steps - warm)
@@ -54,12 +55,13 @@ def lr_at(step: int, cfg: PretrainConfig, peak: float) -> float:
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on norms, biases and the mask token (all 1-D or token parameters)."""
+    """No weight decay on 1-D parameters (norms, biases); everything else decays, the mask token
+    included, as in the reference's parameter groups. Sin-cos positions are buffers, not parameters."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or name.endswith("mask_token") or "pos_embed" in name:
+        if p.ndim <= 1:
             no_decay.append(p)
         else:
             decay.append(p)
@@ -267,7 +269,7 @@ def train(
     window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
     train_model.train()
     for step in range(start_step, total):
-        lr = lr_at(step, cfg, peak)
+        lr = lr_at(step, cfg, peak, method)
         for group in optimiser.param_groups:
             group["lr"] = lr
         step_loss = 0.0

@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.models.croco import IMAGENET_MEAN, IMAGENET_STD, CroCoNet, MAENet, MaskedViT, PretrainOutput
-from training.models.loading import LoadReport, load_croco_checkpoint, load_state, read_checkpoint
+from training.models.loading import (
+    CheckpointError,
+    LoadReport,
+    load_croco_checkpoint,
+    load_state,
+    parse_constructor,
+    read_checkpoint,
+)
 from training.models.presets import PRESETS, ModelSpec, preset_spec
 
 METHODS = ("croco_v1", "croco_v2", "mae", "none")
@@ -43,9 +50,7 @@ def load_backbone(checkpoint_path: str | Path) -> tuple[MaskedViT, dict]:
         raise ValueError(f"{checkpoint_path} is not a crocopipe checkpoint (no 'model_args'); "
                          "use load_croco_checkpoint for official CroCo files")
     model = build_from_spec(meta["method"], ModelSpec(**meta["spec"]), meta["mask_ratio"])
-    report = load_state(model, ckpt["model"])
-    if not report.ok:
-        raise ValueError(f"{checkpoint_path}: missing {report.missing}, unexpected {report.unexpected}")
+    load_state(model, ckpt["model"], strict=True, source=str(checkpoint_path))
     model.eval()
     info = dict(meta)
     info["step"] = int(ckpt.get("step", 0))
@@ -54,7 +59,7 @@ def load_backbone(checkpoint_path: str | Path) -> tuple[MaskedViT, dict]:
 
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "METHODS", "PRESETS", "CroCoNet", "LoadReport", "MAENet", "MaskedViT",
-    "ModelSpec", "PretrainOutput", "build_from_spec", "build_model", "load_backbone", "load_croco_checkpoint",
-    "load_state", "preset_spec", "read_checkpoint",
+    "IMAGENET_MEAN", "IMAGENET_STD", "METHODS", "PRESETS", "CheckpointError", "CroCoNet", "LoadReport", "MAENet",
+    "MaskedViT", "ModelSpec", "PretrainOutput", "build_from_spec", "build_model", "load_backbone", "load_croco_checkpoint",
+    "load_state", "parse_constructor", "preset_spec", "read_checkpoint",
 ]

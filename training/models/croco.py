@@ -42,13 +42,37 @@ class PretrainOutput:
     mask: torch.Tensor  # (B, N) bool, True = masked (to predict)
 
 
+def masked_count(num_patches: int, ratio: float) -> int:
+    """Masked tokens per sample: floor(ratio * N), computed as the reference code does
+    (int() of the float product), e.g. 57 of 64 and 176 of 196 at ratio 0.9."""
+    return int(ratio * num_patches)
+
+
 def random_mask(batch: int, num_patches: int, ratio: float, device: torch.device) -> torch.Tensor:
-    """Uniformly random masks with exactly round(ratio * N) masked tokens per sample."""
-    num_masked = int(round(ratio * num_patches))
+    """Uniformly random masks with exactly masked_count(N, ratio) masked tokens per sample."""
+    num_masked = masked_count(num_patches, ratio)
     order = torch.rand(batch, num_patches, device=device).argsort(dim=1)
     mask = torch.zeros(batch, num_patches, dtype=torch.bool, device=device)
     mask.scatter_(1, order[:, :num_masked], True)
     return mask
+
+
+def check_mask(mask: torch.Tensor, num_patches: int, num_masked: int, ratio: float) -> None:
+    """Refuse a mask that is not (B, N) bool with exactly num_masked True entries per row.
+
+    The model gathers a fixed number of visible tokens (a static shape), so a mask with another
+    count would silently drop or duplicate tokens. Reads the mask back to the host: it runs where
+    a caller hands a mask in, not on the masks the model draws itself.
+    """
+    if mask.dtype != torch.bool or mask.ndim != 2 or mask.shape[1] != num_patches:
+        raise ValueError(f"mask must be a (batch, {num_patches}) bool tensor (True = masked), "
+                         f"got {tuple(mask.shape)} {mask.dtype}")
+    counts = mask.sum(dim=1)
+    wrong = (counts != num_masked).nonzero()
+    if len(wrong):
+        row = int(wrong[0, 0])
+        raise ValueError(f"mask row {row} has {int(counts[row])} masked tokens, expected {num_masked} "
+                         f"(floor({ratio} x {num_patches})); {len(wrong)} of {mask.shape[0]} rows are wrong")
 
 
 def visible_index(mask: torch.Tensor, num_visible: int) -> torch.Tensor:
@@ -104,10 +128,16 @@ class MaskedViT(nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
 
     @property
+    def num_masked(self) -> int:
+        """Masked tokens per sample during pretraining (masks have an exact count)."""
+        return masked_count(self.patch_embed.num_patches, self.mask_ratio)
+
+    @property
     def num_visible(self) -> int:
-        """Unmasked tokens per sample during pretraining (masks have an exact count)."""
-        n = self.patch_embed.num_patches
-        return n - int(round(self.mask_ratio * n))
+        return self.patch_embed.num_patches - self.num_masked
+
+    def check_mask(self, mask: torch.Tensor) -> None:
+        check_mask(mask, self.patch_embed.num_patches, self.num_masked, self.mask_ratio)
 
     @property
     def patch_size(self) -> int:
@@ -122,11 +152,21 @@ class MaskedViT(nn.Module):
         self, img: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Encode the visible tokens of `img` (all of them when mask is None; a mask must hold
-        exactly round(mask_ratio * N) True entries per row, as random_mask draws them).
+        exactly num_masked = floor(mask_ratio * N) True entries per row, as random_mask draws
+        them, else ValueError).
 
         Returns (tokens after enc_norm (B, Nvis, enc_dim), their (row, col) positions (B, Nvis, 2),
         the output of every encoder block, the last one after enc_norm).
         """
+        if mask is not None:
+            self.check_mask(mask)
+        return self._encode(img, mask)
+
+    def _encode(
+        self, img: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """encode() without the mask check: for masks drawn by random_mask (exact by
+        construction), so the training step has no host sync and static shapes."""
         x, pos = self.patch_embed(img)
         if self.enc_pos_embed is not None:
             if x.shape[1] != self.enc_pos_embed.shape[0]:
@@ -180,7 +220,19 @@ class CroCoNet(MaskedViT):
     ) -> list[torch.Tensor]:
         """Decode view 1 attending to view 2; returns every decoder block's output (last one
         after dec_norm). With mask1, feat1 holds only the visible tokens and pos1 must be the
-        full grid's positions."""
+        full grid's positions; mask1 is checked as in encode()."""
+        if mask1 is not None:
+            self.check_mask(mask1)
+        return self._decode(feat1, pos1, feat2, pos2, mask1)
+
+    def _decode(
+        self,
+        feat1: torch.Tensor,
+        pos1: torch.Tensor,
+        feat2: torch.Tensor,
+        pos2: torch.Tensor,
+        mask1: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
         x = self._decoder_input(feat1, mask1)
         mem = self.decoder_embed(feat2)
         if self.dec_pos_embed is not None:
@@ -195,11 +247,11 @@ class CroCoNet(MaskedViT):
     def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> PretrainOutput:
         b = img1.shape[0]
         mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
-        feat1, _, _ = self.encode(img1, mask)
-        feat2, pos2, _ = self.encode(img2)
+        feat1, _, _ = self._encode(img1, mask)
+        feat2, pos2, _ = self._encode(img2)
         p = self.spec.patch_size
         full_pos = self.patch_embed.positions(b, img1.device, img1.shape[-2] // p, img1.shape[-1] // p)
-        pred = self.prediction_head(self.decode(feat1, full_pos, feat2, pos2, mask)[-1])
+        pred = self.prediction_head(self._decode(feat1, full_pos, feat2, pos2, mask)[-1])
         loss, target = normalised_patch_mse(pred, img1, mask, self.spec.patch_size)
         return PretrainOutput(loss, pred, target, mask)
 
@@ -213,6 +265,12 @@ class MAENet(MaskedViT):
         self._finish_init()
 
     def decode(self, feat: torch.Tensor, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Decode (the visible tokens of) one view; a mask is checked as in encode()."""
+        if mask is not None:
+            self.check_mask(mask)
+        return self._decode(feat, mask)
+
+    def _decode(self, feat: torch.Tensor, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         x = self._decoder_input(feat, mask)
         outputs = []
         for blk in self.dec_blocks:
@@ -225,7 +283,7 @@ class MAENet(MaskedViT):
         """img2 is accepted and ignored so that both methods train from the same pair batches."""
         b = img1.shape[0]
         mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
-        feat, _, _ = self.encode(img1, mask)
-        pred = self.prediction_head(self.decode(feat, mask)[-1])
+        feat, _, _ = self._encode(img1, mask)
+        pred = self.prediction_head(self._decode(feat, mask)[-1])
         loss, target = normalised_patch_mse(pred, img1, mask, self.spec.patch_size)
         return PretrainOutput(loss, pred, target, mask)

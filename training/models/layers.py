@@ -216,7 +216,9 @@ class DecoderBlock(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """MAE/CroCo initialisation: xavier-uniform linears, unit LayerNorms, zero biases."""
+    """MAE/CroCo initialisation: xavier-uniform linears (zero bias), unit LayerNorms, and the
+    patch embedding's weight xavier-uniform as a flattened linear; its bias keeps PyTorch's
+    default init, as in the reference."""
     if isinstance(module, nn.Linear):
         nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
@@ -227,8 +229,6 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.Conv2d):
         w = module.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
 
 
 def patchify(img: torch.Tensor, patch: int) -> torch.Tensor:
