@@ -225,6 +225,70 @@ def reprojection_covisibility(
     return _scores(count12, count21, depth1, depth2)
 
 
+def reprojection_covisibility_masks(
+    depth1: np.ndarray,
+    depth2: np.ndarray,
+    K1: np.ndarray,
+    K2: np.ndarray,
+    cam2world1: np.ndarray,
+    cam2world2: np.ndarray,
+    abs_tolerance: float = DEFAULT_ABS_TOLERANCE_M,
+    rel_tolerance: float = DEFAULT_REL_TOLERANCE,
+    check_inputs: bool = True,
+) -> tuple[CovisScores, np.ndarray, np.ndarray]:
+    """:func:`reprojection_covisibility` plus the two co-visible masks (view 1's pixels seen by
+    view 2, and view 2's seen by view 1), for callers that crop to the shared region."""
+    depth1, depth2, K1, K2, pose1, pose2 = _check_inputs(
+        depth1, depth2, K1, K2, cam2world1, cam2world2, check_inputs
+    )
+    if not (abs_tolerance >= 0 and rel_tolerance >= 0):
+        raise ValueError(f"depth tolerances must be >= 0, got abs={abs_tolerance}, rel={rel_tolerance}")
+    mask12 = covisible_pixels(depth1, K1, pose1, depth2, K2, pose2, abs_tolerance, rel_tolerance)[0]
+    mask21 = covisible_pixels(depth2, K2, pose2, depth1, K1, pose1, abs_tolerance, rel_tolerance)[0]
+    scores = _scores(int(np.count_nonzero(mask12)), int(np.count_nonzero(mask21)), depth1, depth2)
+    return scores, mask12, mask21
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) pixel bounds (end exclusive) of a mask's true pixels, or None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def decimate_depth(depth: np.ndarray, K: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``step``-th depth pixel in both axes and the intrinsics of that coarser grid.
+
+    Sample ``(c, r)`` of the result is pixel ``(step*c + step//2, step*r + step//2)`` of the input,
+    whose centre lies at ``step*c + step//2 + 0.5``; K is rewritten so that this centre is the
+    coarse pixel's centre ``c + 0.5``. Scores on the coarse grid estimate the full ones ~step^2
+    times faster (the miner's frustum pre-filter).
+    """
+    if step <= 1:
+        return depth, np.asarray(K, dtype=np.float64)
+    offset = step // 2
+    small = depth[offset::step, offset::step]
+    K = np.asarray(K, dtype=np.float64)
+    K_small = np.array([
+        [K[0, 0] / step, 0.0, (K[0, 2] - offset - 0.5) / step + 0.5],
+        [0.0, K[1, 1] / step, (K[1, 2] - offset - 0.5) / step + 0.5],
+        [0.0, 0.0, 1.0],
+    ])
+    return np.ascontiguousarray(small), K_small
+
+
+def landing_fraction(
+    src_depth: np.ndarray, src_K: np.ndarray, src_pose: np.ndarray, dst_K: np.ndarray, dst_pose: np.ndarray,
+    dst_width: int, dst_height: int,
+) -> float:
+    """:func:`frustum_fraction` for trusted inputs (no checks): the share of source pixels whose
+    surface point lands inside the destination image, in front of its camera."""
+    hit = _landing_pixels(src_depth, src_K, src_pose, dst_K, dst_pose, (int(dst_height), int(dst_width)))[0]
+    return int(np.count_nonzero(hit)) / src_depth.size
+
+
 def croco_nn_covisibility(
     depth1: np.ndarray,
     depth2: np.ndarray,

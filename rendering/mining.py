@@ -1,0 +1,312 @@
+"""Mine co-visible pairs from a posed RGB-D sequence with the exact reprojection score.
+
+Stages, cheapest first, so the exact score (two full-resolution reprojections) runs only on
+plausible candidates:
+
+1. temporal: keyframes every ``frame_stride`` frames; candidates are keyframe pairs at most
+   ``max_frame_gap`` frames apart;
+2. pose pre-filters (vectorised): camera baseline in [min_baseline_m, max_baseline_m], optical
+   axes at most ``max_angle_deg`` apart;
+3. frustum overlap estimate: the share of each view's (decimated) surface points landing inside
+   the other view, both ways; a candidate whose smaller share is below ``min_covis -
+   frustum_margin`` cannot reach the band (this share bounds the score from above, up to the
+   decimation's sampling error); at most ``max_exact_per_frame`` survivors per keyframe go on,
+   spread evenly over their estimates;
+4. exact co-visibility both ways with the occlusion test (rendering.covisibility, tolerance
+   ``max(abs_tolerance, rel_tolerance * depth)`` for real sensor noise); kept when in
+   [min_covis, max_covis];
+5. diversity: in-band pairs are taken round-robin over ``band_bins`` equal bins of the band (so
+   accepted pairs spread over it), at most ``max_pairs_per_frame`` per frame, and never a
+   near-duplicate of an accepted pair (both ends within ``duplicate_translation_m`` and
+   ``duplicate_rotation_deg`` of its ends).
+
+No torch, no GL: this runs wherever numpy and OpenCV run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rendering.captures.record import CaptureFrame, CaptureSequence, load_depth
+from rendering.covisibility import decimate_depth, landing_fraction, mask_box, reprojection_covisibility_masks
+from rendering.pair import CovisScores
+
+
+class MiningConfig(BaseModel):
+    """Every setting of the pair miner (see the module doc for what each stage does)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    frame_stride: int = Field(5, ge=1, le=10_000, description="use every n-th frame as a keyframe")
+    max_frame_gap: int = Field(150, ge=1, le=1_000_000, description="largest frame distance of a candidate pair")
+    prefilters: bool = Field(True, description="pose and frustum pre-filters (off: score every temporal candidate)")
+    min_baseline_m: float = Field(0.05, ge=0.0, le=100.0, description="least camera centre distance")
+    max_baseline_m: float = Field(3.0, gt=0.0, le=1000.0, description="largest camera centre distance")
+    max_angle_deg: float = Field(60.0, gt=0.0, le=180.0, description="largest angle between optical axes")
+    frustum_step: int = Field(8, ge=1, le=64, description="depth decimation of the frustum estimate")
+    frustum_margin: float = Field(0.1, ge=0.0, le=1.0, description="estimate may fall this far below min_covis")
+    max_exact_per_frame: int = Field(6, ge=1, le=10_000, description="exact scores per keyframe (as reference)")
+    min_covis: float = Field(0.5, ge=0.0, le=1.0)
+    max_covis: float = Field(1.0, ge=0.0, le=1.0)
+    abs_tolerance: float = Field(0.05, ge=0.0, le=10.0, description="occlusion test: metres")
+    rel_tolerance: float = Field(0.05, ge=0.0, le=1.0, description="occlusion test: fraction of depth")
+    max_pairs_per_frame: int = Field(4, ge=1, le=10_000)
+    band_bins: int = Field(5, ge=1, le=1000, description="bins of [min_covis, max_covis] taken in turn")
+    duplicate_translation_m: float = Field(0.05, ge=0.0, le=100.0)
+    duplicate_rotation_deg: float = Field(5.0, ge=0.0, le=180.0)
+    max_pairs: int | None = Field(None, ge=1, description="at most this many pairs per sequence")
+    seed: int = Field(0, ge=0, description="order in which in-band pairs are taken within a bin")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MiningConfig:
+        if self.min_covis > self.max_covis:
+            raise ValueError(f"min_covis ({self.min_covis}) must be <= max_covis ({self.max_covis})")
+        if self.min_baseline_m > self.max_baseline_m:
+            raise ValueError(f"min_baseline_m ({self.min_baseline_m}) must be <= max_baseline_m ({self.max_baseline_m})")
+        return self
+
+
+@dataclass(frozen=True)
+class MinedPair:
+    """Two frames of a sequence (indices into ``sequence.frames``) and their exact scores."""
+
+    first: int
+    second: int
+    covis: CovisScores
+    box1: tuple[int, int, int, int] | None  # view 1's pixels seen by view 2 (x0, y0, x1, y1), depth grid
+    box2: tuple[int, int, int, int] | None
+    estimate: float  # the frustum overlap estimate (1.0 when pre-filters are off)
+
+
+@dataclass
+class MiningStats:
+    keyframes: int = 0
+    candidates: int = 0  # temporal candidates
+    rejected: dict[str, int] = field(default_factory=dict)  # stage -> candidates dropped there
+    scored: int = 0  # exact scores computed
+    in_band: int = 0
+    accepted: int = 0
+    seconds: float = 0.0
+    seconds_exact: float = 0.0
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.rejected[reason] = self.rejected.get(reason, 0) + n
+
+    def as_dict(self) -> dict:
+        return {"keyframes": self.keyframes, "candidates": self.candidates,
+                "rejected": dict(sorted(self.rejected.items())), "scored": self.scored, "in_band": self.in_band,
+                "accepted": self.accepted, "seconds": round(self.seconds, 3),
+                "seconds_exact": round(self.seconds_exact, 3)}
+
+
+DepthLoader = Callable[[CaptureFrame], np.ndarray]
+
+
+class _DepthWindow:
+    """Depth maps (and their decimated grids) of the keyframes in the current temporal window."""
+
+    def __init__(self, frames: tuple[CaptureFrame, ...], load: DepthLoader, step: int):
+        self.frames, self.load, self.step = frames, load, step
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def get(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if index not in self.cache:
+            depth = self.load(self.frames[index])
+            small, K_small = decimate_depth(depth, self.frames[index].K_depth, self.step)
+            self.cache[index] = (depth, small, K_small)
+        return self.cache[index]
+
+    def forget_before(self, index: int) -> None:
+        for old in [k for k in self.cache if k < index]:
+            del self.cache[old]
+
+
+def _axes(frames: tuple[CaptureFrame, ...]) -> tuple[np.ndarray, np.ndarray]:
+    poses = np.stack([f.cam2world for f in frames])
+    return poses[:, :3, 3], poses[:, :3, 2]
+
+
+def _angle_deg(axis: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip(axes @ axis, -1.0, 1.0)))
+
+
+def _spread(count: int, keep: int) -> np.ndarray:
+    """``keep`` indices evenly spread over ``range(count)`` (all when count <= keep)."""
+    if count <= keep:
+        return np.arange(count)
+    return np.unique(np.round(np.linspace(0, count - 1, keep)).astype(int))
+
+
+def _keyframes(sequence: CaptureSequence, config: MiningConfig) -> list[int]:
+    return list(range(0, len(sequence.frames), config.frame_stride))
+
+
+def score_candidates(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader = load_depth,
+                     stats: MiningStats | None = None) -> list[MinedPair]:
+    """Stages 1-4: every candidate that reached the exact score, with its scores (in or out of band)."""
+    stats = stats if stats is not None else MiningStats()
+    frames = sequence.frames
+    keys = _keyframes(sequence, config)
+    stats.keyframes = len(keys)
+    positions, axes = _axes(frames)
+    window = _DepthWindow(frames, load, config.frustum_step)
+    gap = max(1, config.max_frame_gap // config.frame_stride)
+    scored: list[MinedPair] = []
+    for k, i in enumerate(keys):
+        window.forget_before(i)
+        partners = np.array(keys[k + 1 : k + 1 + gap], dtype=int)
+        stats.candidates += partners.size
+        if partners.size == 0:
+            continue
+        estimates = np.ones(partners.size)
+        if config.prefilters:
+            baseline = np.linalg.norm(positions[partners] - positions[i], axis=1)
+            angle = _angle_deg(axes[i], axes[partners])
+            near, far = baseline < config.min_baseline_m, baseline > config.max_baseline_m
+            turned = ~near & ~far & (angle > config.max_angle_deg)
+            stats.reject("baseline_below_min", int(near.sum()))
+            stats.reject("baseline_above_max", int(far.sum()))
+            stats.reject("viewing_angle", int(turned.sum()))
+            partners = partners[~(near | far | turned)]
+            estimates = np.array([_frustum_estimate(window, frames, i, j) for j in partners])
+            low = estimates < config.min_covis - config.frustum_margin
+            stats.reject("frustum_overlap", int(low.sum()))
+            partners, estimates = partners[~low], estimates[~low]
+            order = np.argsort(estimates, kind="stable")
+            chosen = order[_spread(order.size, config.max_exact_per_frame)]
+            stats.reject("exact_per_frame_cap", int(partners.size - chosen.size))
+            partners, estimates = partners[np.sort(chosen)], estimates[np.sort(chosen)]
+        for j, estimate in zip(partners.tolist(), estimates.tolist()):
+            scored.append(_exact(window, frames, i, j, estimate, config, stats))
+    return scored
+
+
+def _frustum_estimate(window: _DepthWindow, frames, i: int, j: int) -> float:
+    _, small_i, K_i = window.get(i)
+    _, small_j, K_j = window.get(j)
+    fi, fj = frames[i], frames[j]
+    one = landing_fraction(small_i, K_i, fi.cam2world, K_j, fj.cam2world, small_j.shape[1], small_j.shape[0])
+    two = landing_fraction(small_j, K_j, fj.cam2world, K_i, fi.cam2world, small_i.shape[1], small_i.shape[0])
+    return min(one, two)
+
+
+def _exact(window: _DepthWindow, frames, i: int, j: int, estimate: float, config: MiningConfig,
+           stats: MiningStats) -> MinedPair:
+    t0 = time.perf_counter()
+    depth_i, depth_j = window.get(i)[0], window.get(j)[0]
+    scores, mask_i, mask_j = reprojection_covisibility_masks(
+        depth_i, depth_j, frames[i].K_depth, frames[j].K_depth, frames[i].cam2world, frames[j].cam2world,
+        config.abs_tolerance, config.rel_tolerance, check_inputs=False,
+    )
+    stats.scored += 1
+    stats.seconds_exact += time.perf_counter() - t0
+    return MinedPair(i, j, scores, mask_box(mask_i), mask_box(mask_j), float(estimate))
+
+
+def select_diverse(sequence: CaptureSequence, scored: list[MinedPair], config: MiningConfig,
+                   stats: MiningStats | None = None) -> list[MinedPair]:
+    """Stage 5: in-band pairs, spread over the band, capped per frame, without near-duplicates."""
+    stats = stats if stats is not None else MiningStats()
+    band = [p for p in scored if config.min_covis <= p.covis.score <= config.max_covis]
+    stats.in_band = len(band)
+    stats.reject("outside_band", len(scored) - len(band))
+    width = config.max_covis - config.min_covis
+    bins: list[list[MinedPair]] = [[] for _ in range(config.band_bins)]
+    for pair in band:
+        b = 0 if width <= 0 else min(config.band_bins - 1, int((pair.covis.score - config.min_covis) / width * config.band_bins))
+        bins[b].append(pair)
+    salt = int.from_bytes(hashlib.blake2b(sequence.sequence_id.encode(), digest_size=4).digest(), "little")
+    rng = np.random.default_rng([config.seed, salt])
+    queues = [[b[k] for k in rng.permutation(len(b))] for b in bins]
+    positions, axes = _axes(sequence.frames)
+    per_frame: dict[int, int] = {}
+    partners: dict[int, list[int]] = {}
+    accepted: list[MinedPair] = []
+
+    def close(a: int, c: int) -> bool:
+        return (float(np.linalg.norm(positions[a] - positions[c])) <= config.duplicate_translation_m
+                and float(_angle_deg(axes[a], axes[c][None])[0]) <= config.duplicate_rotation_deg)
+
+    def duplicate(a: int, b: int) -> bool:
+        for c, ds in partners.items():
+            if close(a, c) and any(close(b, d) for d in ds):
+                return True
+        return False
+
+    cursor = [0] * len(queues)
+    while any(cursor[b] < len(queues[b]) for b in range(len(queues))):
+        for b, queue in enumerate(queues):
+            if cursor[b] >= len(queue):
+                continue
+            pair = queue[cursor[b]]
+            cursor[b] += 1
+            a, c = pair.first, pair.second
+            if per_frame.get(a, 0) >= config.max_pairs_per_frame or per_frame.get(c, 0) >= config.max_pairs_per_frame:
+                stats.reject("frame_pair_cap")
+                continue
+            if duplicate(a, c):
+                stats.reject("near_duplicate")
+                continue
+            accepted.append(pair)
+            per_frame[a] = per_frame.get(a, 0) + 1
+            per_frame[c] = per_frame.get(c, 0) + 1
+            partners.setdefault(a, []).append(c)
+            partners.setdefault(c, []).append(a)
+            if config.max_pairs is not None and len(accepted) >= config.max_pairs:
+                stats.accepted = len(accepted)
+                return sorted(accepted, key=lambda p: (p.first, p.second))
+    stats.accepted = len(accepted)
+    return sorted(accepted, key=lambda p: (p.first, p.second))
+
+
+def mine_sequence(sequence: CaptureSequence, config: MiningConfig,
+                  load: DepthLoader = load_depth) -> tuple[list[MinedPair], MiningStats]:
+    """All five stages on one sequence; returns the accepted pairs (in frame order) and counts."""
+    stats = MiningStats()
+    t0 = time.perf_counter()
+    scored = score_candidates(sequence, config, load, stats)
+    accepted = select_diverse(sequence, scored, config, stats)
+    stats.seconds = time.perf_counter() - t0
+    return accepted, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Crops (CroCo v2 style): a rectangle of each view covering its co-visible region
+
+
+def crop_window(box: tuple[int, int, int, int] | None, size: tuple[int, int],
+                out_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The smallest rectangle of the output's aspect ratio that covers ``box`` (grown about its
+    centre, moved inside the image, shrunk only where the image is too small), as (x0, y0, x1, y1).
+    Without a box, the largest centred rectangle of that aspect ratio."""
+    width, height = size
+    aspect = out_size[0] / out_size[1]
+    if box is None:
+        box = (0, 0, width, height)
+    x0, y0, x1, y1 = box
+    w, h = max(1, x1 - x0), max(1, y1 - y0)
+    if w / h < aspect:
+        w = h * aspect
+    else:
+        h = w / aspect
+    scale = min(1.0, width / w, height / h)
+    w, h = max(1, int(math.floor(w * scale))), max(1, int(math.floor(h * scale)))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(round(min(max(cx - w / 2, 0), width - w)))
+    top = int(round(min(max(cy - h / 2, 0), height - h)))
+    return left, top, left + w, top + h
+
+
+def crop_intrinsics(K: np.ndarray, window: tuple[int, int, int, int], out_size: tuple[int, int]) -> np.ndarray:
+    """K of the crop ``window`` resized to ``out_size`` (pixel centres at +0.5 both before and after)."""
+    x0, y0, x1, y1 = window
+    sx, sy = out_size[0] / (x1 - x0), out_size[1] / (y1 - y0)
+    return np.array([[sx, 0.0, -sx * x0], [0.0, sy, -sy * y0], [0.0, 0.0, 1.0]]) @ np.asarray(K, dtype=np.float64)
