@@ -32,6 +32,8 @@ app.command("run")(_run.run)
 app.command("schedule")(_run.schedule)
 from pipeline.commands import render_pairs as _render_pairs  # noqa: E402
 app.command("render-pairs")(_render_pairs.render_pairs)
+from pipeline.commands import mine as _mine  # noqa: E402
+app.command("mine")(_mine.mine)
 
 
 def main() -> None:

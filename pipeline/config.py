@@ -252,13 +252,15 @@ def _resolve_uri(uri: str, base: Path) -> str:
 # Error messages
 
 
-def format_validation_error(err: ValidationError, path: Path, data: Any) -> str:
+def format_validation_error(err: ValidationError, path: Path, data: Any,
+                            model: type[BaseModel] | None = None) -> str:
+    """One line per problem, naming the dotted key; ``model`` (default RunConfig) lists allowed keys."""
     lines = [f"{path}: invalid run config ({err.error_count()} problem{'s' if err.error_count() > 1 else ''}):"]
     for item in err.errors(include_url=False):
         loc = item["loc"]
         key = _dotted(loc)
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(RunConfig, loc[:-1])
+            allowed = _allowed_keys(model or RunConfig, loc[:-1])
             hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
             lines.append(f"  {key}: unknown key{hint}")
         elif item["type"] == "missing":

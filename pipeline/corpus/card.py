@@ -27,6 +27,19 @@ def _quantiles(values: np.ndarray) -> str:
     return " / ".join(f"{v:.3f}" for v in q)
 
 
+def _producer(info: dict) -> str:
+    """What made the pairs: the renderer (rendered corpora) or the mined capture datasets."""
+    config = info["config"]
+    if info.get("kind") == "mined":
+        datasets = sorted({s["dataset"] for s in info.get("sequences", [])})
+        size = f"{config['width']}x{config['height']} px" if config.get("width") else "depth-map size"
+        return (f"- mined from captures ({', '.join(datasets) or 'none'}), {size}, crops {config.get('crops')}, "
+                f"images {config['image_format']}")
+    return (f"- renderer backend: {config['backend']}, "
+            f"{config['sampler'].get('width', '?')}x{config['sampler'].get('height', '?')} px, "
+            f"images {config['image_format']}")
+
+
 def stats_markdown(info: dict, table: pa.Table) -> str:
     counts = info["counts"]
     lines = [
@@ -34,9 +47,7 @@ def stats_markdown(info: dict, table: pa.Table) -> str:
         "",
         f"- code version: `{info['code_version']}`, schema version {info['schema_version']}",
         f"- config hash: `{info['config_hash']}`",
-        f"- renderer backend: {info['config']['backend']}, "
-        f"{info['config']['sampler'].get('width', '?')}x{info['config']['sampler'].get('height', '?')} px, "
-        f"images {info['config']['image_format']}",
+        _producer(info),
         "",
         "| split | scenes | pairs | shards |",
         "| --- | ---: | ---: | ---: |",
