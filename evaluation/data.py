@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from evaluation.ground_truth import PairSample, crop_pair, pair_flow, relative_pose
-from rendering.shards import SHARD_GLOB, read_shard
+from rendering.layout import SHARD_GLOB, CorpusLayout
+from rendering.shards import read_shard
 
 MIN_BASELINE_M = 1e-3  # below this the translation direction of a pair is undefined
 
@@ -26,7 +27,7 @@ class MissingValSplitError(FileNotFoundError):
 
 
 def val_shards(corpus_dir: Path) -> list[Path]:
-    folder = Path(corpus_dir) / "shards" / "val"
+    folder = CorpusLayout(corpus_dir).shards_dir("val")
     shards = sorted(folder.glob(SHARD_GLOB)) if folder.is_dir() else []
     if not shards:
         raise MissingValSplitError(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from evaluation.config import CORPUS_TASKS, TASK_SOURCE, EvaluateConfig
 from evaluation.data import val_shards
-from evaluation.tables import result_path
+from rendering.layout import RunLayout
 
 
 class StaleResultError(ValueError):
@@ -18,11 +18,6 @@ class StaleResultError(ValueError):
 
 class MissingCheckpointError(FileNotFoundError):
     """A method to evaluate has no final pretraining weights."""
-
-
-def checkpoint_path(run_dir: Path, method: str) -> Path:
-    """Final weights written by the pretrain stage (``<run_dir>/pretrain/<method>/model.pt``)."""
-    return Path(run_dir) / "pretrain" / method / "model.pt"
 
 
 @dataclass(frozen=True)
@@ -37,14 +32,14 @@ class EvalJob:
         return dict(self.__dict__)
 
 
-def check_checkpoints(run_dir: Path, methods: list[str]) -> dict[str, Path | None]:
+def check_checkpoints(layout: RunLayout, methods: list[str]) -> dict[str, Path | None]:
     found: dict[str, Path | None] = {}
     missing = []
     for m in methods:
         if m == "none":
             found[m] = None
             continue
-        path = checkpoint_path(run_dir, m)
+        path = layout.weights(m)
         if not path.is_file():
             missing.append(f"{m}: {path}")
         found[m] = path
@@ -78,14 +73,14 @@ class BenchmarkDataError(ValueError):
     """A configured benchmark dataset is missing or unreadable."""
 
 
-def plan_jobs(run_dir: Path, cfg: EvaluateConfig, corpus_dir: Path) -> list[EvalJob]:
+def plan_jobs(layout: RunLayout, cfg: EvaluateConfig) -> list[EvalJob]:
     """Every (method, task, seed) of the config, after checking checkpoints and the data."""
     if set(cfg.tasks) & set(CORPUS_TASKS):
-        val_shards(corpus_dir)  # raises MissingValSplitError
+        val_shards(layout.corpus_dir)  # raises MissingValSplitError
     check_benchmark_sources(cfg)
-    checkpoints = check_checkpoints(run_dir, list(cfg.methods))
+    checkpoints = check_checkpoints(layout, list(cfg.methods))
     return [
-        EvalJob(m, t, s, None if checkpoints[m] is None else str(checkpoints[m]), str(result_path(run_dir, m, t, s)))
+        EvalJob(m, t, s, None if checkpoints[m] is None else str(checkpoints[m]), str(layout.result(m, t, s)))
         for m in cfg.methods
         for t in cfg.tasks
         for s in cfg.seeds
@@ -121,10 +116,9 @@ def pending_jobs(jobs: list[EvalJob], cfg: EvaluateConfig, spec: dict) -> list[E
     return [j for j in jobs if existing_result(j, cfg.fingerprint(spec, j.task)) is None]
 
 
-def tables_current(run_dir: Path, jobs: list[EvalJob]) -> bool:
+def tables_current(layout: RunLayout, jobs: list[EvalJob]) -> bool:
     """results.md/.csv/.png exist and are newer than every result file."""
-    out = Path(run_dir) / "tables"
-    files = [out / n for n in ("results.md", "results.csv", "results.png")]
+    files = list(layout.tables.values())
     if not all(f.is_file() for f in files):
         return False
     newest = max(Path(j.result).stat().st_mtime_ns for j in jobs)

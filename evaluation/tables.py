@@ -23,6 +23,7 @@ import numpy as np
 
 from evaluation.config import CORPUS_TASKS, TASK_KIND, TASK_SOURCE
 from evaluation.metrics import HIGHER_IS_BETTER
+from rendering.layout import RunLayout
 
 # (metric key, column label, scale for display)
 DEPTH_METRICS = [
@@ -67,10 +68,6 @@ METHOD_LABELS = {
 }
 
 
-def result_path(run_dir: Path, method: str, task: str, seed: int) -> Path:
-    return Path(run_dir) / "eval" / method / task / f"seed-{seed}.json"
-
-
 @dataclass(frozen=True)
 class Cell:
     values: tuple[float, ...]
@@ -87,9 +84,10 @@ class Cell:
 
 def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int]) -> dict[tuple[str, str, str], Cell]:
     """(method, task, metric) -> Cell over the seeds; raises naming any result file that is missing."""
+    layout = RunLayout(run_dir)
     missing = [
-        str(result_path(run_dir, m, t, s)) for m in methods for t in tasks for s in seeds
-        if not result_path(run_dir, m, t, s).is_file()
+        str(layout.result(m, t, s)) for m in methods for t in tasks for s in seeds
+        if not layout.result(m, t, s).is_file()
     ]
     if missing:
         raise FileNotFoundError(f"{len(missing)} evaluation results missing, e.g. {missing[:3]}")
@@ -98,7 +96,7 @@ def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int
         for t in tasks:
             results = []
             for s in seeds:
-                path = result_path(run_dir, m, t, s)
+                path = layout.result(m, t, s)
                 try:
                     results.append(json.loads(path.read_text())["metrics"])
                 except (ValueError, KeyError) as exc:
@@ -121,7 +119,7 @@ def zero_flow_references(run_dir: Path, methods: list[str], tasks: list[str], se
     the level a flow head must beat. Results written before this reference existed have none."""
     out = {}
     for t in (t for t in tasks if TASK_KIND[t] == "flow"):
-        metrics = json.loads(result_path(run_dir, methods[0], t, seeds[0]).read_text())["metrics"]
+        metrics = json.loads(RunLayout(run_dir).result(methods[0], t, seeds[0]).read_text())["metrics"]
         if "zero_flow_epe" in metrics:
             out[t] = float(metrics["zero_flow_epe"])
     return out
@@ -275,21 +273,19 @@ def write_tables(
     context = {"run_dir": str(run_dir), **(context or {})}
     cells = collect(run_dir, methods, tasks, seeds)
     context.setdefault("zero_flow_epe", zero_flow_references(run_dir, methods, tasks, seeds))
-    out = run_dir / "tables"
-    out.mkdir(parents=True, exist_ok=True)
+    files = RunLayout(run_dir).tables
+    files["markdown"].parent.mkdir(parents=True, exist_ok=True)
     md = markdown_table(cells, methods, tasks, seeds, context)
-    _atomic_text(out / "results.md", md)
+    _atomic_text(files["markdown"], md)
     rows = csv_rows(cells, methods, tasks)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_text(out / "results.csv", buf.getvalue())
-    bar_chart(cells, methods, tasks, out / "results.png")
+    _atomic_text(files["csv"], buf.getvalue())
+    bar_chart(cells, methods, tasks, files["png"])
     return {
-        "markdown": str(out / "results.md"),
-        "csv": str(out / "results.csv"),
-        "png": str(out / "results.png"),
+        **{kind: str(path) for kind, path in files.items()},
         "markdown_text": md,
         "rows": rows,
     }

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from evaluation.config import EvaluateConfig
 from rendering.backend import BACKENDS
+from rendering.layout import RunLayout
 from rendering.sampling import SamplerConfig
 from training.config import PretrainConfig
 
@@ -150,12 +151,17 @@ class RunConfig(_Strict):
         return self._source
 
     @property
+    def layout(self) -> RunLayout:
+        """Every path of the run folder."""
+        return RunLayout(self.run_dir)
+
+    @property
     def corpus_dir(self) -> Path:
-        return self.run_dir / "corpus"
+        return self.layout.corpus_dir
 
     @property
     def prefect_home(self) -> Path:
-        return self.run_dir / "prefect"
+        return self.layout.prefect_home
 
 
 @lru_cache(maxsize=1)

@@ -24,10 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rendering.layout import SHARD_GLOB, SHARD_PATTERN, CorpusLayout  # noqa: F401  (re-exported)
 from rendering.pair import SCHEMA_VERSION, PairRecord
 
-SHARD_PATTERN = "pairs-%06d.tar"
-SHARD_GLOB = "pairs-*.tar"
 IMAGE_FORMATS = ("jpg", "png")
 DEPTH_FIELDS = ("depth1.png", "depth2.png")
 META_FIELD = "meta.json"
@@ -51,8 +50,8 @@ class ShardInfo:
 
 
 def shard_path(corpus_dir: Path, split: str, index: int) -> Path:
-    """``<corpus>/shards/<split>/pairs-%06d.tar`` (DESIGN.md corpus layout)."""
-    return Path(corpus_dir) / "shards" / split / (SHARD_PATTERN % index)
+    """``<corpus>/shards/<split>/pairs-%06d.tar`` (rendering.layout)."""
+    return CorpusLayout(corpus_dir).shard(split, index)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

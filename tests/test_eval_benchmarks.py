@@ -9,6 +9,7 @@ import pytest
 from benchmark_files import write_nyuv2, write_nyuv2_splits, write_sintel_scene
 from evaluation.benchmarks import nyuv2_arrays, resize_center_crop, sintel_arrays
 from evaluation.config import EvaluateConfig, NYUv2Source, SintelSource
+from rendering.layout import RunLayout
 from test_eval_flow import _checkpoint
 
 H, W = 48, 64  # NYUv2 at 1/10 of 480 x 640
@@ -135,7 +136,7 @@ def test_benchmark_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thre
     cfg = EvaluateConfig(tasks=["nyuv2", "sintel_clean", "sintel_final"], methods=["croco_v1", "none"],
                          steps=2, batch_size=2, nyuv2=_nyuv2(tmp_path), sintel=_sintel(tmp_path / "sintel"))
     spec = preset_spec("test").to_dict()
-    jobs = plan_jobs(run_dir, cfg, run_dir / "corpus")  # no corpus needed for benchmark tasks
+    jobs = plan_jobs(RunLayout(run_dir), cfg)  # no corpus needed for benchmark tasks
     assert len(jobs) == 6 and len(pending_jobs(jobs, cfg, spec)) == 6
     for job in jobs:
         result, reused = run_job(job, str(run_dir / "corpus"), cfg, spec)
@@ -172,10 +173,10 @@ def test_missing_or_corrupt_dataset_fails_before_any_work(tmp_path):
     missing = EvaluateConfig(tasks=["nyuv2"], methods=["none"],
                              nyuv2=NYUv2Source(labeled_mat=tmp_path / "nope.mat", splits_mat=tmp_path / "s.mat"))
     with pytest.raises(BenchmarkDataError, match=r"\[evaluate.nyuv2\]: NYUv2 file not found: .*nope.mat"):
-        plan_jobs(run_dir, missing, run_dir / "corpus")
+        plan_jobs(RunLayout(run_dir), missing)
     (tmp_path / "nope.mat").write_bytes(b"not hdf5")
     with pytest.raises(BenchmarkDataError, match="not an HDF5"):
-        plan_jobs(run_dir, missing, run_dir / "corpus")
+        plan_jobs(RunLayout(run_dir), missing)
     sintel = _sintel(tmp_path / "sintel", scenes=("alley_1", "cave_4"))
     flo = tmp_path / "sintel" / "training" / "flow" / "alley_1" / "frame_0001.flo"
     flo.write_bytes(flo.read_bytes()[:-16])  # truncated: found when the data is read
@@ -186,5 +187,5 @@ def test_missing_or_corrupt_dataset_fails_before_any_work(tmp_path):
     (tmp_path / "sintel" / "training" / "final").rename(tmp_path / "sintel" / "training" / "moved")
     no_final = EvaluateConfig(tasks=["sintel_final"], methods=["none"], sintel=sintel)
     with pytest.raises(BenchmarkDataError, match=r"\[evaluate.sintel\] \(task sintel_final\): Sintel folder not found"):
-        plan_jobs(run_dir, no_final, run_dir / "corpus")
+        plan_jobs(RunLayout(run_dir), no_final)
     assert not (run_dir / "eval").exists()

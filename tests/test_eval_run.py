@@ -53,7 +53,7 @@ def _complete_run(tmp_path: Path) -> Path:
     from evaluation.jobs import run_job
     from evaluation.plan import plan_jobs
     from evaluation.tables import write_tables
-    from pipeline.commands.evaluate import resolve_evaluation
+    from pipeline.resolved import resolve_evaluation
     from pipeline.config import load_run_config
     from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
     from pipeline.corpus.plan import plan_units
@@ -69,8 +69,9 @@ def _complete_run(tmp_path: Path) -> Path:
         run_unit(u.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json(), run.corpus.content_hash())
     merge_corpus(run.corpus_dir, run.corpus, units)
     train(run.pretrain, "croco_v1", run.corpus_dir, run.run_dir / "pretrain" / "croco_v1")
-    cfg, spec = resolve_evaluation(run)
-    for job in plan_jobs(run.run_dir, cfg, run.corpus_dir):
+    evaluation = resolve_evaluation(run)
+    cfg, spec = evaluation.config, evaluation.spec
+    for job in plan_jobs(run.layout, cfg):
         run_job(job, str(run.corpus_dir), cfg, spec)
     write_tables(run.run_dir, list(cfg.methods), list(cfg.tasks), list(cfg.seeds))
     return config
@@ -90,10 +91,10 @@ def _cli(*args: str):
 
 
 def test_finished_run_does_no_work(complete_run):
-    from pipeline.config import load_run_config
+    from pipeline.resolved import resolve_run
     from pipeline.stages import corpus_done, pretrain_done, pretrain_methods
 
-    run = load_run_config(complete_run)
+    run = resolve_run(complete_run)
     assert corpus_done(run) and pretrain_done(run)
     assert pretrain_methods(run) == ["croco_v1"]
     before = {p: p.stat().st_mtime_ns for p in run.run_dir.rglob("*") if p.is_file()}

@@ -3,7 +3,8 @@ import csv
 import pytest
 
 from evaluation.runner import write_result
-from evaluation.tables import result_path, write_tables
+from evaluation.tables import write_tables
+from rendering.layout import RunLayout
 
 METHODS = ["croco_v1", "croco_v2", "mae", "none"]
 TASKS = ["depth", "flow", "pose"]
@@ -22,7 +23,7 @@ def test_tables_all_cells_paper_columns_and_variance(tmp_path):
     for i, m in enumerate(METHODS):
         for t in TASKS:
             for s in (0, 1):
-                write_result(result_path(tmp_path, m, t, s), {"metrics": _fake_metrics(t, i, s)})
+                write_result(RunLayout(tmp_path).result(m, t, s), {"metrics": _fake_metrics(t, i, s)})
     out = write_tables(tmp_path, METHODS, TASKS, [0, 1], {"protocol": "probe", "steps": 5})
     md = (tmp_path / "tables" / "results.md").read_text()
     table_rows = [l for l in md.splitlines() if l.startswith("| ")]
@@ -47,7 +48,7 @@ def test_tables_all_cells_paper_columns_and_variance(tmp_path):
 
 
 def test_missing_result_is_named(tmp_path):
-    write_result(result_path(tmp_path, "mae", "depth", 0), {"metrics": _fake_metrics("depth", 0, 0)})
+    write_result(RunLayout(tmp_path).result("mae", "depth", 0), {"metrics": _fake_metrics("depth", 0, 0)})
     with pytest.raises(FileNotFoundError, match="eval/none/depth/seed-0.json"):
         write_tables(tmp_path, ["mae", "none"], ["depth"], [0])
     assert not (tmp_path / "tables" / "results.md").exists()

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from rendering.layout import CorpusLayout
 from training.models.croco import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def list_shards(corpus_dir: str | Path, split: str = "train") -> list[str]:
     import pyarrow.parquet as pq
 
     corpus = Path(corpus_dir)
-    manifest = corpus / "manifest.parquet"
+    manifest = CorpusLayout(corpus).manifest
     if not corpus.is_dir():
         raise CorpusError(f"corpus folder not found: {corpus}")
     if not manifest.is_file():
@@ -56,7 +57,7 @@ def list_shards(corpus_dir: str | Path, split: str = "train") -> list[str]:
         raise CorpusError(f"{manifest} lists no shards for split {split!r}")
     paths, missing = [], []
     for name in names:
-        for candidate in (corpus / name, corpus / "shards" / split / name):
+        for candidate in (corpus / name, CorpusLayout(corpus).shards_dir(split) / name):
             if candidate.is_file():
                 paths.append(str(candidate))
                 break

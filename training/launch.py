@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from rendering.layout import PretrainLayout
 from training.config import PretrainConfig
 
 
@@ -50,8 +51,9 @@ class LaunchOptions:
 
 def is_complete(out_dir: Path, cfg: PretrainConfig) -> bool:
     """The method's final weights exist for this very config (so a rerun has nothing to do)."""
-    summary, saved = out_dir / "summary.json", out_dir / "pretrain_config.json"
-    if not ((out_dir / "model.pt").is_file() and summary.is_file() and saved.is_file()):
+    out = PretrainLayout(out_dir)
+    summary, saved = out.summary, out.saved_config
+    if not (out.weights.is_file() and summary.is_file() and saved.is_file()):
         return False
     try:
         done = json.loads(summary.read_text()).get("steps") == cfg.total_steps
@@ -90,9 +92,9 @@ def run_torchrun(
     out_dir = Path(out_dir)
     if is_complete(out_dir, cfg):
         on_line(f"{method}: already complete in {out_dir}")
-        return out_dir / "model.pt"
+        return PretrainLayout(out_dir).weights
     out_dir.mkdir(parents=True, exist_ok=True)
-    config_path = out_dir / "launch_config.json"
+    config_path = PretrainLayout(out_dir).launch_config
     config_path.write_text(cfg.model_dump_json(indent=2))
     log_dir = out_dir / "logs" / f"torchrun-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -116,4 +118,4 @@ def run_torchrun(
     if rc != 0:
         detail = first_failure(log_dir) or "no rank recorded an error; last output:\n" + "\n".join(tail)
         raise TrainingFailed(f"pretraining {method} failed (torchrun exit code {rc}); logs in {log_dir}\n{detail}")
-    return out_dir / "model.pt"
+    return PretrainLayout(out_dir).weights

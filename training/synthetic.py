@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rendering.layout import CorpusLayout
+
 
 def _field(rng: np.random.Generator, size: int) -> np.ndarray:
     """Smooth random RGB field: a few coloured sinusoids and blobs, uint8."""
@@ -73,5 +75,5 @@ def write_synthetic_corpus(
                 rows["pair_index"].append(p)
             writer.close()
         paths.append(path)
-    pq.write_table(pa.table(rows), corpus / "manifest.parquet")
+    pq.write_table(pa.table(rows), CorpusLayout(corpus).manifest)
     return paths

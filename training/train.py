@@ -30,6 +30,7 @@ import torch.distributed as dist
 from training.checkpoint import checkpoint_path, latest_valid, prune, save_atomic
 from training.config import PretrainConfig
 from training.data import AugmentConfig, list_shards, make_loader
+from rendering.layout import PretrainLayout
 from training.figures import save_reconstruction
 from training.models import MaskedViT, build_from_spec, preset_spec
 
@@ -155,7 +156,7 @@ class MetricsLog:
     dropped so a step is never logged twice."""
 
     def __init__(self, out: Path, resume_step: int, tensorboard: bool) -> None:
-        self.path = out / "metrics.jsonl"
+        self.path = PretrainLayout(out).metrics
         if self.path.exists():
             kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
             tmp = self.path.with_suffix(".jsonl.tmp")
@@ -199,10 +200,11 @@ def train(
     shards = list_shards(corpus_dir, cfg.split)  # fail fast, before any process group exists
     d = setup_distributed(cfg.device)
     out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
+    files = PretrainLayout(out)
+    ckpt_dir = files.checkpoints
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "pretrain_config.json").write_text(cfg.model_dump_json(indent=2))
+        files.saved_config.write_text(cfg.model_dump_json(indent=2))
 
     log.info("rank %d of %d on %s: %s, %d shard(s) of split %r", d.rank, d.world, d.device, method, len(shards), cfg.split)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -305,7 +307,7 @@ def train(
                          pairs / max(elapsed, 1e-9))
             window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
         if d.main and (done % cfg.figure_every == 0 or done == total):
-            save_reconstruction(out / "figures" / f"recon-{done:08d}.png", img1, img2, result, spec.patch_size)
+            save_reconstruction(files.figures / f"recon-{done:08d}.png", img1, img2, result, spec.patch_size)
         if done % cfg.checkpoint_every == 0 or done == total:
             save(done)
             if fault_after_step is not None and done == fault_after_step:
@@ -319,8 +321,8 @@ def train(
                "device": str(d.device), "peak_lr": peak}
     if d.main:
         save_atomic({"model": model.state_dict(), "model_args": model_args(method, model), "step": total,
-                     "config": cfg.model_dump(mode="json")}, out / "model.pt")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+                     "config": cfg.model_dump(mode="json")}, files.weights)
+        files.summary.write_text(json.dumps(summary, indent=2))
         if metrics is not None:
             metrics.close()
     if d.world > 1:

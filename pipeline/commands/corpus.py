@@ -23,7 +23,10 @@ def _fail(message: object, code: int) -> None:
 
 def _corpus_dir(path: Path) -> Path:
     """Accept a corpus folder or a run folder holding corpus/."""
-    return path / "corpus" if (path / "corpus" / "corpus.json").exists() else path
+    from rendering.layout import RunLayout
+
+    inner = RunLayout(path).corpus
+    return inner.root if inner.info.exists() else path
 
 
 def generate(config: Path = typer.Argument(..., help="run TOML with a [corpus] section")) -> None:
@@ -97,17 +100,20 @@ def verify(corpus: Path = typer.Argument(..., help="corpus folder (or the run fo
 
 def inspect(corpus: Path = typer.Argument(..., help="corpus folder (or the run folder holding corpus/)")) -> None:
     """Print the corpus's statistics (the dataset card's stats.md) and where its card files are."""
+    from rendering.layout import CorpusLayout
+
     folder = _corpus_dir(corpus)
-    info_path = folder / "corpus.json"
+    layout = CorpusLayout(folder)
+    info_path = layout.info
     if not info_path.is_file():
         _fail(f"{info_path} does not exist (is {folder} a finished corpus?)", EXIT_BAD_INPUT)
-    stats = folder / "card" / "stats.md"
+    stats = layout.card_dir / "stats.md"
     if stats.is_file():
         typer.echo(stats.read_text())
     else:
         info = json.loads(info_path.read_text())
         typer.echo(json.dumps(info.get("counts", {}), indent=2))
-    for name in ("manifest.parquet", "corpus.json", "card/overlap_histogram.png", "card/contact_sheet.png"):
+    for name in (layout.manifest.name, layout.info.name, "card/overlap_histogram.png", "card/contact_sheet.png"):
         path = folder / name
         if path.exists():
             typer.echo(f"{name}: {path}")

@@ -37,7 +37,7 @@ def pretrain(
         typer.echo(f"unknown method(s) {unknown}; choose from croco_v1, croco_v2, mae "
                    "(the 'none' baseline needs no pretraining)", err=True)
         raise typer.Exit(2)
-    manifest = run.corpus_dir / "manifest.parquet"
+    manifest = run.layout.corpus.manifest
     if not manifest.is_file():
         typer.echo(f"no corpus at {run.corpus_dir} ({manifest.name} missing): generate the corpus first", err=True)
         raise typer.Exit(2)

@@ -13,26 +13,22 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 1, 2, 3
 
 
 def _load(config: Path):
-    """Validated RunConfig with a [pretrain] section and a resolvable evaluation, or exit 2."""
-    from pipeline.commands.evaluate import resolve_evaluation
-    from pipeline.config import ConfigError, load_run_config
+    """The run resolved once (config validated, evaluation resolved), or exit 2."""
+    from pipeline.config import ConfigError
+    from pipeline.resolved import resolve_run
 
     try:
-        run = load_run_config(config)
-        resolve_evaluation(run)
+        return resolve_run(config, evaluate=True)
     except (ConfigError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    return run
 
 
-def _finished(run_cfg) -> bool:
-    from pipeline.commands.evaluate import resolve_evaluation
+def _finished(run) -> bool:
     from pipeline.stages import all_done
 
-    cfg, spec = resolve_evaluation(run_cfg)
     try:
-        return all_done(run_cfg, cfg, spec)
+        return all_done(run)
     except (FileNotFoundError, ValueError):  # missing val split / checkpoints: the flow will say
         return False
 
@@ -41,19 +37,19 @@ def run(config: Path = typer.Argument(..., help="run TOML with [corpus], [pretra
     """Generate the corpus, pretrain every method, evaluate them and write the tables; re-run to resume."""
     from pipeline.corpus.lock import RunLock, RunLockedError
 
-    cfg_run = _load(config)
-    if _finished(cfg_run):
-        typer.echo(f"every stage of {cfg_run.run_dir} is complete; tables: {cfg_run.run_dir / 'tables' / 'results.md'}")
+    resolved = _load(config)
+    if _finished(resolved):
+        typer.echo(f"every stage of {resolved.run_dir} is complete; tables: {resolved.layout.results_md}")
         return
     try:
-        lock = RunLock(cfg_run.run_dir, purpose="run").acquire()
+        lock = RunLock(resolved.run_dir, purpose="run").acquire()
     except RunLockedError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_LOCKED) from None
     try:
         from pipeline.prefect_env import configure_prefect
 
-        configure_prefect(cfg_run.prefect_home)
+        configure_prefect(resolved.layout.prefect_home)
         from pipeline.flows.history import command_api
         from pipeline.flows.run import run_flow
 
@@ -62,7 +58,7 @@ def run(config: Path = typer.Argument(..., help="run TOML with [corpus], [pretra
             # One API for the whole command: the stages' subflows reuse it instead of starting and
             # stopping an embedded server of their own under the running parent flow.
             with command_api():
-                stages = run_flow(str(Path(config).resolve()))
+                stages = run_flow(str(Path(config).resolve()), resolved)
         except Exception as err:
             typer.echo(f"error: run failed: {err}. Finished work is kept; re-run the command to resume.", err=True)
             raise typer.Exit(EXIT_FAILED) from None
@@ -85,7 +81,7 @@ def schedule(
     a Prefect server with PREFECT_API_URL to see the deployment and its runs in the UI, or trigger
     one by hand with `prefect deployment run 'crocopipe-run/<name>'`.
     """
-    run_cfg = _load(config)
+    resolved = _load(config)
     fields = cron.split()
     if len(fields) != 5 or not all(set(f) <= set("0123456789*/,-") or f.isalpha() for f in fields):
         # the quick check, before Prefect starts; Prefect validates the values below
@@ -94,10 +90,10 @@ def schedule(
         raise typer.Exit(EXIT_BAD_INPUT)
     from pipeline.prefect_env import configure_prefect
 
-    configure_prefect(run_cfg.prefect_home)
+    configure_prefect(resolved.layout.prefect_home)
     from pipeline.flows.run import run_flow
 
-    deployment = name or f"crocopipe-{run_cfg.run_dir.name}"
+    deployment = name or f"crocopipe-{resolved.run_dir.name}"
     try:
         from prefect.client.schemas.schedules import construct_schedule
 

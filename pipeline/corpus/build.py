@@ -15,12 +15,9 @@ from pipeline.config import CorpusConfig, code_version, corpus_id
 from pipeline.corpus.manifest import merge_tables, write_parquet_atomic
 from pipeline.corpus.plan import SPLITS, WorkUnit
 from pipeline.corpus.unit import completed_unit
+from rendering.layout import CORPUS_FILE, MANIFEST_FILE, PLAN_FILE, CorpusLayout  # noqa: F401  (re-exported)
 from rendering.pair import SCHEMA_VERSION
 from rendering.shards import atomic_write_bytes
-
-PLAN_FILE = "plan.json"
-MANIFEST_FILE = "manifest.parquet"
-CORPUS_FILE = "corpus.json"
 
 
 class CorpusStateError(RuntimeError):
@@ -57,7 +54,8 @@ def prepare_corpus_dir(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkU
     check_corpus_dir(corpus_dir, corpus)
     plan_path = corpus_dir / PLAN_FILE
     config_hash = corpus.content_hash()
-    for folder in [corpus_dir, corpus_dir / "units", corpus_dir / "card", *(corpus_dir / "shards" / s for s in SPLITS)]:
+    layout = CorpusLayout(corpus_dir)
+    for folder in [corpus_dir, layout.units_dir, layout.card_dir, *(layout.shards_dir(s) for s in SPLITS)]:
         folder.mkdir(parents=True, exist_ok=True)
         for leftover in folder.glob(".*.tmp"):  # written by a run that was killed; we hold the lock
             leftover.unlink()
@@ -86,7 +84,7 @@ def finished_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit
         entry = recorded.get(unit.unit_id)
         if summary is None or entry is None or entry.get("sha256") != summary["shard_sha256"]:
             return None
-    if len(recorded) != len(units) or not (corpus_dir / "card" / "stats.md").is_file():
+    if len(recorded) != len(units) or not (CorpusLayout(corpus_dir).card_dir / "stats.md").is_file():
         return None
     return info
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from rendering.layout import CARD_DIR
 from rendering.shards import atomic_write_bytes, read_shard
 
-CARD_DIR = "card"
 STATS_FILE = "stats.md"
 HISTOGRAM_FILE = "overlap_histogram.png"
 CONTACT_SHEET_FILE = "contact_sheet.png"

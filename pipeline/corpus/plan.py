@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.config import PROCEDURAL_PREFIX, CorpusConfig
 from rendering.backend import SceneSpec
-from rendering.shards import SHARD_PATTERN
+from rendering.layout import CorpusLayout
 
 SPLITS = ("train", "val")
 _SLUG_BAD = re.compile(r"[^a-z0-9_-]+")
@@ -42,7 +42,7 @@ class WorkUnit:
 
     @property
     def shard_relpath(self) -> str:
-        return f"shards/{self.split}/{SHARD_PATTERN % self.shard_index}"
+        return CorpusLayout.shard_relpath(self.split, self.shard_index)
 
     @property
     def unit_relpath(self) -> str:

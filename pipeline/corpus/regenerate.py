@@ -20,7 +20,8 @@ from pipeline.corpus.build import CORPUS_FILE, MANIFEST_FILE, dump_json
 from pipeline.corpus.manifest import manifest_row, read_manifest, row_to_meta, rows_to_table, write_parquet_atomic
 from rendering.backend import SceneSpec
 from rendering.sampling import SamplerConfig, render_pair_at_poses
-from rendering.shards import SHARD_PATTERN, ShardWriter, atomic_write_bytes, encode_sample
+from rendering.layout import CorpusLayout
+from rendering.shards import ShardWriter, atomic_write_bytes, encode_sample
 
 
 class RegenerateError(ValueError):
@@ -50,9 +51,9 @@ def _groups(rows: list[dict], pairs_per_shard: int) -> list[tuple[str, str, list
     for (split, _scene), group in loose.items():
         group = sorted(group, key=lambda r: r["pair_index"])
         for start in range(0, len(group), pairs_per_shard):
-            while f"shards/{split}/{SHARD_PATTERN % counter[split]}" in used[split]:
+            while CorpusLayout.shard_relpath(split, counter[split]) in used[split]:
                 counter[split] += 1
-            shard = f"shards/{split}/{SHARD_PATTERN % counter[split]}"
+            shard = CorpusLayout.shard_relpath(split, counter[split])
             used[split].add(shard)
             groups.append((split, shard, group[start:start + pairs_per_shard]))
     return groups
@@ -86,7 +87,7 @@ def regenerate_corpus(
     rows = read_manifest(manifest).to_pylist()
     if not rows:
         raise RegenerateError(f"manifest {manifest} has no rows")
-    if (out / CORPUS_FILE).exists() or (out / MANIFEST_FILE).exists() or (out / "shards").exists():
+    if (out / CORPUS_FILE).exists() or (out / MANIFEST_FILE).exists() or CorpusLayout(out).shards_root.exists():
         raise RegenerateError(f"{out} already holds a corpus; choose an empty --out (nothing was changed)")
     if (width is None) != (height is None):
         raise RegenerateError("give both --width and --height, or neither")

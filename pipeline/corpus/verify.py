@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.corpus.build import CORPUS_FILE, MANIFEST_FILE
+from rendering.layout import CorpusLayout
 from pipeline.corpus.manifest import LOCATION_COLUMNS, ManifestError, flatten_meta, read_manifest
 from rendering.shards import SHARD_GLOB, ShardReadError, file_sha256, read_shard
 
@@ -88,7 +89,7 @@ def verify_corpus(corpus_dir: Path) -> VerifyReport:
         report.samples_checked += len(metas)
         if readable and len(metas) != entry["samples"]:
             report.problems.append(f"shard {rel}: {len(metas)} readable samples, corpus.json records {entry['samples']}")
-    for path in sorted((corpus_dir / "shards").glob(f"*/{SHARD_GLOB}")):
+    for path in sorted(CorpusLayout(corpus_dir).shards_root.glob(f"*/{SHARD_GLOB}")):
         rel = path.relative_to(corpus_dir).as_posix()
         if rel not in shard_hash:
             report.problems.append(f"shard {rel} is not listed in corpus.json")

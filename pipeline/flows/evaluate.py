@@ -16,8 +16,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from evaluation.config import EvaluateConfig
+from evaluation.plan import EvalJob, plan_jobs
 from evaluation.tables import protocol_summary
-from evaluation.plan import plan_jobs
+from rendering.layout import RunLayout
 
 
 @task(name="evaluate-one", task_run_name="{job[method]}/{job[task]}/seed-{job[seed]}", cache_policy=NO_CACHE,
@@ -25,7 +26,6 @@ from evaluation.plan import plan_jobs
 def evaluate_one(job: dict, corpus_dir: str, config: dict, spec: dict) -> dict:
     """Train and score one head; returns a short summary (reused=True when the result existed)."""
     from evaluation.jobs import run_job
-    from evaluation.plan import EvalJob
 
     result, reused = run_job(EvalJob(**job), corpus_dir, EvaluateConfig.model_validate(config), spec)
     if not reused:
@@ -49,16 +49,17 @@ def tables(run_dir: str, config: dict, context: dict) -> dict:
 
 
 @flow(name="evaluate")
-def evaluate_flow(run_dir: str, config: dict, spec: dict) -> dict:
+def evaluate_flow(run_dir: str, config: dict, spec: dict, jobs: list[dict] | None = None) -> dict:
     """Evaluate every configured (method, task, seed) on the run's val split; write the tables.
 
     ``spec`` is the backbone size (training.models.ModelSpec as a dict) used for the random-init
-    baseline and as the input size of every method.
+    baseline and as the input size of every method. ``jobs`` is the plan when the caller has
+    already made it (evaluation.plan.plan_jobs, as dicts); otherwise the flow plans.
     """
     cfg = EvaluateConfig.model_validate(config)
-    run = Path(run_dir)
-    corpus_dir = run / "corpus"
-    jobs = plan_jobs(run, cfg, corpus_dir)
+    layout = RunLayout(Path(run_dir))
+    corpus_dir = layout.corpus_dir
+    jobs = plan_jobs(layout, cfg) if jobs is None else [EvalJob(**j) for j in jobs]
     summaries = [evaluate_one(j.as_dict(), str(corpus_dir), config, spec) for j in jobs]
     context = {"protocol": protocol_summary(cfg), "steps": cfg.steps,
                "data": {s["task"]: s["split_by"] for s in summaries}}

@@ -28,6 +28,7 @@ from pipeline.config import CorpusConfig, RunConfig
 from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
 from pipeline.corpus.plan import WorkUnit, plan_units
 from pipeline.corpus.unit import completed_unit, run_unit
+from rendering.layout import RunLayout
 
 # Set by the flow for the duration of its run (tasks run in threads of the flow's process);
 # None on a Dask worker, where the unit then runs inline in that worker process.
@@ -91,17 +92,14 @@ def _summary_markdown(corpus_dir: str, merged: dict, reused: int, total: int) ->
 
 
 @flow(name="generate_corpus", log_prints=False)
-def generate_corpus(config_path: str) -> dict:
-    """Generate (or finish) the corpus of a run config; returns counts and the flow's unit count."""
-    from pipeline.config import load_run_config
-
-    config: RunConfig = load_run_config(config_path)
-    corpus = config.corpus
-    corpus_dir = config.corpus_dir
+def generate_corpus(run_dir: str, corpus_json: str) -> dict:
+    """Generate (or finish) the corpus of a run (its [corpus] section as JSON, already validated);
+    returns counts and the flow's unit count."""
+    corpus = CorpusConfig.model_validate_json(corpus_json)
+    corpus_dir = RunLayout(Path(run_dir)).corpus_dir
     units = plan_units(corpus)
     prepare_corpus_dir(corpus_dir, corpus, units)
     config_hash = corpus.content_hash()
-    corpus_json = corpus.model_dump_json()
 
     with _unit_executor(corpus):
         merged, reused = _render_and_merge(units, corpus_dir, corpus_json, config_hash)
@@ -183,8 +181,8 @@ def run_generate(config: RunConfig, progress: ProgressCallback | None = None, hi
     try:
         # Task results and cache records live in the run folder (the default result storage is a
         # local folder; an unsaved storage block cannot be passed to tasks in Prefect 3).
-        with command_api(), temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.prefect_home / "results"}):
-            state = flow_fn(str(config.source), return_state=True)
+        with command_api(), temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.layout.prefect_results}):
+            state = flow_fn(str(config.run_dir), config.corpus.model_dump_json(), return_state=True)
             result = state.result()
             flow_run_id = state.state_details.flow_run_id
             result["flow_run_id"] = str(flow_run_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from rendering.layout import PretrainLayout, RunLayout
 from training.config import PretrainConfig
 from training.launch import LaunchOptions, run_torchrun
 
@@ -25,8 +26,8 @@ def pretrain_method(method: str, config: dict, corpus_dir: str, out_dir: str, la
     return str(path)
 
 
-def _final_loss(out_dir: Path) -> str:
-    metrics = out_dir / "metrics.jsonl"
+def _final_loss(out: PretrainLayout) -> str:
+    metrics = out.metrics
     if not metrics.is_file():
         return "-"
     lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
@@ -37,14 +38,13 @@ def _final_loss(out_dir: Path) -> str:
 def pretrain_flow(run_dir: str, config: dict, methods: list[str], launch: dict | None = None, retries: int = 1) -> dict[str, str]:
     """Pretrain `methods` on <run_dir>/corpus into <run_dir>/pretrain/<method>/."""
     cfg = PretrainConfig.model_validate(config)
-    run = Path(run_dir)
+    layout = RunLayout(Path(run_dir))
     results = {}
     for method in methods:
-        out = run / "pretrain" / method
         results[method] = pretrain_method.with_options(retries=retries)(
-            method, cfg.model_dump(mode="json"), str(run / "corpus"), str(out), launch or {}
+            method, cfg.model_dump(mode="json"), str(layout.corpus_dir), str(layout.pretrain(method).root), launch or {}
         )
-    rows = "\n".join(f"| {m} | {cfg.preset} | {cfg.total_steps} | {_final_loss(run / 'pretrain' / m)} | {p} |"
+    rows = "\n".join(f"| {m} | {cfg.preset} | {cfg.total_steps} | {_final_loss(layout.pretrain(m))} | {p} |"
                      for m, p in results.items())
     create_markdown_artifact(
         key="pretrain-summary",

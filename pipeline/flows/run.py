@@ -10,24 +10,33 @@ Import only after pipeline.prefect_env.configure_prefect.
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 
-from pipeline.config import load_run_config
-from pipeline.stages import corpus_done, evaluate_done, pretrain_done, pretrain_methods
+from pipeline.resolved import ResolvedRun, resolve_run
+from pipeline.stages import corpus_done, evaluation_plan, pretrain_done, pretrain_methods
 
 
-@flow(name="crocopipe-run")
-def run_flow(config_path: str) -> dict:
-    """The whole study for one run config; returns per-stage status and wall time (s)."""
-    from pipeline.commands.evaluate import resolve_evaluation
+@flow(name="crocopipe-run", validate_parameters=False)
+def run_flow(config_path: str, resolved: Any = None) -> dict:
+    """The whole study for one run config; returns per-stage status and wall time (s).
 
+    A deployment passes only ``config_path`` (the file is read at each scheduled run); the CLI,
+    which has already resolved the config, passes the ResolvedRun as ``resolved``.
+    """
+    run: ResolvedRun = resolved if resolved is not None else resolve_run(config_path, evaluate=True)
+    return run_stages(run)
+
+
+def run_stages(run: ResolvedRun) -> dict:
+    """The stages in order, each skipped when complete (call inside a flow run)."""
     logger = get_run_logger()
-    run = load_run_config(config_path)
-    if run.pretrain is None:
-        raise ValueError(f"{config_path}: `crocopipe run` needs a [pretrain] section")
-    cfg, spec = resolve_evaluation(run)
+    if run.config.pretrain is None:
+        raise ValueError(f"{run.source}: `crocopipe run` needs a [pretrain] section")
+    evaluation = run.evaluation
+    if evaluation is None:
+        raise ValueError("crocopipe run needs the run resolved with its evaluation")
     stages: dict[str, dict] = {}
 
     t0 = time.perf_counter()
@@ -36,7 +45,7 @@ def run_flow(config_path: str) -> dict:
     else:
         from pipeline.flows.generate import run_generate
 
-        result = run_generate(run)
+        result = run_generate(run.config)
         stages["generate"] = {"status": "done", "units_reused": result["units_reused"], "units": result["units"]}
     stages["generate"]["seconds"] = round(time.perf_counter() - t0, 1)
     logger.info("generate: %s", stages["generate"])
@@ -48,20 +57,22 @@ def run_flow(config_path: str) -> dict:
     else:
         from pipeline.flows.pretrain import pretrain_flow
 
-        pretrain_flow(str(run.run_dir), run.pretrain.model_dump(mode="json"), methods)
+        pretrain_flow(str(run.run_dir), run.config.pretrain.model_dump(mode="json"), methods)
         stages["pretrain"] = {"status": "done", "methods": methods}
     stages["pretrain"]["seconds"] = round(time.perf_counter() - t0, 1)
     logger.info("pretrain: %s", stages["pretrain"])
 
     t0 = time.perf_counter()
-    if evaluate_done(run, cfg, spec):
+    jobs, done = evaluation_plan(run)
+    if done:
         stages["evaluate"] = {"status": "skipped (results and tables current)"}
     else:
         from pipeline.flows.evaluate import evaluate_flow
 
-        out = evaluate_flow(str(run.run_dir), cfg.model_dump(mode="json"), spec)
+        out = evaluate_flow(str(run.run_dir), evaluation.config.model_dump(mode="json"), evaluation.spec,
+                            [j.as_dict() for j in jobs])
         stages["evaluate"] = {"status": "done", "jobs": out["jobs"], "reused": out["reused"]}
     stages["evaluate"]["seconds"] = round(time.perf_counter() - t0, 1)
-    stages["tables"] = {"markdown": str(Path(run.run_dir) / "tables" / "results.md")}
+    stages["tables"] = {"markdown": str(run.layout.results_md)}
     logger.info("evaluate: %s", stages["evaluate"])
     return stages
