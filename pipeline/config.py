@@ -190,9 +190,8 @@ def corpus_id(corpus: CorpusConfig) -> str:
     return hashlib.sha256(f"{corpus.content_hash()}|{code_version()}".encode()).hexdigest()[:16]
 
 
-def load_run_config(path: Path | str) -> RunConfig:
-    """Read, validate and resolve a run TOML; raise ConfigError with a message fit for the user."""
-    path = Path(path).expanduser()
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's parsed TOML; ConfigError naming the file when it is missing or malformed."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -200,10 +199,15 @@ def load_run_config(path: Path | str) -> RunConfig:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read config file: {err}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    return run_config_from_dict(data, path)
+
+
+def load_run_config(path: Path | str) -> RunConfig:
+    """Read, validate and resolve a run TOML; raise ConfigError with a message fit for the user."""
+    path = Path(path).expanduser()
+    return run_config_from_dict(read_toml(path), path)
 
 
 def run_config_from_dict(data: dict[str, Any], path: Path) -> RunConfig:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from pipeline.config import ConfigError, _resolve, format_validation_error
+from pipeline.config import ConfigError, _resolve, format_validation_error, read_toml
+from rendering.layout import RunLayout
 from rendering.mining import MiningConfig
 
 EXECUTION_FIELDS = frozenset({"workers"})
@@ -105,24 +105,21 @@ class MineRunConfig(_Strict):
         return self._source
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+    @property
     def corpus_dir(self) -> Path:
-        return self.run_dir / "corpus"
+        return self.layout.corpus_dir
 
     @property
     def prefect_home(self) -> Path:
-        return self.run_dir / "prefect"
+        return self.layout.prefect_home
 
 
 def load_mine_config(path: Path | str) -> MineRunConfig:
     path = Path(path).expanduser()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read config file: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    data = read_toml(path)
     try:
         config = MineRunConfig.model_validate(data)
     except ValidationError as err:

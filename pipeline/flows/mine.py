@@ -93,7 +93,7 @@ def run_mine(config: MineRunConfig, progress: Callable[[dict], None] | None = No
     executor = ProcessPoolExecutor(max_workers=config.mine.workers, mp_context=multiprocessing.get_context("spawn"))
     _EXECUTOR, _PROGRESS = executor, progress
     try:
-        with command_api(), temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.prefect_home / "results"}):
+        with command_api(), temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.layout.prefect_results}):
             flow_fn = mine_corpus.with_options(task_runner=ThreadPoolTaskRunner(max_workers=config.mine.workers))
             state = flow_fn(str(config.source), return_state=True)
             result = state.result()
