@@ -229,10 +229,18 @@ def run_config_from_dict(data: dict[str, Any], path: Path) -> RunConfig:
             "run_dir": _resolve(config.run_dir, base),
             "corpus": corpus.model_copy(update={"scenes": scenes}),
             "evaluate": _resolve_benchmark_paths(config.evaluate, base),
+            "pretrain": _resolve_corpora_paths(config.pretrain, base),
         }
     )
     resolved._source = path.resolve()
     return resolved
+
+
+def _resolve_corpora_paths(pretrain: PretrainConfig | None, base: Path) -> PretrainConfig | None:
+    if pretrain is None or not pretrain.corpora:
+        return pretrain
+    corpora = [c.model_copy(update={"path": _resolve(c.path, base)}) for c in pretrain.corpora]
+    return pretrain.model_copy(update={"corpora": corpora})
 
 
 def _resolve_benchmark_paths(evaluate: EvaluateConfig | None, base: Path) -> EvaluateConfig | None:

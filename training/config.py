@@ -6,6 +6,7 @@ Validated data only; this module must not import torch so that the run config (a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +22,23 @@ PAPER_WARMUP_SHARE = {"croco_v1": 40 / 800, "croco_v2": 12 / 250, "mae": 40 / 80
 # Crop size each preset was designed for (patch 8 at 112 px and patch 16 at 224 px both give the
 # paper's 14x14 token grid).
 PRESET_CROP = {"test": 32, "tiny": 112, "small": 224, "base": 224, "large": 224}
+
+
+class CorpusSource(BaseModel):
+    """One corpus of a training mixture: its folder and its share of the samples (weight / sum)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(description="corpus folder (holds manifest.parquet); relative to the config file")
+    weight: float = Field(1.0, gt=0.0, allow_inf_nan=False)
+    name: str | None = Field(None, description="label in the logs (default: the folder's parent's name)")
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        path = Path(self.path)
+        return path.parent.name if path.name == "corpus" and path.parent.name else path.name
 
 
 class PretrainConfig(BaseModel):
@@ -68,6 +86,11 @@ class PretrainConfig(BaseModel):
     nproc: int = Field(default=1, ge=1, description="processes per node (torchrun --nproc-per-node)")
     device: Device = "auto"
     split: str = "train"
+    corpora: list[CorpusSource] = Field(
+        default_factory=list,
+        description="weighted mixture of corpora (empty: the run's own corpus); every rank draws each "
+        "sample's corpus with probability weight / sum of weights",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "PretrainConfig":
@@ -77,6 +100,9 @@ class PretrainConfig(BaseModel):
             raise ValueError(f"warmup_epochs {self.warmup_epochs} exceeds epochs {self.epochs}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods listed twice: {self.methods}")
+        labels = [c.label for c in self.corpora]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"corpora: two sources share a label {labels}; give them distinct names")
         return self
 
     @property

@@ -24,6 +24,7 @@ import torch
 import webdataset as wds
 
 from rendering.layout import CorpusLayout
+from training.mixture import MixtureSource, mix
 from training.models.croco import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,9 @@ def _rank() -> int:
 class PairStream(torch.utils.data.IterableDataset):
     """Endless stream of pair batches for one rank (each DataLoader worker is its own stream).
 
-    Yields dicts: img1, img2 (B,3,C,C float), bad (samples/shards skipped since the last batch).
+    Yields dicts: img1, img2 (B,3,C,C float), bad (samples/shards skipped since the last batch),
+    source_counts (samples of the batch from each source; ``shards`` may be a list of
+    training.mixture.MixtureSource for a weighted mixture, see that module).
     `skip_batches` is the number of batches this rank already consumed (resume).
     """
 
@@ -167,7 +170,11 @@ class PairStream(torch.utils.data.IterableDataset):
         super().__init__()
         if not shards:
             raise CorpusError("empty shard list")
-        self.shards = list(shards)
+        # A plain shard list is one source; a list of MixtureSource is a weighted mixture.
+        self.sources = list(shards) if isinstance(shards[0], MixtureSource) else [MixtureSource("corpus", tuple(shards), 1.0)]
+        if any(not source.shards for source in self.sources):
+            raise CorpusError(f"empty shard list for {[s.name for s in self.sources if not s.shards]}")
+        self.shards = [shard for source in self.sources for shard in source.shards]
         self.aug = aug
         self.batch_size = batch_size
         self.seed = seed
@@ -208,17 +215,28 @@ class PairStream(torch.utils.data.IterableDataset):
                 ) from exc
             return True
 
-        shard_urls = wds.ResampledShards(self.shards, seed=self.seed, worker_seed=lambda: stream, deterministic=True)
-        samples = wds.tarfile_to_samples(handler=on_error)(shard_urls)
-        if self.shuffle_buffer > 1:
-            rng = random.Random(hash((self.seed, stream)) & 0xFFFFFFFF)
-            samples = wds.shuffle(self.shuffle_buffer, min(100, self.shuffle_buffer), rng=rng)(samples)
+        def source_samples(k: int) -> Iterator[dict]:
+            salt = (self.seed, stream) if k == 0 else (self.seed, stream, k)  # source 0: the single-corpus stream
+            shard_urls = wds.ResampledShards(list(self.sources[k].shards), seed=self.seed + 7919 * k,
+                                             worker_seed=lambda: stream, deterministic=True)
+            samples = wds.tarfile_to_samples(handler=on_error)(shard_urls)
+            if self.shuffle_buffer > 1:
+                rng = random.Random(hash(salt) & 0xFFFFFFFF)
+                samples = wds.shuffle(self.shuffle_buffer, min(100, self.shuffle_buffer), rng=rng)(samples)
+            return iter(samples)
+
+        if len(self.sources) == 1:
+            drawn: Iterator[tuple[int, dict]] = ((0, sample) for sample in source_samples(0))
+        else:
+            drawn = mix([source_samples(k) for k in range(len(self.sources))], [s.weight for s in self.sources],
+                        np.random.default_rng([self.seed, stream, 0x5EED]))
         to_skip = done_batches * self.batch_size
         index = 0
         reported = 0
         views1: list[np.ndarray] = []
         views2: list[np.ndarray] = []
-        for sample in samples:
+        counts = [0] * len(self.sources)
+        for source, sample in drawn:
             index += 1
             if index <= to_skip:
                 continue
@@ -231,6 +249,7 @@ class PairStream(torch.utils.data.IterableDataset):
             errors["consecutive"] = 0
             views1.append(v1)
             views2.append(v2)
+            counts[source] += 1
             if len(views1) == self.batch_size:
                 bad = errors["n"] - reported
                 reported = errors["n"]
@@ -238,8 +257,10 @@ class PairStream(torch.utils.data.IterableDataset):
                     "img1": torch.from_numpy(np.stack(views1)),
                     "img2": torch.from_numpy(np.stack(views2)),
                     "bad": bad,
+                    "source_counts": torch.tensor(counts, dtype=torch.int64),  # samples per mixture source
                 }
                 views1, views2 = [], []
+                counts = [0] * len(self.sources)
 
 
 def make_loader(

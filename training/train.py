@@ -29,7 +29,8 @@ import torch.distributed as dist
 
 from training.checkpoint import checkpoint_path, latest_valid, prune, save_atomic
 from training.config import PretrainConfig
-from training.data import AugmentConfig, list_shards, make_loader
+from training.data import AugmentConfig, make_loader
+from training.mixture import mixture_sources
 from rendering.layout import PretrainLayout
 from training.figures import save_reconstruction
 from training.models import MaskedViT, build_from_spec, preset_spec
@@ -197,7 +198,8 @@ def train(
     """Train `method` until cfg.total_steps optimiser steps; resumes from out_dir if it can."""
     if method == "none":
         raise ValueError("the 'none' baseline is random initialisation and is not trained")
-    shards = list_shards(corpus_dir, cfg.split)  # fail fast, before any process group exists
+    sources = mixture_sources(cfg.corpora, corpus_dir, cfg.split)  # fail fast, before any process group exists
+    shards = [shard for source in sources for shard in source.shards]
     d = setup_distributed(cfg.device)
     out = Path(out_dir)
     files = PretrainLayout(out)
@@ -206,7 +208,8 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         files.saved_config.write_text(cfg.model_dump_json(indent=2))
 
-    log.info("rank %d of %d on %s: %s, %d shard(s) of split %r", d.rank, d.world, d.device, method, len(shards), cfg.split)
+    log.info("rank %d of %d on %s: %s, %d shard(s) of split %r from %s", d.rank, d.world, d.device, method,
+             len(shards), cfg.split, ", ".join(f"{s.name} (weight {s.weight:g})" for s in sources))
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     spec = preset_spec(cfg.preset, cfg.crop)
     model = build_from_spec(method, spec, cfg.mask_ratio(method)).to(d.device)
@@ -237,7 +240,7 @@ def train(
         train_model = torch.compile(train_model)  # compiles the DDP wrapper, as torch recommends
 
     aug = AugmentConfig(cfg.crop, cfg.jitter_min, cfg.jitter_max, cfg.swap_views)
-    loader = make_loader(shards, aug, cfg.batch_size, cfg.seed, cfg.num_workers,
+    loader = make_loader(sources, aug, cfg.batch_size, cfg.seed, cfg.num_workers,
                          cfg.shuffle_buffer, skip_batches=start_step * cfg.accumulation)
     batches = iter(loader)  # creating the iterator draws from the RNG: restore it afterwards
     if found is not None:
@@ -268,6 +271,7 @@ def train(
     total = cfg.total_steps
     samples_seen = 0
     bad_total = 0
+    by_source = [0] * len(sources)  # samples this rank took from each corpus of the mixture
     window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
     train_model.train()
     for step in range(start_step, total):
@@ -278,6 +282,7 @@ def train(
         for micro in range(cfg.accumulation):
             batch = next(batches)
             bad_total += int(batch["bad"])
+            by_source = [n + int(c) for n, c in zip(by_source, batch["source_counts"].tolist())]
             img1 = batch["img1"].to(d.device, non_blocking=True)
             img2 = batch["img2"].to(d.device, non_blocking=True)
             sync = ddp is None or micro == cfg.accumulation - 1
@@ -298,11 +303,13 @@ def train(
 
         if done % cfg.log_every == 0 or done == total:
             loss, bad = mean_across_ranks([window_loss / window_steps], d)[0], sum_across_ranks([bad_total], d)[0]
+            source_totals = [int(round(v)) for v in sum_across_ranks([float(n) for n in by_source], d)]
             elapsed = time.perf_counter() - window_t0
             pairs = window_steps * cfg.batch_size * cfg.accumulation * d.world
             if metrics is not None:
                 metrics.write({"step": done, "epoch": done / cfg.steps_per_epoch, "loss": loss, "lr": lr,
-                               "pairs_per_s": pairs / max(elapsed, 1e-9), "bad_samples": int(round(bad))})
+                               "pairs_per_s": pairs / max(elapsed, 1e-9), "bad_samples": int(round(bad)),
+                               "samples_by_source": dict(zip((s.name for s in sources), source_totals))})
                 log.info("%s step %d/%d loss %.4f lr %.2e %.1f pairs/s", method, done, total, loss, lr,
                          pairs / max(elapsed, 1e-9))
             window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
@@ -314,7 +321,9 @@ def train(
                 os.kill(os.getpid(), signal.SIGKILL)  # fault injection for resume tests
 
     rank_record = {"rank": d.rank, "world_size": d.world, "start_step": start_step, "end_step": total,
-                   "steps_taken": max(0, total - start_step), "samples_seen": samples_seen, "bad_samples": bad_total}
+                   "steps_taken": max(0, total - start_step), "samples_seen": samples_seen, "bad_samples": bad_total,
+                   "samples_by_source": dict(zip((s.name for s in sources), by_source)),
+                   "source_weights": {s.name: s.weight for s in sources}}
     (out / "ranks").mkdir(parents=True, exist_ok=True)
     (out / "ranks" / f"rank-{d.rank}.json").write_text(json.dumps(rank_record))
     summary = {"method": method, "steps": total, "resumed_from": start_step, "world_size": d.world,

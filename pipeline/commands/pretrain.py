@@ -21,6 +21,7 @@ def pretrain(
     """Pretrain CroCo v1/v2 and MAE with torchrun (gloo on CPU, NCCL on GPU), resumable."""
     from pipeline.config import ConfigError, load_run_config
     from pipeline.prefect_env import configure_prefect
+    from rendering.layout import CorpusLayout
 
     try:
         run = load_run_config(config)
@@ -37,10 +38,12 @@ def pretrain(
         typer.echo(f"unknown method(s) {unknown}; choose from croco_v1, croco_v2, mae "
                    "(the 'none' baseline needs no pretraining)", err=True)
         raise typer.Exit(2)
-    manifest = run.layout.corpus.manifest
-    if not manifest.is_file():
-        typer.echo(f"no corpus at {run.corpus_dir} ({manifest.name} missing): generate the corpus first", err=True)
-        raise typer.Exit(2)
+    corpora = [(f"pretrain.corpora[{i}]", c.path) for i, c in enumerate(cfg.corpora)] or [("corpus", run.corpus_dir)]
+    for where, folder in corpora:
+        manifest = CorpusLayout(Path(folder)).manifest
+        if not manifest.is_file():
+            typer.echo(f"{where}: no corpus at {folder} ({manifest.name} missing): generate (or mine) it first", err=True)
+            raise typer.Exit(2)
     configure_prefect(run.prefect_home)
     from pipeline.flows.pretrain import pretrain_flow
 
