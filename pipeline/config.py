@@ -19,9 +19,11 @@ import typing
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator, model_validator,
+)
 
 from evaluation.config import EvaluateConfig
 from rendering.backend import BACKENDS
@@ -56,6 +58,45 @@ class ProceduralScenes(_Strict):
         return [f"{PROCEDURAL_PREFIX}{seed}{suffix}" for seed in range(self.first_seed, self.first_seed + self.count)]
 
 
+ScaleOption = float | Literal["auto"] | None
+ShadingOption = Literal["unlit", "lambert", "auto"]
+_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def _check_up(value: str | None) -> str | None:
+    from rendering.backend import UP_AXES
+
+    if value is not None and value not in UP_AXES:
+        raise ValueError(f"unknown up axis {value!r}; allowed: {', '.join(UP_AXES)}")
+    return value
+
+
+def _check_scale(value: ScaleOption) -> ScaleOption:
+    if isinstance(value, float) and not (0.0 < value < float("inf")):
+        raise ValueError(f"scale must be a positive number of metres per file unit or 'auto', got {value!r}")
+    return value
+
+
+class SceneEntry(_Strict):
+    """One mesh file (or procedural URI) with the options that say how to read it."""
+
+    uri: str = Field(min_length=1, description="mesh file path (relative to the config) or procedural:<seed>[?..]")
+    up: str = Field("y", description="the file axis that points up: y, z, -y, -z, x, -x")
+    scale: ScaleOption = Field(None, description="metres per file unit; 'auto' from the extent; unset: metres")
+    name: str | None = Field(None, pattern=_NAME_PATTERN, description="scene id (default: from the file name)")
+    shading: ShadingOption | None = Field(None, description="unlit, lambert or auto (default: corpus.shading)")
+
+    _up = field_validator("up")(classmethod(lambda cls, v: _check_up(v)))
+    _scale = field_validator("scale")(classmethod(lambda cls, v: _check_scale(v)))
+
+
+# A plain string or a table; the discriminator keeps a bad table's errors to the table's own keys.
+SceneItem = Annotated[
+    Union[Annotated[str, Tag("uri")], Annotated[SceneEntry, Tag("table")]],
+    Discriminator(lambda value: "uri" if isinstance(value, str) else "table"),
+]
+
+
 class DatasetSource(_Strict):
     """A folder of a scene dataset (HM3D, Replica, ScanNet, ...) whose scenes are discovered there.
 
@@ -66,6 +107,11 @@ class DatasetSource(_Strict):
     kind: str = Field(description="dataset layout, one of rendering.datasets.DATASET_KINDS")
     split: str | None = Field(None, description="only scenes of this dataset split (HM3D: train, val, minival)")
     limit: int | None = Field(None, ge=1, description="use at most this many scenes (sorted order)")
+    up: str | None = Field(None, description="the files' up axis (default: the kind's, see rendering.datasets)")
+    scale: ScaleOption = Field(None, description="metres per file unit of every scene; 'auto'; unset: metres")
+
+    _up = field_validator("up")(classmethod(lambda cls, v: _check_up(v)))
+    _scale = field_validator("scale")(classmethod(lambda cls, v: _check_scale(v)))
 
     @field_validator("kind")
     @classmethod
@@ -81,16 +127,23 @@ class ScenesConfig(_Strict):
     """Where the corpus's scenes come from; the sources are combined in this order."""
 
     procedural: ProceduralScenes | None = None
-    uris: list[str] = Field(default_factory=list, description="procedural:<seed>[?..] URIs or mesh file paths")
+    uris: list[SceneItem] = Field(
+        default_factory=list,
+        description="procedural:<seed>[?..] URIs or mesh file paths, or tables { uri, up, scale, name, shading }",
+    )
     datasets: list[DatasetSource] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _some_scenes(self) -> ScenesConfig:
         if self.procedural is None and not self.uris and not self.datasets:
             raise ValueError("no scenes: set procedural, uris and/or datasets")
-        if any(not uri.strip() for uri in self.uris):
+        if any(isinstance(uri, str) and not uri.strip() for uri in self.uris):
             raise ValueError("scene URIs must not be empty strings")
         return self
+
+    def entries(self) -> list[SceneEntry]:
+        """``uris`` with every plain string as an entry with default options."""
+        return [SceneEntry(uri=u) if isinstance(u, str) else u for u in self.uris]
 
 
 class CorpusConfig(_Strict):
@@ -105,6 +158,9 @@ class CorpusConfig(_Strict):
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = Field(95, ge=1, le=100)
     depth_scale: float = Field(0.001, gt=0.0, le=1.0, description="metres per uint16 depth unit")
+    shading: ShadingOption = Field(
+        "auto", description="unlit, lambert, or auto (a fixed Lambert term on flat-coloured surfaces)"
+    )
     backend: str = Field("embedded", description="renderer backend, one of rendering.backend.BACKENDS")
     backend_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     workers: int = Field(1, ge=1, le=1024, description="render processes")
@@ -220,7 +276,7 @@ def run_config_from_dict(data: dict[str, Any], path: Path) -> RunConfig:
     corpus = config.corpus
     scenes = corpus.scenes.model_copy(
         update={
-            "uris": [_resolve_uri(uri, base) for uri in corpus.scenes.uris],
+            "uris": [_resolve_entry(uri, base) for uri in corpus.scenes.uris],
             "datasets": [d.model_copy(update={"root": _resolve(d.root, base)}) for d in corpus.scenes.datasets],
         }
     )
@@ -264,6 +320,12 @@ def _resolve(p: Path, base: Path) -> Path:
 
 def _resolve_uri(uri: str, base: Path) -> str:
     return uri if uri.startswith(PROCEDURAL_PREFIX) else str(_resolve(Path(uri), base))
+
+
+def _resolve_entry(entry: str | SceneEntry, base: Path) -> str | SceneEntry:
+    if isinstance(entry, str):
+        return _resolve_uri(entry, base)
+    return entry.model_copy(update={"uri": _resolve_uri(entry.uri, base)})
 
 
 # ---------------------------------------------------------------------------------------------

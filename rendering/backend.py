@@ -9,12 +9,14 @@ embedded renderer, the navmesh for Habitat).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 
-UP_AXES = ("y", "z")
+# The file axis that points up; every backend turns it to world +Y on load.
+UP_AXES = ("y", "z", "-y", "-z", "x", "-x")
+SHADINGS = ("unlit", "lambert", "auto")
 
 
 @dataclass(frozen=True)
@@ -23,18 +25,36 @@ class SceneSpec:
 
     ``up_axis`` is the mesh file's frame and the only place it is stated, so every backend loads
     the scene in the same +Y-up world: ``"y"`` for glTF-conformant files, ``"z"`` for Z-up
-    (Matterport-style) meshes, turned to +Y up on load. Procedural scenes are built +Y up and
-    ignore it. ``rendering.datasets`` sets it from the dataset kind.
+    (Matterport-style) meshes, ``"-y"``, ``"-z"``, ``"x"``, ``"-x"`` for the rarer others.
+    ``scale`` is metres per file unit: ``None`` = metres, with a check that refuses extents that
+    look like millimetres or centimetres; a number is trusted as given; ``"auto"`` takes the unit
+    the extent suggests. ``shading``: ``"unlit"`` (albedo only, the default here; corpus configs default to ``"auto"``), ``"lambert"`` (a fixed-direction
+    light baked into every surface) or ``"auto"`` (lambert for surfaces without a texture or
+    colour variation; see rendering.scenes.shading). Procedural scenes are built +Y up in metres
+    and ignore ``up_axis`` and ``scale``. ``rendering.datasets`` sets ``up_axis`` from the kind.
     """
 
     scene_id: str
     uri: str
-    up_axis: Literal["y", "z"] = "y"
+    up_axis: str = "y"
+    scale: float | str | None = None
+    shading: str = "unlit"
 
     def __post_init__(self) -> None:
         if self.up_axis not in UP_AXES:
             raise ValueError(
-                f"scene {self.scene_id!r}: up_axis must be 'y' or 'z', got {self.up_axis!r}"
+                f"scene {self.scene_id!r}: up_axis must be one of {', '.join(UP_AXES)}, got {self.up_axis!r}"
+            )
+        scale = self.scale
+        if scale is not None and scale != "auto":
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0 < float(scale) < float("inf")):
+                raise ValueError(
+                    f"scene {self.scene_id!r}: scale must be a positive number of metres per unit or 'auto', "
+                    f"got {scale!r}"
+                )
+        if self.shading not in SHADINGS:
+            raise ValueError(
+                f"scene {self.scene_id!r}: shading must be one of {', '.join(SHADINGS)}, got {self.shading!r}"
             )
 
 

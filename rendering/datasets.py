@@ -17,10 +17,12 @@ Layouts (as distributed for habitat-sim; a root may be the dataset folder or one
 * ``replicacad``: ReplicaCAD baked lighting, ``<root>/stages/Baked_sc*_staging_*.glb``.
 * ``habitat_test_scenes``: ``<root>/*.glb`` (apartment_1, skokloster-castle, van-gogh-room).
 * ``glb``: any ``*.glb`` / ``*.gltf`` below ``<root>``.
+* ``meshes``: any ``*.glb`` / ``*.gltf`` / ``*.obj`` / ``*.ply`` below ``<root>`` (scans, CAD and web
+  exports); set the corpus entry's ``up`` (and ``scale``) when the files are not +Y up in metres.
 
 Coordinate frames: Matterport-style datasets (hm3d, mp3d, gibson, scannet, habitat_test_scenes)
 store Z-up meshes and their navmeshes and poses (CroCo's metadata included) live in Habitat's
-Y-up world; ReplicaCAD and plain glTF files are already Y-up. :data:`DATASET_UP_AXIS` records
+Y-up world; ReplicaCAD, plain glTF files and ``meshes`` are taken as Y-up. :data:`DATASET_UP_AXIS` records
 this, and every discovered ``SceneSpec`` carries it as ``up_axis``, so any backend loads the scene
 in that Y-up world and one corpus can mix Y-up and Z-up datasets.
 """
@@ -35,7 +37,7 @@ from typing import Callable, Literal
 
 from rendering.backend import SceneSpec
 
-DATASET_KINDS = ("hm3d", "scannet", "gibson", "mp3d", "replicacad", "habitat_test_scenes", "glb")
+DATASET_KINDS = ("hm3d", "scannet", "gibson", "mp3d", "replicacad", "habitat_test_scenes", "glb", "meshes")
 
 # id prefixes: short, fixed, never change (ids are stored in manifests)
 _PREFIX = {
@@ -46,6 +48,7 @@ _PREFIX = {
     "replicacad": "replicacad",
     "habitat_test_scenes": "habtest",
     "glb": "glb",
+    "meshes": "mesh",
 }
 
 # "y": the file is glTF-conformant (+Y up); "z": a Z-up Matterport-style mesh
@@ -57,6 +60,7 @@ DATASET_UP_AXIS: dict[str, Literal["y", "z"]] = {
     "replicacad": "y",
     "habitat_test_scenes": "z",
     "glb": "y",
+    "meshes": "y",
 }
 
 HM3D_SPLITS = ("train", "val", "minival")
@@ -110,11 +114,15 @@ def _navmesh_next_to(mesh: Path) -> Path | None:
     return None
 
 
-def _meshes(folder: Path, recursive: bool) -> list[Path]:
+GLTF_SUFFIXES = (".glb", ".gltf")
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
+
+
+def _meshes(folder: Path, recursive: bool, suffixes: tuple[str, ...] = GLTF_SUFFIXES) -> list[Path]:
     pattern = "**/*" if recursive else "*"
     return sorted(
         p for p in folder.glob(pattern)
-        if p.is_file() and p.name.lower().endswith((".glb", ".gltf")) and not _is_semantic(p)
+        if p.is_file() and p.name.lower().endswith(suffixes) and not _is_semantic(p)
     )
 
 
@@ -163,12 +171,20 @@ def _replicacad(root: Path) -> list[tuple[str, Path, str | None]]:
     return [(_mesh_stem(m), m, None) for m in _meshes(stages, recursive=False) if m.name.startswith("Baked_")]
 
 
-def _plain(root: Path) -> list[tuple[str, Path, str | None]]:
+def _plain(root: Path, suffixes: tuple[str, ...] = GLTF_SUFFIXES) -> list[tuple[str, Path, str | None]]:
     found = []
-    for mesh in _meshes(root, recursive=True):
+    for mesh in _meshes(root, recursive=True, suffixes=suffixes):
         rel = mesh.relative_to(root)
         found.append(("/".join([*rel.parts[:-1], _mesh_stem(mesh)]), mesh, None))
     return found
+
+
+def _any_mesh(root: Path) -> list[tuple[str, Path, str | None]]:
+    """Every mesh file; ``room.obj`` and ``room.ply`` side by side get ids ``room-obj``, ``room-ply``."""
+    found = _plain(root, MESH_SUFFIXES)
+    names = [name for name, _, _ in found]
+    return [(f"{name}-{mesh.suffix[1:].lower()}" if names.count(name) > 1 else name, mesh, split)
+            for name, mesh, split in found]
 
 
 _LAYOUTS: dict[str, Callable[[Path], list[tuple[str, Path, str | None]]]] = {
@@ -179,6 +195,7 @@ _LAYOUTS: dict[str, Callable[[Path], list[tuple[str, Path, str | None]]]] = {
     "replicacad": _replicacad,
     "habitat_test_scenes": _gibson,  # a flat folder of .glb files, like Gibson
     "glb": _plain,
+    "meshes": _any_mesh,
 }
 
 

@@ -71,10 +71,12 @@ def test_mp3d_gibson_scannet_replicacad_test_scenes_and_plain_folders(tmp_path):
     assert discover("replicacad", tmp_path / "rcad")[0].spec.up_axis == "y"
     assert ids("habitat_test_scenes", "test_scenes") == ["habtest-apartment_1", "habtest-skokloster-castle", "habtest-van-gogh-room"]
     assert ids("glb", "plain") == ["glb-a-b-room-v2", "glb-c"]
+    assert ids("meshes", "plain") == ["mesh-a-b-room-v2", "mesh-a-ignore", "mesh-c"]  # OBJ/PLY too
     folders = {"mp3d": "mp3d", "gibson": "gibson", "scannet": "scannet", "replicacad": "rcad",
-               "habitat_test_scenes": "test_scenes", "glb": "plain"}
+               "habitat_test_scenes": "test_scenes", "glb": "plain", "meshes": "plain"}
     assert set(folders) | {"hm3d"} == set(DATASET_KINDS)
-    expected_up = {"mp3d": "z", "gibson": "z", "scannet": "z", "habitat_test_scenes": "z", "replicacad": "y", "glb": "y"}
+    expected_up = {"mp3d": "z", "gibson": "z", "scannet": "z", "habitat_test_scenes": "z", "replicacad": "y", "glb": "y",
+                   "meshes": "y"}
     for kind, folder in folders.items():
         for scene in discover_scenes(kind, tmp_path / folder):
             assert "." not in scene.scene_id and Path(scene.uri).is_absolute()

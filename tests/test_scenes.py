@@ -82,8 +82,11 @@ def test_glb_round_trip_keeps_textures_and_materials(tmp_path: Path):
     assert loaded.scene_id == "room" and loaded.uri == str(path)
     assert loaded.navigable.area_m2 > 4.0
     assert not loaded.navigable.is_navigable(np.array([1.0, 0.0, 1.0]))  # under the block
-    # A .glb is handed to file-loading backends as it is.
+    # A .glb is handed to file-loading backends as it is ...
     assert scene_glb_path(SceneSpec("room", str(path)), tmp_path / "cache") == path
+    # ... unless shading changes its colours: then the shaded scene is exported.
+    shaded = scene_glb_path(SceneSpec("room", str(path), shading="auto"), tmp_path / "cache")
+    assert shaded != path and shaded.parent == tmp_path / "cache"
 
 
 def _gltf_two_primitives() -> dict:
@@ -205,6 +208,8 @@ def test_scene_spec_up_axis_loads_z_up_files_in_the_y_up_world(tmp_path: Path):
     np.testing.assert_allclose(z_up.mesh.bounds, y_up.mesh.bounds, atol=1e-6)
     np.testing.assert_allclose(z_up.navigable.area_m2, y_up.navigable.area_m2, rtol=1e-6)
     # Read with the wrong axis the file is a room on its side: other bounds, another floor cache entry.
+    # (One bare box room is ambiguous: its walls are as level-looking as its floor; a furnished or
+    # multi-room scene read on its side is refused, see test_scene_files.py.)
     as_y = load_scene(SceneSpec("z", str(z_path)), cache_dir=tmp_path / "cache")
     assert not np.allclose(as_y.mesh.bounds, y_up.mesh.bounds, atol=1e-3)
     assert len(list((tmp_path / "cache").glob("room_z-*-zup-floor-*.npz"))) == 1
@@ -219,7 +224,7 @@ def test_scene_glb_path_exports_z_up_glb_files_turned_y_up(tmp_path: Path):
     np.testing.assert_allclose(load_mesh_file(exported).bounds, load_mesh_file(y_path).bounds, atol=1e-6)
 
 
-@pytest.mark.parametrize("bad", ["Z", "x", "", None])
+@pytest.mark.parametrize("bad", ["Z", "w", "", None])
 def test_scene_spec_rejects_an_unknown_up_axis_naming_the_scene(bad):
     with pytest.raises(ValueError, match=r"scene 'hm3d-00001'.*up_axis.*" + re.escape(repr(bad))):
         SceneSpec("hm3d-00001", "/data/a.glb", up_axis=bad)

@@ -60,7 +60,11 @@ def render_pairs(
     max_references: int = typer.Option(20, help="reference views per pair before giving up"),
     max_candidates: int = typer.Option(100, "--max-candidates", help="second views per reference view"),
     backend: str = typer.Option("embedded", help="renderer backend: embedded or habitat"),
-    scene_id: Optional[str] = typer.Option(None, help="scene id (default: derived from the URI as corpora do)"),
+    scene_id: Optional[str] = typer.Option(None, "--name", "--scene-id",
+                                           help="scene id (default: derived from the URI as corpora do)"),
+    up: str = typer.Option("y", "--up", help="the file axis that points up: y, z, -y, -z, x, -x"),
+    scale: Optional[str] = typer.Option(None, "--scale", help="metres per file unit, or 'auto' (default: metres)"),
+    shading: str = typer.Option("auto", "--shading", help="unlit, lambert, or auto (Lambert on flat colours)"),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="JPEG quality of img1/img2"),
     depth_scale: float = typer.Option(0.001, help="metres per depth PNG unit"),
     overwrite: bool = typer.Option(False, "--overwrite", help="write into a non-empty --out, replacing same-named pairs"),
@@ -89,7 +93,15 @@ def render_pairs(
     from rendering.backend import SceneLoadError, SceneSpec, create_renderer
     from rendering.contact_sheet import write_contact_sheet
 
-    scene = SceneSpec(scene_id or scene_id_for_uri(scene_uri), scene_uri)
+    try:
+        scene_scale = None if scale in (None, "auto") else float(scale)
+    except ValueError:
+        raise _fail(f"--scale must be a number of metres per file unit or 'auto', got {scale!r}") from None
+    scene_scale = "auto" if scale == "auto" else scene_scale
+    try:
+        scene = SceneSpec(scene_id or scene_id_for_uri(scene_uri), scene_uri, up, scene_scale, shading)
+    except ValueError as err:
+        raise _fail(f"invalid scene options: {err}") from None
     try:
         renderer = create_renderer(backend)
     except (ValueError, ImportError, RuntimeError) as err:

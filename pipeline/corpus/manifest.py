@@ -20,7 +20,7 @@ from rendering.shards import MATRIX_SHAPES, temporary_name, fsync_dir
 
 UNIT_METADATA_KEY = b"crocopipe.unit"
 # Where a pair lives (and how its scene file is oriented); the other columns are meta.json's fields.
-LOCATION_COLUMNS = ("key", "split", "shard", "shard_sha256", "unit_id", "scene_up_axis")
+LOCATION_COLUMNS = ("key", "split", "shard", "shard_sha256", "unit_id", "scene_up_axis", "scene_scale", "scene_shading")
 JSON_FIELDS = ("rejections",)
 
 
@@ -59,9 +59,23 @@ def row_to_meta(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def manifest_row(meta: dict[str, Any], key: str, split: str, shard: str | None, shard_sha256: str | None,
-                 unit_id: str, scene_up_axis: str = "y") -> dict:
+                 unit_id: str, scene_up_axis: str = "y", scene_scale: float | str | None = None,
+                 scene_shading: str = "unlit") -> dict:
+    """``scene_scale`` is stored as text: "" (metres), "auto" or the number of metres per unit."""
     return {"key": key, "split": split, "shard": shard, "shard_sha256": shard_sha256, "unit_id": unit_id,
-            "scene_up_axis": scene_up_axis, **flatten_meta(meta)}
+            "scene_up_axis": scene_up_axis, "scene_scale": scale_text(scene_scale), "scene_shading": scene_shading,
+            **flatten_meta(meta)}
+
+
+def scale_text(scale: float | str | None) -> str:
+    return "" if scale is None else str(scale)
+
+
+def scale_from_text(text: str | None) -> float | str | None:
+    """Inverse of :func:`scale_text` (missing column or "": metres)."""
+    if not text:
+        return None
+    return "auto" if text == "auto" else float(text)
 
 
 def rows_to_table(rows: list[dict], unit_summary: dict | None = None) -> pa.Table:

@@ -35,10 +35,12 @@ class WorkUnit:
     first_pair: int
     n_pairs: int
     scene_up_axis: str = "y"  # the mesh file's up axis (rendering.backend.SceneSpec.up_axis)
+    scene_scale: float | str | None = None  # metres per file unit (SceneSpec.scale)
+    scene_shading: str = "unlit"  # SceneSpec.shading (plans written before it existed: unlit)
 
     @property
     def scene(self) -> SceneSpec:
-        return SceneSpec(self.scene_id, self.scene_uri, self.scene_up_axis)
+        return SceneSpec(self.scene_id, self.scene_uri, self.scene_up_axis, self.scene_scale, self.scene_shading)
 
     @property
     def shard_relpath(self) -> str:
@@ -73,33 +75,41 @@ def scene_id_for_uri(uri: str) -> str:
 
 def resolve_scenes(corpus: CorpusConfig) -> list[SceneSpec]:
     """Every scene of the config, in config order, with unique ids; mesh files must exist."""
-    uris: list[tuple[str, str]] = []  # (uri, where in the config)
+    shading = corpus.shading
+    entries: list[tuple[SceneSpec, str]] = []  # (spec, where in the config)
     if corpus.scenes.procedural is not None:
-        uris += [(u, "corpus.scenes.procedural") for u in corpus.scenes.procedural.uris()]
-    uris += [(u, f"corpus.scenes.uris[{i}]") for i, u in enumerate(corpus.scenes.uris)]
-    specs = [SceneSpec(scene_id_for_uri(u), u) for u, _ in uris]
-    for i, (uri, where) in enumerate(uris):
+        entries += [(SceneSpec(scene_id_for_uri(u), u, shading=shading), "corpus.scenes.procedural")
+                    for u in corpus.scenes.procedural.uris()]
+    for i, entry in enumerate(corpus.scenes.entries()):
+        where = f"corpus.scenes.uris[{i}]"
+        uri = entry.uri
         if not uri.startswith(PROCEDURAL_PREFIX):
             path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
             if not path.is_file():
                 raise CorpusPlanError(f"{where}: scene file {str(path)!r} does not exist")
         elif not uri[len(PROCEDURAL_PREFIX):].partition("?")[0].isdigit():
             raise CorpusPlanError(f"{where}: procedural URI {uri!r} must be procedural:<non-negative seed>[?...]")
+        spec = SceneSpec(entry.name or scene_id_for_uri(uri), uri, entry.up, entry.scale, entry.shading or shading)
+        entries.append((spec, where))
+    specs = [spec for spec, _ in entries]
     for d_index, source in enumerate(corpus.scenes.datasets):
-        specs += _dataset_scenes(source, f"corpus.scenes.datasets[{d_index}]")
+        specs += _dataset_scenes(source, f"corpus.scenes.datasets[{d_index}]", shading)
     seen: dict[str, str] = {}
     for spec in specs:
         if spec.scene_id in seen:
             raise CorpusPlanError(
                 f"two scenes get the id {spec.scene_id!r} ({seen[spec.scene_id]!r} and {spec.uri!r}); "
-                "rename one of the files"
+                "rename one of the files or give one a name"
             )
         seen[spec.scene_id] = spec.uri
     return specs
 
 
-def _dataset_scenes(source, where: str) -> list[SceneSpec]:
-    """Scenes of a dataset folder, found by rendering.datasets (the discovery extension point)."""
+def _dataset_scenes(source, where: str, shading: str) -> list[SceneSpec]:
+    """Scenes of a dataset folder, found by rendering.datasets (the discovery extension point),
+    with the source's up axis and scale where it sets them."""
+    from dataclasses import replace
+
     from rendering.datasets import DatasetError, discover
 
     try:
@@ -108,7 +118,8 @@ def _dataset_scenes(source, where: str) -> list[SceneSpec]:
         raise CorpusPlanError(f"{where}: {err}") from None
     if source.split is not None:
         found = [s for s in found if s.split == source.split]
-    specs = [s.spec for s in found][: source.limit]
+    specs = [replace(s.spec, up_axis=source.up or s.spec.up_axis, scale=source.scale, shading=shading)
+             for s in found][: source.limit]
     if not specs:
         raise CorpusPlanError(f"{where}: no {source.kind} scenes of split {source.split!r} under {str(source.root)!r}")
     return specs
@@ -157,6 +168,8 @@ def plan_units(corpus: CorpusConfig) -> list[WorkUnit]:
                     first_pair=first,
                     n_pairs=min(chunk, per_scene - first),
                     scene_up_axis=spec.up_axis,
+                    scene_scale=spec.scale,
+                    scene_shading=spec.shading,
                 )
             )
             next_shard[split] += 1

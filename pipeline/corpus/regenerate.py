@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.corpus.build import CORPUS_FILE, MANIFEST_FILE, dump_json
-from pipeline.corpus.manifest import manifest_row, read_manifest, row_to_meta, rows_to_table, write_parquet_atomic
+from pipeline.corpus.manifest import (
+    manifest_row, read_manifest, row_to_meta, rows_to_table, scale_from_text, write_parquet_atomic,
+)
 from rendering.backend import SceneSpec
 from rendering.sampling import SamplerConfig, render_pair_at_poses
 from rendering.layout import CorpusLayout
@@ -108,7 +110,9 @@ def regenerate_corpus(
             metas = []
             for row in group:
                 meta = row_to_meta(row)
-                scene = SceneSpec(meta["scene_id"], meta["scene_uri"], row.get("scene_up_axis") or "y")
+                # manifests from before shading was an option were rendered unlit
+                scene = SceneSpec(meta["scene_id"], meta["scene_uri"], row.get("scene_up_axis") or "y",
+                                  scale_from_text(row.get("scene_scale")), row.get("scene_shading") or "unlit")
                 if meta["scene_id"] != current_scene:
                     renderer.load_scene(scene)
                     current_scene = meta["scene_id"]
@@ -125,12 +129,13 @@ def regenerate_corpus(
                 key = row["key"]
                 fields = encode_sample(record, key, image_format, jpeg_quality, meta["depth_scale"])
                 writer.write(key, fields)
-                metas.append((key, json.loads(fields["meta.json"]), scene.up_axis))
+                metas.append((key, json.loads(fields["meta.json"]), scene))
                 done += 1
                 if progress is not None:
                     progress(done, len(rows))
             info = writer.close()
-        out_rows += [manifest_row(m, k, split, shard_rel, info.sha256, "regenerate", up) for k, m, up in metas]
+        out_rows += [manifest_row(m, k, split, shard_rel, info.sha256, "regenerate", sc.up_axis, sc.scale, sc.shading)
+                     for k, m, sc in metas]
         shards.append({"path": shard_rel, "split": split, "unit_id": "regenerate", "samples": len(metas),
                        "size": info.size, "sha256": info.sha256})
     write_parquet_atomic(rows_to_table(out_rows), out / MANIFEST_FILE)

@@ -92,7 +92,8 @@ def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str, config_hash: 
         info = writer.close()
     manifest_rows = [
         manifest_row({k: v for k, v in meta.items() if k != "__key__"}, meta["__key__"], unit.split,
-                     unit.shard_relpath, info.sha256, unit.unit_id, unit.scene_up_axis)
+                     unit.shard_relpath, info.sha256, unit.unit_id, unit.scene_up_axis, unit.scene_scale,
+                     unit.scene_shading)
         for meta in rows
     ]
     summary = {
