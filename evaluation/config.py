@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from training.methods import ALL_METHODS, check_names
+
 # Tasks on the corpus's held-out scenes, then tasks on the real benchmarks of the CroCo paper.
 CORPUS_TASKS: tuple[str, ...] = ("depth", "flow", "pose")
 BENCHMARK_TASKS: tuple[str, ...] = ("nyuv2", "sintel_clean", "sintel_final")
@@ -21,27 +23,10 @@ TASK_KIND: dict[str, str] = {
 }
 # The config section a benchmark task reads its data from.
 TASK_SOURCE: dict[str, str] = {"nyuv2": "nyuv2", "sintel_clean": "sintel", "sintel_final": "sintel"}
-METHODS: tuple[str, ...] = ("croco_v1", "croco_v2", "mae", "none")
+METHODS: tuple[str, ...] = ALL_METHODS  # training.methods, the registry
 PROTOCOLS: tuple[str, ...] = ("probe", "finetune")
 
 Task = Literal["depth", "flow", "pose", "nyuv2", "sintel_clean", "sintel_final"]
-Method = Literal["croco_v1", "croco_v2", "mae", "none"]
-
-
-def _check_names(values: object, allowed: tuple[str, ...], what: str) -> object:
-    """Raise one readable error for unknown names instead of pydantic's per-item literal errors."""
-    if isinstance(values, str):
-        values = [values]
-    if not isinstance(values, (list, tuple)):
-        return values  # let pydantic report the type error
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise ValueError(f"unknown {what} {unknown}; allowed: {', '.join(allowed)}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"{what}s listed twice: {list(values)}")
-    if not values:
-        raise ValueError(f"at least one {what} is needed; allowed: {', '.join(allowed)}")
-    return list(values)
 
 
 class NYUv2Source(BaseModel):
@@ -90,7 +75,7 @@ class EvaluateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tasks: list[Task] = Field(default_factory=lambda: list(CORPUS_TASKS))
-    methods: list[Method] = Field(default_factory=lambda: list(METHODS))
+    methods: list[str] = Field(default_factory=lambda: list(METHODS))
     protocol: Literal["probe", "finetune"] = "probe"
     protocol_overrides: dict[Task, Literal["probe", "finetune"]] = Field(
         default_factory=dict,
@@ -116,12 +101,12 @@ class EvaluateConfig(BaseModel):
     @field_validator("tasks", mode="before")
     @classmethod
     def _tasks(cls, value: object) -> object:
-        return _check_names(value, TASKS, "task")
+        return check_names(value, TASKS, "task")
 
     @field_validator("methods", mode="before")
     @classmethod
     def _methods(cls, value: object) -> object:
-        return _check_names(value, METHODS, "method")
+        return check_names(value, METHODS, "method")
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -145,7 +130,7 @@ class EvaluateConfig(BaseModel):
     @classmethod
     def _overrides(cls, value: object) -> object:
         if isinstance(value, dict) and value:
-            _check_names(list(value), TASKS, "task")
+            check_names(list(value), TASKS, "task")
             for task, protocol in value.items():
                 if protocol not in PROTOCOLS:
                     raise ValueError(f"unknown protocol {protocol!r} for task {task!r}; allowed: {', '.join(PROTOCOLS)}")

@@ -27,9 +27,8 @@ import torch
 from torch import nn
 
 from evaluation.heads import DPTHead, PoseHead, hook_indices
-from training.models import IMAGENET_MEAN, IMAGENET_STD, CroCoNet, MAENet, MaskedViT, build_from_spec
-
-ENCODER_PREFIXES = ("patch_embed.", "enc_blocks.", "enc_norm.", "enc_pos_embed")
+from training.methods import get_method
+from training.models import IMAGENET_MEAN, IMAGENET_STD, CroCoNet, MaskedViT
 BINOCULAR = ("flow", "pose")
 FLOW_SCALE_DIVISOR = 8.0  # default flow unit = image size / 8 pixels
 
@@ -37,16 +36,13 @@ FLOW_SCALE_DIVISOR = 8.0  # default flow unit = image size / 8 pixels
 def backbone_for_task(method: str, task: str, backbone: MaskedViT) -> tuple[MaskedViT, set[str]]:
     """The network the head sits on, and the names of its parameters that came pretrained.
 
-    For ``none`` every parameter counts as "backbone" (frozen under the probe protocol).
+    Two-view tasks on a method without a cross-view decoder go through its registered adapter
+    (training.methods). For ``none`` every parameter counts as "backbone" (frozen under the probe
+    protocol).
     """
-    if task in BINOCULAR and isinstance(backbone, MAENet):
-        net = build_from_spec("croco_v1", backbone.spec)
-        state = {k: v for k, v in backbone.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
-        missing = [k for k in state if k not in net.state_dict()]
-        if missing:
-            raise ValueError(f"MAE encoder weights {missing[:3]} have no place in the CroCo network")
-        net.load_state_dict(state, strict=False)
-        return net, {n for n, _ in net.named_parameters() if n.startswith(ENCODER_PREFIXES)}
+    adapter = get_method(method).two_view
+    if task in BINOCULAR and adapter is not None:
+        return adapter(backbone)
     if task in BINOCULAR and not isinstance(backbone, CroCoNet):
         raise ValueError(f"task {task!r} needs a cross-view decoder; got {type(backbone).__name__}")
     return backbone, {n for n, _ in backbone.named_parameters()}

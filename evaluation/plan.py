@@ -10,6 +10,7 @@ from pathlib import Path
 from evaluation.config import CORPUS_TASKS, TASK_SOURCE, EvaluateConfig
 from evaluation.data import val_shards
 from rendering.layout import RunLayout
+from training.methods import get_method
 
 
 class StaleResultError(ValueError):
@@ -36,7 +37,7 @@ def check_checkpoints(layout: RunLayout, methods: list[str]) -> dict[str, Path |
     found: dict[str, Path | None] = {}
     missing = []
     for m in methods:
-        if m == "none":
+        if not get_method(m).pretrained:
             found[m] = None
             continue
         path = layout.weights(m)

@@ -20,6 +20,7 @@ from evaluation.data import TaskArrays
 from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol, cosine_lr, count_parameters
 from evaluation.heads import default_head_features, l1_flow_loss, laplacian_flow_loss, pose_loss, silog_loss
 from evaluation.metrics import depth_metrics, flow_metrics, pose_metrics
+from training.methods import get_method
 from training.models import MaskedViT, ModelSpec, build_from_spec, load_backbone
 
 TRAIN_LOG_POINTS = 10
@@ -120,9 +121,9 @@ def flow_scale(train: TaskArrays) -> float:
 def load_method_backbone(method: str, checkpoint: Path | None, spec: ModelSpec, seed: int) -> MaskedViT:
     """The pretrained network of ``method`` (from its checkpoint), or for ``none`` a random-init
     CroCo v1 network of the same size, seeded with ``seed``."""
-    if method == "none":
+    if not get_method(method).pretrained:
         torch.manual_seed(seed)
-        return build_from_spec("none", spec)
+        return build_from_spec(method, spec)
     if checkpoint is None:
         raise ValueError(f"method {method!r} needs a pretraining checkpoint")
     model, info = load_backbone(checkpoint)

@@ -24,6 +24,7 @@ import numpy as np
 from evaluation.config import CORPUS_TASKS, TASK_KIND, TASK_SOURCE
 from evaluation.metrics import HIGHER_IS_BETTER
 from rendering.layout import RunLayout
+from training.methods import METHODS
 
 # (metric key, column label, scale for display)
 DEPTH_METRICS = [
@@ -60,12 +61,7 @@ PAPER: dict[str, dict[str, str]] = {
     "sintel_clean": {"label": "paper: EPE (orig. px)", "metric": "epe_original_px", "croco_v1": "3.00", "mae": "4.63"},
     "sintel_final": {"label": "paper: EPE (orig. px)", "metric": "epe_original_px", "croco_v1": "3.60", "mae": "5.24"},
 }
-METHOD_LABELS = {
-    "croco_v1": "CroCo v1",
-    "croco_v2": "CroCo v2",
-    "mae": "MAE",
-    "none": "none (random init)",
-}
+METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ seconds and the end-to-end flow skips finished stages without starting them."""
 from __future__ import annotations
 
 from pipeline.resolved import ResolvedRun
+from training.methods import get_method
 
 
 def pretrain_methods(run: ResolvedRun) -> list[str]:
@@ -12,7 +13,7 @@ def pretrain_methods(run: ResolvedRun) -> list[str]:
     methods = list(config.pretrain.methods) if config.pretrain is not None else []
     evaluate = run.evaluation.config if run.evaluation is not None else config.evaluate
     if evaluate is not None:
-        methods += [m for m in evaluate.methods if m != "none" and m not in methods]
+        methods += [m for m in evaluate.methods if get_method(m).pretrained and m not in methods]
     return methods
 
 

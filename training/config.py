@@ -9,15 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Method = Literal["croco_v1", "croco_v2", "mae"]
+from training.methods import METHODS, PRETRAINED_METHODS, get_method
+
 Preset = Literal["test", "tiny", "small", "base", "large"]
 Device = Literal["auto", "cpu", "cuda"]
 
-# The papers' warmup as a share of the schedule: CroCo v1 40 of 800 epochs, CroCo v2 12 of 250;
-# MAE 40 of 800 (its paper's 800-epoch recipe). Used when warmup_epochs is not set.
-PAPER_WARMUP_SHARE = {"croco_v1": 40 / 800, "croco_v2": 12 / 250, "mae": 40 / 800}
+# The papers' warmup as a share of the schedule (training.methods: CroCo v1 40 of 800 epochs,
+# CroCo v2 12 of 250, MAE 40 of 800). Used when warmup_epochs is not set.
+PAPER_WARMUP_SHARE = {m.name: m.paper_warmup_share for m in METHODS.values() if m.paper_warmup_share is not None}
 
 # Crop size each preset was designed for (patch 8 at 112 px and patch 16 at 224 px both give the
 # paper's 14x14 token grid).
@@ -51,7 +52,7 @@ class PretrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    methods: list[Method] = Field(default_factory=lambda: ["croco_v1", "croco_v2", "mae"], min_length=1)
+    methods: list[str] = Field(default_factory=lambda: list(PRETRAINED_METHODS), min_length=1)
     preset: Preset = "tiny"
     crop_size: int | None = Field(default=None, ge=8, description="square crop; None = the preset's")
     mask_ratio_croco: float = Field(default=0.9, gt=0.0, lt=1.0)
@@ -92,6 +93,16 @@ class PretrainConfig(BaseModel):
         "sample's corpus with probability weight / sum of weights",
     )
 
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _known_methods(cls, value: object) -> object:
+        if isinstance(value, (list, tuple)) and value:  # an empty list is refused by min_length
+            unknown = [v for v in value if v not in PRETRAINED_METHODS]
+            if unknown:
+                raise ValueError(f"unknown method {unknown}; allowed: {', '.join(PRETRAINED_METHODS)} "
+                                 "(the 'none' baseline needs no pretraining)")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> "PretrainConfig":
         if self.jitter_min > self.jitter_max:
@@ -110,7 +121,10 @@ class PretrainConfig(BaseModel):
         return self.crop_size if self.crop_size is not None else PRESET_CROP[self.preset]
 
     def mask_ratio(self, method: str) -> float:
-        return self.mask_ratio_mae if method == "mae" else self.mask_ratio_croco
+        setting = get_method(method).mask_ratio_setting
+        if setting is None:
+            raise ValueError(f"method {method!r} is not pretrained and has no mask ratio")
+        return getattr(self, setting)
 
     @property
     def total_steps(self) -> int:

@@ -33,6 +33,7 @@ from training.data import AugmentConfig, make_loader
 from training.mixture import mixture_sources
 from rendering.layout import PretrainLayout
 from training.figures import save_reconstruction
+from training.methods import PRETRAINED_METHODS, get_method
 from training.models import MaskedViT, build_from_spec, preset_spec
 
 log = logging.getLogger("training.train")
@@ -196,8 +197,8 @@ def train(
     fault_after_step: int | None = None,
 ) -> dict:
     """Train `method` until cfg.total_steps optimiser steps; resumes from out_dir if it can."""
-    if method == "none":
-        raise ValueError("the 'none' baseline is random initialisation and is not trained")
+    if not get_method(method).pretrained:
+        raise ValueError(f"the {method!r} baseline is random initialisation and is not trained")
     sources = mixture_sources(cfg.corpora, corpus_dir, cfg.split)  # fail fast, before any process group exists
     shards = [shard for source in sources for shard in source.shards]
     d = setup_distributed(cfg.device)
@@ -357,7 +358,7 @@ def load_config(path: Path) -> PretrainConfig:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True, help="PretrainConfig JSON or run TOML")
-    parser.add_argument("--method", required=True, choices=["croco_v1", "croco_v2", "mae"])
+    parser.add_argument("--method", required=True, choices=PRETRAINED_METHODS)
     parser.add_argument("--corpus", type=Path, required=True, help="corpus folder (holds manifest.parquet)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for this method")
     parser.add_argument("--fault-after-step", type=int, default=None, help=argparse.SUPPRESS)

@@ -33,9 +33,11 @@ def pretrain(
         raise typer.Exit(2)
     cfg = run.pretrain if nproc is None else run.pretrain.model_copy(update={"nproc": nproc})
     methods = method or list(cfg.methods)
-    unknown = [m for m in methods if m not in ("croco_v1", "croco_v2", "mae")]
+    from training.methods import PRETRAINED_METHODS
+
+    unknown = [m for m in methods if m not in PRETRAINED_METHODS]
     if unknown:
-        typer.echo(f"unknown method(s) {unknown}; choose from croco_v1, croco_v2, mae "
+        typer.echo(f"unknown method(s) {unknown}; choose from {', '.join(PRETRAINED_METHODS)} "
                    "(the 'none' baseline needs no pretraining)", err=True)
         raise typer.Exit(2)
     corpora = [(f"pretrain.corpora[{i}]", c.path) for i, c in enumerate(cfg.corpora)] or [("corpus", run.corpus_dir)]

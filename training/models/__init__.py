@@ -20,18 +20,12 @@ from training.models.loading import (
 )
 from training.models.presets import PRESETS, ModelSpec, preset_spec
 
-METHODS = ("croco_v1", "croco_v2", "mae", "none")
+from training.methods import ALL_METHODS as METHODS, get_method
 
 
 def build_from_spec(method: str, spec: ModelSpec, mask_ratio: float | None = None) -> MaskedViT:
-    """`none` is the random-initialisation baseline: an untrained CroCo v1 network."""
-    if method in ("croco_v1", "none"):
-        return CroCoNet(spec, "cosine", 0.9 if mask_ratio is None else mask_ratio)
-    if method == "croco_v2":
-        return CroCoNet(spec, "rope", 0.9 if mask_ratio is None else mask_ratio)
-    if method == "mae":
-        return MAENet(spec, 0.75 if mask_ratio is None else mask_ratio)
-    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    """The network of a registered method (training.methods); `none` is an untrained CroCo v1."""
+    return get_method(method).build(spec, mask_ratio)
 
 
 def build_model(method: str, preset: str, img_size: int | None = None, mask_ratio: float | None = None) -> MaskedViT:
