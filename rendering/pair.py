@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: depth members are .npy (1: 16-bit PNG)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """WebDataset shards of image pairs: encode, write atomically, read back with precise errors.
 
 A shard is a plain tar file (readable by `tar`, `tarfile` and stock `webdataset`) holding, per
-pair, ``<key>.img1.jpg``, ``<key>.img2.jpg`` (or ``.png``), ``<key>.depth1.png``,
-``<key>.depth2.png`` (uint16, depth / depth_scale) and ``<key>.meta.json``. Tar headers carry no
-clock, owner or host information, so the same pairs always give byte-identical shards: a shard's
-sha256 identifies its content across runs, machines and resumes.
+pair, ``<key>.img1.jpg``, ``<key>.img2.jpg`` (or ``.png``), ``<key>.depth1.npy``,
+``<key>.depth2.npy`` (uint16 NumPy arrays of depth / depth_scale) and ``<key>.meta.json``. Depth is
+``.npy`` (schema 2) because every stock WebDataset decoder returns it exactly, whatever image spec
+is asked for, and it decodes ~25x faster than a 16-bit PNG; schema-1 shards (``depth*.png``) still
+read. Tar headers carry no clock, owner or host information, so the same pairs always give
+byte-identical shards: a shard's sha256 identifies its content across runs, machines and resumes.
 
 This module imports neither torch nor prefect: render workers need only numpy, OpenCV and the
 standard library.
@@ -12,23 +14,31 @@ standard library.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
+import math
 import os
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import orjson
 
 from rendering.layout import SHARD_GLOB, SHARD_PATTERN, CorpusLayout  # noqa: F401  (re-exported)
-from rendering.pair import SCHEMA_VERSION, PairRecord
+from rendering.pair import PairRecord
 
 IMAGE_FORMATS = ("jpg", "png")
-DEPTH_FIELDS = ("depth1.png", "depth2.png")
+DEPTH_VIEWS = ("depth1", "depth2")
+DEPTH_FIELDS = tuple(f"{view}.npy" for view in DEPTH_VIEWS)
+# Depth member extension per schema version: 1 wrote 16-bit PNG, 2 writes .npy.
+DEPTH_FORMAT_BY_SCHEMA = {1: "png", 2: "npy"}
+READABLE_SCHEMAS = tuple(sorted(DEPTH_FORMAT_BY_SCHEMA))
 META_FIELD = "meta.json"
 # Fixed member order inside a sample; the image extension is filled in per shard.
 _MEMBER_ORDER = ("img1", "img2", "depth1", "depth2", "meta")
@@ -81,16 +91,26 @@ def encode_rgb(image: np.ndarray, image_format: str, jpeg_quality: int = 95) -> 
     return buf.tobytes()
 
 
+# OpenCV >= 4.11 decodes straight to RGB; older builds decode BGR and the channels are flipped.
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
 def decode_rgb(data: bytes) -> np.ndarray:
     """JPEG/PNG bytes -> RGB uint8 (H, W, 3); raises ValueError when the bytes do not decode."""
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if _IMREAD_RGB is not None:
+        rgb = cv2.imdecode(buffer, _IMREAD_RGB)
+        if rgb is None:
+            raise ValueError("image bytes do not decode")
+        return rgb
+    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError("image bytes do not decode")
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-def encode_depth(depth: np.ndarray, depth_scale: float) -> bytes:
-    """Float metres -> 16-bit PNG of depth / depth_scale (0 = invalid; far values clip at 65535)."""
+def depth_units(depth: np.ndarray, depth_scale: float) -> np.ndarray:
+    """Float metres -> uint16 depth / depth_scale (0 = invalid; far values clip at 65535)."""
     depth = np.asarray(depth, dtype=np.float32)
     if depth.ndim != 2:
         raise ValueError(f"depth must be (H, W), got {depth.shape}")
@@ -99,18 +119,61 @@ def encode_depth(depth: np.ndarray, depth_scale: float) -> bytes:
     units = np.rint(depth / np.float32(depth_scale))
     units = np.clip(units, 0, UINT16_MAX).astype(np.uint16)
     units[depth <= 0] = 0
-    ok, buf = cv2.imencode(".png", units)
+    return units
+
+
+def encode_depth(depth: np.ndarray, depth_scale: float) -> bytes:
+    """Float metres -> ``.npy`` bytes of a C-order little-endian uint16 (H, W) array of units."""
+    units = depth_units(depth, depth_scale).astype("<u2", copy=False)
+    return _npy_header(*units.shape) + units.tobytes()
+
+
+def encode_depth_png(depth: np.ndarray, depth_scale: float) -> bytes:
+    """Float metres -> 16-bit PNG of the same units (schema 1's depth, and loose files to look at)."""
+    ok, buf = cv2.imencode(".png", depth_units(depth, depth_scale))
     if not ok:
         raise ValueError("OpenCV could not encode a depth PNG")
     return buf.tobytes()
 
 
-def decode_depth(data: bytes, depth_scale: float) -> np.ndarray:
-    """16-bit PNG bytes -> float32 metres (0 = invalid)."""
+@functools.lru_cache(maxsize=16)
+def _npy_header(height: int, width: int) -> bytes:
+    """The exact header ``numpy.save`` writes for a C-order '<u2' (height, width) array."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<u2", "fortran_order": False, "shape": (int(height), int(width))}
+    )
+    return buffer.getvalue()
+
+
+def decode_depth_units(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """``.npy`` (or schema-1 16-bit PNG) bytes -> uint16 (H, W) units; ValueError when not that.
+
+    With the expected ``shape`` the header written by :func:`encode_depth` is matched as bytes and
+    the array is a view of ``data``; other valid .npy files go through numpy's own reader."""
+    if data[:6] == b"\x93NUMPY":
+        if shape is not None:
+            header = _npy_header(*shape)
+            if data.startswith(header) and len(data) == len(header) + 2 * shape[0] * shape[1]:
+                return np.frombuffer(data, dtype="<u2", offset=len(header)).reshape(shape)
+        try:
+            units = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, EOFError, OSError) as err:
+            raise ValueError(f"depth bytes are not a valid .npy array: {err}") from err
+        if units.dtype != np.uint16 or units.ndim != 2:
+            raise ValueError(f"depth .npy must hold a uint16 (H, W) array, got {units.dtype} {units.shape}")
+        return units
     units = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if units is None or units.dtype != np.uint16 or units.ndim != 2:
-        raise ValueError("depth bytes are not a single-channel 16-bit PNG")
-    return units.astype(np.float32) * np.float32(depth_scale)
+        raise ValueError("depth bytes are neither a uint16 .npy array nor a single-channel 16-bit PNG")
+    return units
+
+
+def decode_depth(data: bytes, depth_scale: float, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Depth member bytes (.npy, or schema 1's PNG) -> float32 metres (0 = invalid)."""
+    metres = decode_depth_units(data, shape).astype(np.float32)
+    metres *= np.float32(depth_scale)  # in place: half the time of a mixed-type multiply
+    return metres
 
 
 def encode_meta(meta: dict) -> bytes:
@@ -132,8 +195,8 @@ def encode_sample(
     return {
         f"img1.{image_format}": encode_rgb(record.img1, image_format, jpeg_quality),
         f"img2.{image_format}": encode_rgb(record.img2, image_format, jpeg_quality),
-        "depth1.png": encode_depth(record.depth1, depth_scale),
-        "depth2.png": encode_depth(record.depth2, depth_scale),
+        "depth1.npy": encode_depth(record.depth1, depth_scale),
+        "depth2.npy": encode_depth(record.depth2, depth_scale),
         META_FIELD: encode_meta(record.meta(depth_scale=depth_scale)),
     }
 
@@ -241,6 +304,106 @@ def _field_rank(name: str) -> tuple[int, str]:
 # Reading
 
 
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+_REGULAR_TYPES = (b"0", b"\0")
+_LONG_NAME_TYPE = b"L"  # GNU: the next member's name is this member's data
+_PAX_TYPES = (b"x", b"g")  # POSIX extended headers (path=..., size=...)
+
+
+def _header_number(field: bytes) -> int:
+    """A numeric tar header field: octal text, or GNU base-256 when the top bit is set."""
+    if field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.strip(b" \0")
+    return int(text, 8) if text else 0
+
+
+def _checksum_matches(header: bytes, stored: int) -> bool:
+    """The tar header checksum (byte sum with the checksum field read as spaces), at C speed.
+
+    zlib.adler32's low 16 bits are 1 + the byte sum modulo 65521, and a header's byte sum is
+    below 2 x 65521, so the sum is one of two values: the check is exact up to that ambiguity."""
+    byte_sum_mod = (zlib.adler32(header) & 0xFFFF) - 1
+    expected = stored - 256 + sum(header[148:156])  # what sum(header) must be
+    return expected >= 0 and expected % 65521 == byte_sum_mod % 65521
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """``"<len> key=value\\n"`` records of a POSIX extended header."""
+    records, pos = {}, 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        length = int(data[pos:space])
+        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
+        records[key.decode("utf-8")] = value.decode("utf-8")
+        pos += length
+    return records
+
+
+def _member_name(header: bytes) -> str:
+    name = header[:100].split(b"\0", 1)[0]
+    if header[257:263] == b"ustar\0" and header[345] != 0:  # POSIX ustar: a path prefix
+        name = header[345:500].split(b"\0", 1)[0] + b"/" + name
+    return name.decode("utf-8", "replace")
+
+
+def iter_tar_members(path: Path) -> Iterator[tuple[str, bytes]]:
+    """``(member name, data)`` of every regular file of a tar, in file order, in one pass.
+
+    A plain reader of the tar format (512-byte headers, GNU long names, POSIX extended headers)
+    that reads each member's data, padding and the next header in one call, instead of
+    tarfile's per-member object machinery (~3x the time per member). Raises ShardReadError
+    naming the shard and member when a header is corrupt, the file is truncated or a member is
+    not a regular file."""
+    name_override: str | None = None
+    size_override: int | None = None
+    member = "<tar header at start>"
+    with open(path, "rb") as f:
+        header = f.read(_BLOCK)
+        while True:
+            if len(header) < _BLOCK:
+                if not header:
+                    return  # no end-of-archive blocks: tolerated, like tarfile
+                raise ShardReadError(f"shard {path}: truncated tar header after {member!r}")
+            if header[0] == 0 and header == _ZERO_BLOCK:
+                return  # end-of-archive marker
+            try:
+                stored = _header_number(header[148:156])
+                size = _header_number(header[124:136])
+            except ValueError as err:
+                raise ShardReadError(f"shard {path}: corrupt tar header after {member!r}: {err}") from None
+            if not _checksum_matches(header, stored):
+                raise ShardReadError(f"shard {path}: corrupt tar header (bad checksum) after {member!r}")
+            kind = header[156:157]
+            member = name_override or _member_name(header)
+            if size_override is not None:
+                size = size_override
+            padded = size + (-size % _BLOCK)
+            block = f.read(padded + _BLOCK)
+            if len(block) < padded:
+                raise ShardReadError(
+                    f"shard {path}: member {member!r} is truncated ({min(len(block), size)} of {size} bytes)"
+                )
+            data, header = block[:size], block[padded:]
+            if kind == _LONG_NAME_TYPE:
+                name_override = data.split(b"\0", 1)[0].decode("utf-8", "replace")
+                continue
+            if kind in _PAX_TYPES:
+                try:
+                    records = _pax_records(data)
+                except (ValueError, UnicodeDecodeError) as err:
+                    raise ShardReadError(f"shard {path}: corrupt extended header after {member!r}: {err}") from None
+                if kind == b"x":
+                    name_override = records.get("path", name_override)
+                    size_override = int(records["size"]) if "size" in records else None
+                continue
+            if kind not in _REGULAR_TYPES:
+                raise ShardReadError(f"shard {path}: member {member!r} is not a regular file")
+            name_override = size_override = None
+            yield member, data
+
+
 def iter_raw_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Yield ``(key, {field: bytes})`` per sample in file order, or raise ShardReadError naming the
     shard and member when the tar is truncated or corrupt or a sample's members are not adjacent."""
@@ -250,38 +413,21 @@ def iter_raw_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     current_key: str | None = None
     fields: dict[str, bytes] = {}
     seen: set[str] = set()
-    member_name = "<tar header>"
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            while True:
-                member_name = "<tar header after " + (f"{current_key}>" if current_key else "start>")
-                member = tar.next()
-                if member is None:
-                    break
-                member_name = member.name
-                if not member.isfile():
-                    raise ShardReadError(f"shard {path}: member {member.name!r} is not a regular file")
-                key, dot, field = member.name.partition(".")
-                if not dot or not field or "/" in member.name:
-                    raise ShardReadError(f"shard {path}: member {member.name!r} is not named <key>.<field>")
-                if key != current_key:
-                    if current_key is not None:
-                        yield current_key, fields
-                    if key in seen:
-                        raise ShardReadError(f"shard {path}: sample {key!r} appears twice or is not contiguous")
-                    seen.add(key)
-                    current_key, fields = key, {}
-                handle = tar.extractfile(member)
-                data = handle.read() if handle is not None else b""
-                if len(data) != member.size:
-                    raise ShardReadError(
-                        f"shard {path}: member {member.name!r} is truncated ({len(data)} of {member.size} bytes)"
-                    )
-                fields[field] = data
-    except ShardReadError:
-        raise
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise ShardReadError(f"shard {path}: unreadable at member {member_name!r}: {err}") from err
+        for name, data in iter_tar_members(path):
+            key, dot, field = name.partition(".")
+            if not dot or not field or "/" in name:
+                raise ShardReadError(f"shard {path}: member {name!r} is not named <key>.<field>")
+            if key != current_key:
+                if current_key is not None:
+                    yield current_key, fields
+                if key in seen:
+                    raise ShardReadError(f"shard {path}: sample {key!r} appears twice or is not contiguous")
+                seen.add(key)
+                current_key, fields = key, {}
+            fields[field] = data
+    except OSError as err:
+        raise ShardReadError(f"shard {path}: unreadable: {err}") from err
     if current_key is not None:
         yield current_key, fields
 
@@ -302,26 +448,30 @@ def decode_sample(key: str, fields: dict[str, bytes], where: str = "") -> dict:
     if META_FIELD not in fields:
         raise ShardReadError(f"{prefix}sample {key!r} has no meta.json (members: {sorted(fields)})")
     try:
-        meta = json.loads(fields[META_FIELD])
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        meta = orjson.loads(fields[META_FIELD])  # ~8x faster than json.loads, same values
+    except orjson.JSONDecodeError as err:
         raise ShardReadError(f"{prefix}member {key}.meta.json is not valid JSON: {err}") from err
     problems = meta_problems(meta)
     if problems:
         raise ShardReadError(f"{prefix}member {key}.meta.json breaks the schema: {'; '.join(problems)}")
     sample = {"__key__": key, **images, "meta": meta}
-    for name in DEPTH_FIELDS:
+    shape = (meta["height"], meta["width"])
+    extension = DEPTH_FORMAT_BY_SCHEMA[meta["schema_version"]]
+    for view in DEPTH_VIEWS:
+        name = f"{view}.{extension}"
         if name not in fields:
-            raise ShardReadError(f"{prefix}sample {key!r} has no {name}")
+            raise ShardReadError(
+                f"{prefix}sample {key!r} has no {name} (schema_version {meta['schema_version']}; members: {sorted(fields)})"
+            )
         try:
-            sample[name.split(".")[0]] = decode_depth(fields[name], meta["depth_scale"])
+            sample[view] = decode_depth(fields[name], meta["depth_scale"], shape)
         except ValueError as err:
             raise ShardReadError(f"{prefix}member {key}.{name}: {err}") from err
     for view, depth in (("img1", "depth1"), ("img2", "depth2")):
-        expected = (meta["height"], meta["width"])
-        if sample[view].shape[:2] != expected or sample[depth].shape != expected:
+        if sample[view].shape[:2] != shape or sample[depth].shape != shape:
             raise ShardReadError(
                 f"{prefix}sample {key!r}: {view}/{depth} sizes {sample[view].shape[:2]}/{sample[depth].shape} "
-                f"differ from meta.json's {expected}"
+                f"differ from meta.json's {shape}"
             )
     return sample
 
@@ -364,17 +514,18 @@ def meta_problems(meta: object) -> list[str]:
     """Everything wrong with a meta.json document (empty list = valid)."""
     if not isinstance(meta, dict):
         return [f"meta.json must be an object, got {type(meta).__name__}"]
-    problems = []
-    for name, kind in META_SCHEMA.items():
-        if name not in meta:
-            problems.append(f"missing {name!r}")
-        elif isinstance(meta[name], bool) or not isinstance(meta[name], kind):
-            problems.append(f"{name!r} has type {type(meta[name]).__name__}")
+    problems = [
+        f"missing {name!r}" if name not in meta else f"{name!r} has type {type(meta[name]).__name__}"
+        for name, kind in META_SCHEMA.items()
+        if name not in meta or type(meta[name]) is bool or not isinstance(meta[name], kind)
+    ]
     if problems:
         return problems
-    if meta["schema_version"] != SCHEMA_VERSION:
-        problems.append(f"schema_version {meta['schema_version']} (this code reads {SCHEMA_VERSION})")
+    if meta["schema_version"] not in DEPTH_FORMAT_BY_SCHEMA:
+        problems.append(f"schema_version {meta['schema_version']} (this code reads {', '.join(map(str, READABLE_SCHEMAS))})")
     for name, shape in MATRIX_SHAPES.items():
+        if _plainly_finite_matrix(meta[name], shape):
+            continue
         try:
             matrix = np.asarray(meta[name], dtype=np.float64)
         except (TypeError, ValueError):
@@ -385,3 +536,14 @@ def meta_problems(meta: object) -> list[str]:
     if meta["width"] <= 0 or meta["height"] <= 0 or meta["depth_scale"] <= 0:
         problems.append("width, height and depth_scale must be positive")
     return problems
+
+
+def _plainly_finite_matrix(value: object, shape: tuple[int, int]) -> bool:
+    """Fast acceptance of a JSON matrix (lists of numbers, finite sum); False = check it in full."""
+    rows, cols = shape
+    if type(value) is not list or len(value) != rows or [len(row) if type(row) is list else -1 for row in value] != [cols] * rows:
+        return False
+    try:
+        return math.isfinite(sum(map(sum, value)))
+    except TypeError:
+        return False

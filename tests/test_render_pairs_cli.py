@@ -42,13 +42,13 @@ def test_render_pairs_writes_the_schema_files_and_a_contact_sheet(room_glb, tmp_
     assert keys == ["small-room-00000000", "small-room-00000001"]
     for key in keys:
         files = sorted(p.name for p in (out / key).iterdir())
-        assert files == ["depth1.png", "depth2.png", "img1.jpg", "img2.jpg", "meta.json"]
+        assert files == ["depth1.npy", "depth2.npy", "img1.jpg", "img2.jpg", "meta.json"]
         meta = json.loads((out / key / "meta.json").read_text())
         assert meta["scene_id"] == "small-room" and meta["seed"] == 3 and meta["width"] == SIZE
         assert 0.3 <= meta["covis"] <= 1.0 and meta["attempts"] >= 2
         img = cv2.imread(str(out / key / "img1.jpg"))
         assert img.shape == (SIZE, SIZE, 3)
-        depth = cv2.imread(str(out / key / "depth1.png"), cv2.IMREAD_UNCHANGED)
+        depth = np.load(out / key / "depth1.npy")
         assert depth.dtype == np.uint16 and depth.shape == (SIZE, SIZE)
         # uint16 millimetres: a valid fraction >= 0.7 and depths inside the 6 x 3 x 5 m room.
         assert np.count_nonzero(depth) / depth.size == pytest.approx(meta["valid1"], abs=1e-9)
@@ -61,7 +61,7 @@ def test_render_pairs_writes_the_schema_files_and_a_contact_sheet(room_glb, tmp_
 def test_same_seed_gives_identical_files(room_glb, tmp_path):
     assert _tiny(room_glb, tmp_path / "a").exit_code == 0
     assert _tiny(room_glb, tmp_path / "b").exit_code == 0
-    for name in ("img1.jpg", "img2.jpg", "depth2.png", "meta.json"):
+    for name in ("img1.jpg", "img2.jpg", "depth2.npy", "meta.json"):
         a = (tmp_path / "a" / "small-room-00000001" / name).read_bytes()
         assert a == (tmp_path / "b" / "small-room-00000001" / name).read_bytes()
 

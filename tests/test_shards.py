@@ -8,18 +8,21 @@ import tarfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from rendering.camera import intrinsics_from_fov, look_at
 from rendering.pair import CovisScores, PairRecord
 from rendering.shards import (
     ShardReadError,
     ShardWriter,
+    decode_depth,
     decode_rgb,
+    encode_depth,
+    encode_depth_png,
     encode_rgb,
     encode_sample,
     file_sha256,
     iter_raw_samples,
+    iter_tar_members,
     read_shard,
     shard_path,
 )
@@ -89,13 +92,8 @@ def test_plain_tar_and_stock_webdataset_read_every_field(tmp_path):
     info = write_shard(shard_path(tmp_path, "train", 0), range(2), "jpg")
     with tarfile.open(info.path) as tar:
         names = tar.getnames()
-    assert names[:5] == [f"room-a-00000000.{f}" for f in ("img1.jpg", "img2.jpg", "depth1.png", "depth2.png", "meta.json")]
-    def uint16_png(data):
-        return np.asarray(Image.open(io.BytesIO(data)))
-
-    ds = wds.WebDataset(str(info.path), shardshuffle=False).decode(
-        wds.handle_extension("depth1.png depth2.png", uint16_png), "rgb8"
-    )
+    assert names[:5] == [f"room-a-00000000.{f}" for f in ("img1.jpg", "img2.jpg", "depth1.npy", "depth2.npy", "meta.json")]
+    ds = wds.WebDataset(str(info.path), shardshuffle=False).decode("rgb8")  # no custom handler needed
     samples = list(ds)
     assert [s["__key__"] for s in samples] == ["room-a-00000000", "room-a-00000001"]
     ours = list(read_shard(info.path))
@@ -105,9 +103,107 @@ def test_plain_tar_and_stock_webdataset_read_every_field(tmp_path):
             assert sample[view].shape == (32, 32, 3) and sample[view].dtype == np.uint8
         assert np.array_equal(sample["img1.jpg"], ours[i]["img1"])  # same RGB order as our reader
         assert np.array_equal(sample["img2.jpg"], ours[i]["img2"])
-        for name, depth in (("depth1.png", rec.depth1), ("depth2.png", rec.depth2)):
-            assert np.array_equal(sample[name].astype(np.uint16), np.rint(depth / 0.001).astype(np.uint16))
+        for name, depth in (("depth1.npy", rec.depth1), ("depth2.npy", rec.depth2)):
+            assert sample[name].dtype == np.uint16
+            assert np.array_equal(sample[name], np.rint(depth / 0.001).astype(np.uint16))
         assert sample["meta.json"]["pair_index"] == i and sample["meta.json"]["scene_id"] == "room-a"
+
+
+@pytest.mark.parametrize("spec", ["rgb", "rgb8", "pil", "l8", "torchrgb", "torch"])
+def test_stock_webdataset_image_specs_never_misread_depth(tmp_path, spec):
+    """Whatever image spec a user picks, depth comes back as the exact uint16 units."""
+    import webdataset as wds
+
+    info = write_shard(shard_path(tmp_path, "train", 0), range(2), "jpg")
+    samples = list(wds.WebDataset(str(info.path), shardshuffle=False).decode(spec))
+    assert len(samples) == 2
+    for i, sample in enumerate(samples):
+        rec = make_record(i)
+        for name, depth in (("depth1.npy", rec.depth1), ("depth2.npy", rec.depth2)):
+            assert isinstance(sample[name], np.ndarray), f"{spec}: {name} decoded to {type(sample[name])}"
+            assert sample[name].dtype == np.uint16 and sample[name].shape == depth.shape
+            assert np.array_equal(sample[name] * np.float32(sample["meta.json"]["depth_scale"]),
+                                  read_shard_depth(info.path, i, name))
+
+
+def read_shard_depth(path, index, name):
+    return list(read_shard(path))[index][name.split(".")[0]]
+
+
+def test_schema_1_shards_with_png_depth_still_read(tmp_path):
+    """Shards written before depth moved to .npy (schema 1, 16-bit PNG) decode to the same metres."""
+    rec = make_record(0)
+    fields = encode_sample(rec, "room-a-00000000")
+    meta = json.loads(fields.pop("meta.json"))
+    meta["schema_version"] = 1
+    legacy = {
+        "img1.jpg": fields["img1.jpg"],
+        "img2.jpg": fields["img2.jpg"],
+        "depth1.png": encode_depth_png(rec.depth1, 0.001),
+        "depth2.png": encode_depth_png(rec.depth2, 0.001),
+        "meta.json": json.dumps(meta).encode(),
+    }
+    path = tmp_path / "pairs-000000.tar"
+    with ShardWriter(path) as writer:
+        writer.write("room-a-00000000", legacy)
+        writer.close()
+    (old,) = list(read_shard(path))
+    assert old["meta"]["schema_version"] == 1
+    np.testing.assert_allclose(old["depth1"], rec.depth1, atol=0.0006)
+    new = decode_depth(encode_depth(rec.depth1, 0.001), 0.001, rec.depth1.shape)
+    assert np.array_equal(old["depth1"], new)  # both schemas give the same metres
+    meta["schema_version"] = 2  # a schema-2 sample must have .npy depth: named, not guessed
+    legacy["meta.json"] = json.dumps(meta).encode()
+    with ShardWriter(path) as writer:
+        writer.write("room-a-00000000", legacy)
+        writer.close()
+    with pytest.raises(ShardReadError, match=r"has no depth1\.npy \(schema_version 2"):
+        list(read_shard(path))
+
+
+def test_depth_npy_from_other_writers_reads_and_bad_arrays_are_named():
+    depth = make_record(0).depth1
+    units = np.rint(depth / 0.001).astype(np.uint16)
+    buffer = io.BytesIO()
+    np.save(buffer, np.asfortranarray(units))  # a valid .npy that is not our byte layout
+    np.testing.assert_array_equal(decode_depth(buffer.getvalue(), 0.001, units.shape), units * np.float32(0.001))
+    buffer = io.BytesIO()
+    np.save(buffer, units.astype(np.float32))
+    with pytest.raises(ValueError, match="uint16"):
+        decode_depth(buffer.getvalue(), 0.001, units.shape)
+    with pytest.raises(ValueError, match=".npy"):
+        decode_depth(encode_depth(depth, 0.001)[:-10], 0.001, None)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+def test_tar_reader_matches_tarfile_for_long_names_and_formats(tmp_path, fmt):
+    path = tmp_path / "x.tar"
+    members = {("d" * 60 + "/") * (fmt == tarfile.USTAR_FORMAT) + "k" * 90 + ".img1.jpg": b"a" * 700,
+               "s.meta.json": b"{}", "e.depth1.npy": b""}
+    if fmt != tarfile.USTAR_FORMAT:
+        members["l" * 150 + ".depth2.npy"] = b"b" * 513  # longer than a ustar name field
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert list(iter_tar_members(path)) == list(members.items())
+
+
+def test_tar_reader_refuses_a_corrupt_header_and_directories(tmp_path):
+    info = write_shard(shard_path(tmp_path, "train", 0), range(2))
+    data = bytearray(info.path.read_bytes())
+    data[5] ^= 0xFF  # first member's name, checksum now wrong
+    info.path.write_bytes(bytes(data))
+    with pytest.raises(ShardReadError, match="bad checksum"):
+        list(iter_raw_samples(info.path))
+    path = tmp_path / "dir.tar"
+    with tarfile.open(path, "w") as tar:
+        directory = tarfile.TarInfo("folder")
+        directory.type = tarfile.DIRTYPE
+        tar.addfile(directory)
+    with pytest.raises(ShardReadError, match="'folder/' is not a regular file"):
+        list(iter_raw_samples(path))
 
 
 def test_aborted_writer_leaves_nothing(tmp_path):

@@ -24,6 +24,8 @@ import torch
 import webdataset as wds
 
 from rendering.layout import CorpusLayout
+from rendering.shards import decode_rgb as decode_rgb_bytes
+from rendering.shards import iter_raw_samples
 from training.mixture import MixtureSource, mix
 from training.models.croco import IMAGENET_MEAN, IMAGENET_STD
 
@@ -83,10 +85,25 @@ _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def decode_rgb(data: bytes, name: str) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot decode image {name}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    try:
+        return decode_rgb_bytes(data)
+    except ValueError:
+        raise ValueError(f"cannot decode image {name}") from None
+
+
+def shard_samples(shards: Iterator[dict], handler) -> Iterator[dict]:
+    """WebDataset-style sample dicts (``__key__``, ``__url__``, one bytes value per member) from a
+    stream of ``{"url": path}``, read by the project's one-pass tar reader. A shard that fails to
+    read is reported to ``handler`` and the stream moves on to the next shard when it returns
+    True (as webdataset's tarfile_to_samples does)."""
+    for shard in shards:
+        url = shard["url"]
+        try:
+            for key, fields in iter_raw_samples(url):
+                yield {"__key__": key, "__url__": url, **fields}
+        except Exception as exc:  # unreadable/corrupt shard: counted by the handler
+            if not handler(exc):
+                raise
 
 
 def random_crop(img: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
@@ -219,7 +236,7 @@ class PairStream(torch.utils.data.IterableDataset):
             salt = (self.seed, stream) if k == 0 else (self.seed, stream, k)  # source 0: the single-corpus stream
             shard_urls = wds.ResampledShards(list(self.sources[k].shards), seed=self.seed + 7919 * k,
                                              worker_seed=lambda: stream, deterministic=True)
-            samples = wds.tarfile_to_samples(handler=on_error)(shard_urls)
+            samples = shard_samples(shard_urls, on_error)
             if self.shuffle_buffer > 1:
                 rng = random.Random(hash(salt) & 0xFFFFFFFF)
                 samples = wds.shuffle(self.shuffle_buffer, min(100, self.shuffle_buffer), rng=rng)(samples)

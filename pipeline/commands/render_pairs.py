@@ -1,7 +1,7 @@
 """`crocopipe render-pairs SCENE_URI --out DIR`: sample pairs of one scene into plain files to look at.
 
-Each pair goes to ``DIR/<sample-key>/`` as ``img1.jpg``, ``img2.jpg``, ``depth1.png``,
-``depth2.png`` (uint16, depth / depth_scale) and ``meta.json`` -- the shard schema's fields, encoded
+Each pair goes to ``DIR/<sample-key>/`` as ``img1.jpg``, ``img2.jpg``, ``depth1.npy``,
+``depth2.npy`` (uint16, depth / depth_scale) and ``meta.json`` -- the shard schema's fields, encoded
 by the same code as the shards -- plus ``DIR/contact_sheet.png``. No Prefect: one process, one scene.
 """
 
@@ -66,7 +66,7 @@ def render_pairs(
     scale: Optional[str] = typer.Option(None, "--scale", help="metres per file unit, or 'auto' (default: metres)"),
     shading: str = typer.Option("auto", "--shading", help="unlit, lambert, or auto (Lambert on flat colours)"),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="JPEG quality of img1/img2"),
-    depth_scale: float = typer.Option(0.001, help="metres per depth PNG unit"),
+    depth_scale: float = typer.Option(0.001, help="metres per depth unit"),
     overwrite: bool = typer.Option(False, "--overwrite", help="write into a non-empty --out, replacing same-named pairs"),
 ) -> None:
     """Render CroCo-style pairs of one scene as image files + JSON, with a contact sheet."""
