@@ -10,23 +10,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from evaluation.tasks import CORPUS, CORPUS_TASKS, EXTERNAL_DATASETS, EXTERNAL_TASKS, TASK_NAMES, get_task
+from evaluation.tasks import TASKS as TASK_TABLE
 from training.methods import ALL_METHODS, check_names
 
-# Tasks on the corpus's held-out scenes, then tasks on the real benchmarks of the CroCo paper.
-CORPUS_TASKS: tuple[str, ...] = ("depth", "flow", "pose")
-BENCHMARK_TASKS: tuple[str, ...] = ("nyuv2", "sintel_clean", "sintel_final")
-TASKS: tuple[str, ...] = CORPUS_TASKS + BENCHMARK_TASKS
-# What each task predicts (the head, loss and metrics it uses).
-TASK_KIND: dict[str, str] = {
-    "depth": "depth", "flow": "flow", "pose": "pose",
-    "nyuv2": "depth", "sintel_clean": "flow", "sintel_final": "flow",
-}
-# The config section a benchmark task reads its data from.
-TASK_SOURCE: dict[str, str] = {"nyuv2": "nyuv2", "sintel_clean": "sintel", "sintel_final": "sintel"}
-METHODS: tuple[str, ...] = ALL_METHODS  # training.methods, the registry
+# Views of the registries (evaluation.tasks, training.methods), where tasks and methods are declared.
+TASKS: tuple[str, ...] = TASK_NAMES
+TASK_KIND: dict[str, str] = {name: t.kind for name, t in TASK_TABLE.items()}  # what each task predicts
+# The config section ([evaluate.<name>]) an external-dataset task reads its data from.
+TASK_SOURCE: dict[str, str] = {name: t.source for name, t in TASK_TABLE.items() if t.source != CORPUS}
+METHODS: tuple[str, ...] = ALL_METHODS
 PROTOCOLS: tuple[str, ...] = ("probe", "finetune")
-
-Task = Literal["depth", "flow", "pose", "nyuv2", "sintel_clean", "sintel_final"]
 
 
 class NYUv2Source(BaseModel):
@@ -68,16 +62,16 @@ class EvaluateConfig(BaseModel):
     The val split's scenes are divided again by scene into a head-training part and a test part
     (``test_fraction`` of the scenes; by pair when the split holds a single scene).
     ``none`` is the random-initialisation baseline (same architecture, no pretraining).
-    The benchmark tasks (``nyuv2``, ``sintel_clean``, ``sintel_final``) read the real datasets
-    named in the ``[evaluate.nyuv2]`` / ``[evaluate.sintel]`` sections instead.
+    The external-dataset tasks (``nyuv2``, ``sintel_clean``, ``sintel_final``) read the real
+    datasets named in the ``[evaluate.nyuv2]`` / ``[evaluate.sintel]`` sections instead.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tasks: list[Task] = Field(default_factory=lambda: list(CORPUS_TASKS))
+    tasks: list[str] = Field(default_factory=lambda: list(CORPUS_TASKS))
     methods: list[str] = Field(default_factory=lambda: list(METHODS))
     protocol: Literal["probe", "finetune"] = "probe"
-    protocol_overrides: dict[Task, Literal["probe", "finetune"]] = Field(
+    protocol_overrides: dict[str, Literal["probe", "finetune"]] = Field(
         default_factory=dict,
         description="per-task protocol, e.g. {flow = 'finetune'}: frozen RoPE (CroCo v2) features carry no "
         "absolute position, so displacement is not directly readable by a flow probe",
@@ -142,25 +136,40 @@ class EvaluateConfig(BaseModel):
     @model_validator(mode="after")
     def _sources_for_tasks(self) -> "EvaluateConfig":
         for task in self.tasks:
-            section = TASK_SOURCE.get(task)
-            if section is not None and getattr(self, section) is None:
-                needs = "labeled_mat and splits_mat" if section == "nyuv2" else "root"
-                raise ValueError(f"task {task!r} needs an [evaluate.{section}] section with {needs}")
+            source = get_task(task).source
+            if source != CORPUS and getattr(self, source) is None:
+                needs = EXTERNAL_DATASETS[source].needs
+                raise ValueError(f"task {task!r} needs an [evaluate.{source}] section with {needs}")
         return self
+
+    def external_section(self, task: str):
+        """The [evaluate.<dataset>] section an external-dataset task reads."""
+        return getattr(self, get_task(task).source)
 
     def fingerprint(self, spec: dict, task: str) -> str:
         """Hash of everything that changes a single (method, task, seed) result: a result file
         written under another fingerprint is stale for this config. Only the data source the
-        task reads counts, so adding a benchmark section leaves the other results valid."""
+        task reads counts, so adding an external dataset's section leaves the other results valid."""
         import hashlib
         import json
 
-        unused = {"nyuv2", "sintel"} - {TASK_SOURCE.get(task)}
+        entry = get_task(task)
+        unused = set(EXTERNAL_DATASETS) - {entry.source}
         keep = self.model_dump(
             mode="json", exclude={"tasks", "methods", "seeds", "device", "threads", "protocol_overrides", *unused}
         )
         keep["protocol"] = self.protocol_for(task)
-        if task in BENCHMARK_TASKS:
-            keep.pop("max_pairs")  # a corpus setting
+        if entry.source != CORPUS:
+            for key in EXTERNAL_DATASETS[entry.source].fingerprint_drops:  # corpus settings
+                keep.pop(key)
         blob = json.dumps({"evaluate": keep, "spec": spec}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _every_dataset_has_a_section() -> None:
+    missing = sorted(set(EXTERNAL_DATASETS) - set(EvaluateConfig.model_fields))
+    if missing:
+        raise RuntimeError(f"external datasets {missing} have no [evaluate] section field in EvaluateConfig")
+
+
+_every_dataset_has_a_section()

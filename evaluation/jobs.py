@@ -5,8 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from evaluation.config import BENCHMARK_TASKS, TASK_SOURCE, EvaluateConfig
+from evaluation.config import EvaluateConfig
 from evaluation.plan import EvalJob, existing_result
+from evaluation.tasks import CORPUS, external_dataset, get_task
+
+_EXTERNAL_CACHE_SIZE = 4
+_external_cache: dict[tuple, tuple] = {}
 
 
 @lru_cache(maxsize=8)
@@ -19,16 +23,16 @@ def task_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None,
     return task_arrays(train, task_name, size), task_arrays(test, task_name, size), how
 
 
-@lru_cache(maxsize=4)
-def benchmark_data(task_name: str, source_json: str, size: int, test_fraction: float):
-    """Head-train / test arrays of a benchmark task (NYUv2, Sintel), built once per process."""
-    from evaluation.benchmarks import nyuv2_arrays, sintel_arrays
-    from evaluation.config import NYUv2Source, SintelSource
-
-    if task_name == "nyuv2":
-        return nyuv2_arrays(NYUv2Source.model_validate_json(source_json), size)
-    source = SintelSource.model_validate_json(source_json)
-    return sintel_arrays(source, task_name.removeprefix("sintel_"), size, test_fraction)
+def external_data(task_name: str, section, size: int, test_fraction: float):
+    """Head-train / test arrays of an external-dataset task (its registered builder, evaluation.tasks),
+    built once per process for these settings and reused across methods and seeds."""
+    task = get_task(task_name)
+    key = (task_name, section.model_dump_json(), size, test_fraction)
+    if key not in _external_cache:
+        if len(_external_cache) >= _EXTERNAL_CACHE_SIZE:
+            _external_cache.pop(next(iter(_external_cache)))
+        _external_cache[key] = external_dataset(task).arrays(task, section, size, test_fraction)
+    return _external_cache[key]
 
 
 def run_job(job: EvalJob, corpus_dir: str, cfg: EvaluateConfig, spec: dict) -> tuple[dict, bool]:
@@ -46,9 +50,9 @@ def run_job(job: EvalJob, corpus_dir: str, cfg: EvaluateConfig, spec: dict) -> t
     if backbone.spec.img_size != spec["img_size"]:
         raise ValueError(f"{job.checkpoint}: input size {backbone.spec.img_size} differs from the configured "
                          f"{spec['img_size']}; evaluate methods pretrained at the same crop size")
-    if job.task in BENCHMARK_TASKS:
-        source = getattr(cfg, TASK_SOURCE[job.task])
-        train, test, how = benchmark_data(job.task, source.model_dump_json(), spec["img_size"], cfg.test_fraction)
+    if get_task(job.task).source != CORPUS:
+        section = cfg.external_section(job.task)
+        train, test, how = external_data(job.task, section, spec["img_size"], cfg.test_fraction)
     else:
         train, test, how = task_data(corpus_dir, job.task, spec["img_size"], cfg.max_pairs, cfg.test_fraction)
     result = run_one(job.task, job.method, backbone, train, test, cfg, job.seed)

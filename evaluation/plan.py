@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.config import CORPUS_TASKS, TASK_SOURCE, EvaluateConfig
+from evaluation.config import CORPUS_TASKS, EvaluateConfig
+from evaluation.tasks import CORPUS, external_dataset, get_task
 from evaluation.data import val_shards
 from rendering.layout import RunLayout
 from training.methods import get_method
@@ -52,33 +53,33 @@ def check_checkpoints(layout: RunLayout, methods: list[str]) -> dict[str, Path |
     return found
 
 
-def check_benchmark_sources(cfg: EvaluateConfig) -> None:
-    """Open the configured benchmark datasets once so that a wrong path fails before any work."""
-    from evaluation.datasets import NYUv2, SintelFlow, read_nyuv2_split
-
-    tasks = set(cfg.tasks)
-    if "nyuv2" in tasks:
+def check_external_sources(cfg: EvaluateConfig) -> None:
+    """Open the configured external datasets once so that a wrong path fails before any work."""
+    checked: set[str] = set()
+    for task in sorted(cfg.tasks):
+        entry = get_task(task)
+        if entry.source == CORPUS:
+            continue
+        dataset = external_dataset(entry)
+        if dataset.name in checked and entry.variant is None:
+            continue
         try:
-            NYUv2(cfg.nyuv2.labeled_mat).close()
-            read_nyuv2_split(cfg.nyuv2.splits_mat)
+            dataset.check(cfg.external_section(task), entry)
         except (OSError, ValueError) as exc:
-            raise BenchmarkDataError(f"[evaluate.nyuv2]: {exc}") from exc
-    for task in sorted(t for t in tasks if TASK_SOURCE.get(t) == "sintel"):
-        try:
-            SintelFlow(cfg.sintel.root, task.removeprefix("sintel_"))
-        except (OSError, ValueError) as exc:
-            raise BenchmarkDataError(f"[evaluate.sintel] (task {task}): {exc}") from exc
+            where = f"[evaluate.{dataset.name}]" + (f" (task {task})" if entry.variant is not None else "")
+            raise ExternalDataError(f"{where}: {exc}") from exc
+        checked.add(dataset.name)
 
 
-class BenchmarkDataError(ValueError):
-    """A configured benchmark dataset is missing or unreadable."""
+class ExternalDataError(ValueError):
+    """A configured external dataset is missing or unreadable."""
 
 
 def plan_jobs(layout: RunLayout, cfg: EvaluateConfig) -> list[EvalJob]:
     """Every (method, task, seed) of the config, after checking checkpoints and the data."""
     if set(cfg.tasks) & set(CORPUS_TASKS):
         val_shards(layout.corpus_dir)  # raises MissingValSplitError
-    check_benchmark_sources(cfg)
+    check_external_sources(cfg)
     checkpoints = check_checkpoints(layout, list(cfg.methods))
     return [
         EvalJob(m, t, s, None if checkpoints[m] is None else str(checkpoints[m]), str(layout.result(m, t, s)))

@@ -75,7 +75,7 @@ def predict_and_score(model: DownstreamModel, data: TaskArrays, batch_size: int,
     if model.task == "flow":
         metrics = flow_metrics(np.concatenate(preds), a["flow"], a["valid"])
         metrics["zero_flow_epe"] = flow_metrics(np.zeros_like(a["flow"]), a["flow"], a["valid"])["epe"]  # reference
-        if data.to_original_px is not None:  # benchmark flow: also in the dataset's own pixels
+        if data.to_original_px is not None:  # external-dataset flow: also in the dataset's own pixels
             metrics["epe_original_px"] = metrics["epe"] * data.to_original_px
         return metrics
     return pose_metrics(np.concatenate(rots), np.concatenate(preds), a["rotation"], a["direction"])

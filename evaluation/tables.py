@@ -1,10 +1,10 @@
-"""Benchmark tables: pretraining methods x downstream tasks, ours beside the paper's.
+"""Result tables: pretraining methods x downstream tasks, ours beside the paper's.
 
 Inputs are the per-run result files ``<run_dir>/eval/<method>/<task>/seed-<s>.json``; outputs go
 to ``<run_dir>/tables/``: ``results.md``, ``results.csv`` (one row per method x task x metric,
 with mean, std across seeds, the seeds and the per-seed values), ``results.png`` (bar chart,
 error bars = std across seeds). The paper's published figures sit in their own, labelled columns.
-Beside the benchmark tasks (``nyuv2``, ``sintel_*``) they are the same measurement on the same
+Beside the external-dataset tasks (``nyuv2``, ``sintel_*``) they are the same measurement on the same
 data, made with the paper's full-size models, schedules and fine-tuning; beside the corpus tasks
 they come from other data and give the expected *ordering* only.
 """
@@ -21,45 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.config import CORPUS_TASKS, TASK_KIND, TASK_SOURCE
+from evaluation.config import CORPUS_TASKS, TASK_KIND
 from evaluation.metrics import HIGHER_IS_BETTER
+from evaluation.tasks import CORPUS, PAPER_SOURCE, TASKS, external_dataset
 from rendering.layout import RunLayout
 from training.methods import METHODS
 
-# (metric key, column label, scale for display)
-DEPTH_METRICS = [
-    ("abs_rel", "AbsRel", 1.0),
-    ("rmse", "RMSE (m)", 1.0),
-    ("delta1", "δ1 (%)", 100.0),
-    ("delta1_median_scaled", "δ1 median-scaled (%)", 100.0),
-]
-FLOW_METRICS = [("epe", "EPE (px)", 1.0), ("bad1", ">1px (%)", 100.0), ("bad3", ">3px (%)", 100.0)]
-# Sintel: EPE also in the original 1024 x 436 pixels, the unit of the published figures.
-SINTEL_METRICS = FLOW_METRICS + [("epe_original_px", "EPE (orig. px)", 1.0)]
-TASK_METRICS: dict[str, list[tuple[str, str, float]]] = {
-    "depth": DEPTH_METRICS,
-    "flow": FLOW_METRICS,
-    "nyuv2": DEPTH_METRICS,
-    "sintel_clean": SINTEL_METRICS,
-    "sintel_final": SINTEL_METRICS,
-    "pose": [
-        ("rot_err_deg", "rot. err (°)", 1.0),
-        ("trans_err_deg", "transl. dir. err (°)", 1.0),
-        ("acc5", "acc@5° (%)", 100.0),
-        ("acc10", "acc@10° (%)", 100.0),
-    ],
-}
-
-# Published numbers, CroCo (Weinzaepfel et al., NeurIPS 2022, arXiv 2210.10716): fine-tuned
-# monocular depth on NYUv2 (delta1, %) and optical flow on MPI-Sintel (EPE, clean / final),
-# CroCo pretraining vs an MAE-pretrained encoder. Not measured by this project.
-PAPER_SOURCE = "CroCo paper (arXiv 2210.10716)"
+# Views of the task registry (evaluation.tasks): table columns and published figures per task.
+TASK_METRICS: dict[str, list[tuple[str, str, float]]] = {name: list(t.metrics) for name, t in TASKS.items()}
 PAPER: dict[str, dict[str, str]] = {
-    "depth": {"label": "paper: NYUv2 δ1 (%)", "metric": "delta1", "croco_v1": "85.6", "mae": "≈79"},
-    "flow": {"label": "paper: Sintel EPE clean / final", "metric": "epe", "croco_v1": "3.00 / 3.60", "mae": "4.63 / 5.24"},
-    "nyuv2": {"label": "paper: δ1 (%)", "metric": "delta1", "croco_v1": "85.6", "mae": "≈79"},
-    "sintel_clean": {"label": "paper: EPE (orig. px)", "metric": "epe_original_px", "croco_v1": "3.00", "mae": "4.63"},
-    "sintel_final": {"label": "paper: EPE (orig. px)", "metric": "epe_original_px", "croco_v1": "3.60", "mae": "5.24"},
+    name: {"label": t.paper.label, "metric": t.paper.metric, **t.paper.by_method}
+    for name, t in TASKS.items() if t.paper is not None
 }
 METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
 
@@ -183,19 +155,8 @@ def _data_notes(tasks: list[str], context: dict) -> list[str]:
             "pixels" + (f" (predicting zero flow gives EPE {zero['flow']:.3f} px)" if "flow" in zero else "")
             + ". Pose: median errors; acc = both errors below the threshold."
         )
-    if "nyuv2" in tasks:
-        notes.append(
-            "- nyuv2: NYU Depth v2 labeled set, heads trained on the official train split and scored on the "
-            "official test split inside Eigen's crop, depth up to [evaluate.nyuv2] max_depth_m; images at the "
-            "model's input size."
-        )
-    for t in (t for t in tasks if TASK_SOURCE.get(t) == "sintel"):
-        notes.append(
-            f"- {t}: MPI-Sintel training set, {t.removeprefix('sintel_')} pass, {data.get(t, 'split by scene')}; "
-            "EPE over every pixel not marked invalid (occluded ones included), at the model's input size and, "
-            "in 'orig. px', scaled to Sintel's own pixels (the unit of the published EPE)"
-            + (f"; predicting zero flow gives EPE {zero[t]:.3f} px" if t in zero else "") + "."
-        )
+    for t in (TASKS[t] for t in tasks if TASKS[t].source != CORPUS):
+        notes.append(external_dataset(t).note(t, data.get(t.name), zero.get(t.name)))
     return notes
 
 

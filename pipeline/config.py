@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from evaluation.config import EvaluateConfig
+from evaluation.tasks import EXTERNAL_DATASETS
 from rendering.backend import BACKENDS
 from rendering.layout import RunLayout
 from rendering.sampling import SamplerConfig
@@ -284,7 +285,7 @@ def run_config_from_dict(data: dict[str, Any], path: Path) -> RunConfig:
         update={
             "run_dir": _resolve(config.run_dir, base),
             "corpus": corpus.model_copy(update={"scenes": scenes}),
-            "evaluate": _resolve_benchmark_paths(config.evaluate, base),
+            "evaluate": _resolve_external_paths(config.evaluate, base),
             "pretrain": _resolve_corpora_paths(config.pretrain, base),
         }
     )
@@ -299,17 +300,17 @@ def _resolve_corpora_paths(pretrain: PretrainConfig | None, base: Path) -> Pretr
     return pretrain.model_copy(update={"corpora": corpora})
 
 
-def _resolve_benchmark_paths(evaluate: EvaluateConfig | None, base: Path) -> EvaluateConfig | None:
+def _resolve_external_paths(evaluate: EvaluateConfig | None, base: Path) -> EvaluateConfig | None:
+    """Every external dataset section's path keys (evaluation.tasks) relative to the config file."""
     if evaluate is None:
         return None
     update: dict[str, Any] = {}
-    if evaluate.nyuv2 is not None:
-        update["nyuv2"] = evaluate.nyuv2.model_copy(update={
-            "labeled_mat": _resolve(evaluate.nyuv2.labeled_mat, base),
-            "splits_mat": _resolve(evaluate.nyuv2.splits_mat, base),
-        })
-    if evaluate.sintel is not None:
-        update["sintel"] = evaluate.sintel.model_copy(update={"root": _resolve(evaluate.sintel.root, base)})
+    for name, dataset in EXTERNAL_DATASETS.items():
+        section = getattr(evaluate, name)
+        if section is not None:
+            update[name] = section.model_copy(
+                update={key: _resolve(getattr(section, key), base) for key in dataset.path_keys}
+            )
     return evaluate.model_copy(update=update)
 
 

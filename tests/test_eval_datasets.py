@@ -1,4 +1,4 @@
-"""Real-benchmark readers against tiny files written in the official formats."""
+"""External-dataset readers (NYUv2, MPI-Sintel) against tiny files written in the official formats."""
 
 import struct
 
@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from benchmark_files import flo_bytes as _flo_bytes
-from benchmark_files import write_nyuv2 as _write_nyu
-from benchmark_files import write_nyuv2_splits, write_sintel_scene
+from external_files import flo_bytes as _flo_bytes
+from external_files import write_nyuv2 as _write_nyu
+from external_files import write_nyuv2_splits, write_sintel_scene
 from evaluation.datasets import NYUv2, SintelFlow, read_flo, read_nyuv2_split, write_flo
 
 

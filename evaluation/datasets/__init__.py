@@ -1,4 +1,4 @@
-"""Readers for the real benchmarks of the CroCo paper, in their official file formats.
+"""Readers for the external datasets of the CroCo paper (NYUv2, MPI-Sintel), in their official file formats.
 
 These need only numpy, h5py, scipy and OpenCV; the data itself is never downloaded here.
 """

@@ -1,4 +1,4 @@
-"""Write tiny NYUv2 and MPI-Sintel datasets in their official file formats (no downloads)."""
+"""Write tiny NYUv2 and MPI-Sintel datasets (the external datasets) in their official file formats (no downloads)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The benchmark tasks (nyuv2, sintel_clean, sintel_final) on tiny files in the official formats."""
+"""The external-dataset tasks (nyuv2, sintel_clean, sintel_final) on tiny files in the official formats."""
 
 import json
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark_files import write_nyuv2, write_nyuv2_splits, write_sintel_scene
-from evaluation.benchmarks import nyuv2_arrays, resize_center_crop, sintel_arrays
+from external_files import write_nyuv2, write_nyuv2_splits, write_sintel_scene
+from evaluation.external import nyuv2_arrays, resize_center_crop, sintel_arrays
 from evaluation.config import EvaluateConfig, NYUv2Source, SintelSource
 from rendering.layout import RunLayout
 from test_eval_flow import _checkpoint
@@ -116,7 +116,7 @@ def test_config_needs_the_dataset_section_and_resolves_paths(tmp_path):
         load_run_config(config)
 
 
-def test_corpus_results_stay_valid_when_a_benchmark_is_added(tmp_path):
+def test_corpus_results_stay_valid_when_an_external_dataset_is_added(tmp_path):
     spec = {"img_size": 32}
     plain = EvaluateConfig()
     with_sintel = EvaluateConfig(tasks=["depth", "sintel_clean"], sintel=SintelSource(root=tmp_path))
@@ -125,7 +125,7 @@ def test_corpus_results_stay_valid_when_a_benchmark_is_added(tmp_path):
     assert with_sintel.fingerprint(spec, "sintel_clean") != moved.fingerprint(spec, "sintel_clean")
 
 
-def test_benchmark_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thread):
+def test_external_dataset_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thread):
     from evaluation.jobs import run_job
     from evaluation.plan import pending_jobs, plan_jobs
     from evaluation.tables import write_tables
@@ -136,7 +136,7 @@ def test_benchmark_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thre
     cfg = EvaluateConfig(tasks=["nyuv2", "sintel_clean", "sintel_final"], methods=["croco_v1", "none"],
                          steps=2, batch_size=2, nyuv2=_nyuv2(tmp_path), sintel=_sintel(tmp_path / "sintel"))
     spec = preset_spec("test").to_dict()
-    jobs = plan_jobs(RunLayout(run_dir), cfg)  # no corpus needed for benchmark tasks
+    jobs = plan_jobs(RunLayout(run_dir), cfg)  # no corpus needed for external-dataset tasks
     assert len(jobs) == 6 and len(pending_jobs(jobs, cfg, spec)) == 6
     for job in jobs:
         result, reused = run_job(job, str(run_dir / "corpus"), cfg, spec)
@@ -167,25 +167,25 @@ def test_benchmark_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thre
 
 
 def test_missing_or_corrupt_dataset_fails_before_any_work(tmp_path):
-    from evaluation.plan import BenchmarkDataError, plan_jobs
+    from evaluation.plan import ExternalDataError, plan_jobs
 
     run_dir = tmp_path / "run"
     missing = EvaluateConfig(tasks=["nyuv2"], methods=["none"],
                              nyuv2=NYUv2Source(labeled_mat=tmp_path / "nope.mat", splits_mat=tmp_path / "s.mat"))
-    with pytest.raises(BenchmarkDataError, match=r"\[evaluate.nyuv2\]: NYUv2 file not found: .*nope.mat"):
+    with pytest.raises(ExternalDataError, match=r"\[evaluate.nyuv2\]: NYUv2 file not found: .*nope.mat"):
         plan_jobs(RunLayout(run_dir), missing)
     (tmp_path / "nope.mat").write_bytes(b"not hdf5")
-    with pytest.raises(BenchmarkDataError, match="not an HDF5"):
+    with pytest.raises(ExternalDataError, match="not an HDF5"):
         plan_jobs(RunLayout(run_dir), missing)
     sintel = _sintel(tmp_path / "sintel", scenes=("alley_1", "cave_4"))
     flo = tmp_path / "sintel" / "training" / "flow" / "alley_1" / "frame_0001.flo"
     flo.write_bytes(flo.read_bytes()[:-16])  # truncated: found when the data is read
-    from evaluation.benchmarks import sintel_arrays
+    from evaluation.external import sintel_arrays
 
     with pytest.raises(ValueError, match=r"frame_0001.flo: .*\(truncated\?\)"):
         sintel_arrays(sintel, "clean", SIZE, 0.5)
     (tmp_path / "sintel" / "training" / "final").rename(tmp_path / "sintel" / "training" / "moved")
     no_final = EvaluateConfig(tasks=["sintel_final"], methods=["none"], sintel=sintel)
-    with pytest.raises(BenchmarkDataError, match=r"\[evaluate.sintel\] \(task sintel_final\): Sintel folder not found"):
+    with pytest.raises(ExternalDataError, match=r"\[evaluate.sintel\] \(task sintel_final\): Sintel folder not found"):
         plan_jobs(RunLayout(run_dir), no_final)
     assert not (run_dir / "eval").exists()

@@ -1,4 +1,4 @@
-"""Head-train / test arrays of the real benchmarks (NYUv2 depth, MPI-Sintel flow).
+"""Head-train / test arrays of the external datasets (NYUv2 depth, MPI-Sintel flow).
 
 Same input contract as the corpus tasks (evaluation.data): square uint8 images of the model's
 input size. Each image is resized so that its short side equals that size and centre-cropped;
@@ -87,7 +87,7 @@ def sintel_arrays(
     source: SintelSource, pass_name: str, size: int, test_fraction: float
 ) -> tuple[TaskArrays, TaskArrays, str]:
     """(train, test, how): frame pairs of one pass, split by scene. ``valid`` excludes only the
-    pixels Sintel marks invalid, so EPE is the benchmark's "all pixels" figure (occluded included)."""
+    pixels Sintel marks invalid, so EPE is Sintel's published "all pixels" figure (occluded included)."""
     from evaluation.datasets import SintelFlow
 
     everything = SintelFlow(source.root, pass_name)

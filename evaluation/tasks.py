@@ -1,0 +1,158 @@
+"""The evaluation tasks and the external datasets they read: the one place each is declared.
+
+A task says what it predicts (its kind: the head, loss, prediction and metrics it uses), where its
+data comes from (the corpus's held-out val scenes, or an external dataset), the metrics its table
+shows and the published figures beside them. An external dataset says which ``[evaluate.<name>]``
+section describes it, which of that section's keys are paths, how to check it before any work
+and how to build its head-train / test arrays. Configs, planning, jobs and tables read these
+tables; a name missing here is refused, never silently taken for another.
+
+No torch and no image libraries at import: the run config validates task names with this module;
+the check and array builders import their readers when called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+CORPUS = "corpus"  # the source of tasks on the corpus's held-out val scenes
+
+Metric = tuple[str, str, float]  # (metric key, column label, display scale)
+
+DEPTH_METRICS: tuple[Metric, ...] = (
+    ("abs_rel", "AbsRel", 1.0),
+    ("rmse", "RMSE (m)", 1.0),
+    ("delta1", "δ1 (%)", 100.0),
+    ("delta1_median_scaled", "δ1 median-scaled (%)", 100.0),
+)
+FLOW_METRICS: tuple[Metric, ...] = (("epe", "EPE (px)", 1.0), ("bad1", ">1px (%)", 100.0), ("bad3", ">3px (%)", 100.0))
+# Sintel: EPE also in the original 1024 x 436 pixels, the unit of the published figures.
+SINTEL_METRICS: tuple[Metric, ...] = FLOW_METRICS + (("epe_original_px", "EPE (orig. px)", 1.0),)
+POSE_METRICS: tuple[Metric, ...] = (
+    ("rot_err_deg", "rot. err (°)", 1.0),
+    ("trans_err_deg", "transl. dir. err (°)", 1.0),
+    ("acc5", "acc@5° (%)", 100.0),
+    ("acc10", "acc@10° (%)", 100.0),
+)
+
+# Published numbers, CroCo (Weinzaepfel et al., NeurIPS 2022, arXiv 2210.10716): fine-tuned
+# monocular depth on NYUv2 (delta1, %) and optical flow on MPI-Sintel (EPE, clean / final),
+# CroCo pretraining vs an MAE-pretrained encoder. Not measured by this project.
+PAPER_SOURCE = "CroCo paper (arXiv 2210.10716)"
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    label: str  # column label
+    metric: str  # the metric key the figure is comparable to
+    by_method: dict[str, str]  # method -> published value as printed
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # what it predicts: "depth", "flow" or "pose"
+    source: str  # CORPUS, or the name of an external dataset (EXTERNAL_DATASETS)
+    metrics: tuple[Metric, ...]
+    paper: PaperFigure | None = None
+    variant: str | None = None  # the dataset variant the task reads (Sintel's clean / final pass)
+
+
+@dataclass(frozen=True)
+class ExternalDataset:
+    """A real dataset read from files the user already has, in its official layout."""
+
+    name: str  # its config section: [evaluate.<name>]
+    needs: str  # the section's required keys, for the error when a task needs the section
+    path_keys: tuple[str, ...]  # keys holding paths (relative to the config file)
+    check: Callable[[Any, Task], None]  # open the files once; raise OSError / ValueError when unusable
+    arrays: Callable[[Task, Any, int, float], tuple]  # (task, section, size, test_fraction) -> (train, test, how)
+    note: Callable[[Task, str | None, float | None], str]  # the table's line on a task: (task, split, zero-flow EPE)
+    fingerprint_drops: tuple[str, ...] = field(default=("max_pairs",))  # [evaluate] keys that do not apply
+
+
+def _check_nyuv2(section: Any, task: Task) -> None:
+    from evaluation.datasets import NYUv2, read_nyuv2_split
+
+    NYUv2(section.labeled_mat).close()
+    read_nyuv2_split(section.splits_mat)
+
+
+def _nyuv2_arrays(task: Task, section: Any, size: int, test_fraction: float) -> tuple:
+    from evaluation.external import nyuv2_arrays
+
+    return nyuv2_arrays(section, size)
+
+
+def _check_sintel(section: Any, task: Task) -> None:
+    from evaluation.datasets import SintelFlow
+
+    SintelFlow(section.root, task.variant)
+
+
+def _sintel_arrays(task: Task, section: Any, size: int, test_fraction: float) -> tuple:
+    from evaluation.external import sintel_arrays
+
+    return sintel_arrays(section, task.variant, size, test_fraction)
+
+
+def _nyuv2_note(task: Task, how: str | None, zero_epe: float | None) -> str:
+    return (f"- {task.name}: NYU Depth v2 labeled set, heads trained on the official train split and scored on the "
+            "official test split inside Eigen's crop, depth up to [evaluate.nyuv2] max_depth_m; images at the "
+            "model's input size.")
+
+
+def _sintel_note(task: Task, how: str | None, zero_epe: float | None) -> str:
+    return (f"- {task.name}: MPI-Sintel training set, {task.variant} pass, {how or 'split by scene'}; "
+            "EPE over every pixel not marked invalid (occluded ones included), at the model's input size and, "
+            "in 'orig. px', scaled to Sintel's own pixels (the unit of the published EPE)"
+            + (f"; predicting zero flow gives EPE {zero_epe:.3f} px" if zero_epe is not None else "") + ".")
+
+
+_EXTERNAL = (
+    ExternalDataset("nyuv2", "labeled_mat and splits_mat", ("labeled_mat", "splits_mat"), _check_nyuv2,
+                    _nyuv2_arrays, _nyuv2_note),
+    ExternalDataset("sintel", "root", ("root",), _check_sintel, _sintel_arrays, _sintel_note),
+)
+EXTERNAL_DATASETS: dict[str, ExternalDataset] = {d.name: d for d in _EXTERNAL}
+
+_NYU_DELTA1 = {"croco_v1": "85.6", "mae": "≈79"}
+_TASKS = (
+    Task("depth", "depth", CORPUS, DEPTH_METRICS, PaperFigure("paper: NYUv2 δ1 (%)", "delta1", _NYU_DELTA1)),
+    Task("flow", "flow", CORPUS, FLOW_METRICS,
+         PaperFigure("paper: Sintel EPE clean / final", "epe", {"croco_v1": "3.00 / 3.60", "mae": "4.63 / 5.24"})),
+    Task("pose", "pose", CORPUS, POSE_METRICS),
+    Task("nyuv2", "depth", "nyuv2", DEPTH_METRICS, PaperFigure("paper: δ1 (%)", "delta1", _NYU_DELTA1)),
+    Task("sintel_clean", "flow", "sintel", SINTEL_METRICS,
+         PaperFigure("paper: EPE (orig. px)", "epe_original_px", {"croco_v1": "3.00", "mae": "4.63"}), "clean"),
+    Task("sintel_final", "flow", "sintel", SINTEL_METRICS,
+         PaperFigure("paper: EPE (orig. px)", "epe_original_px", {"croco_v1": "3.60", "mae": "5.24"}), "final"),
+)
+TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+CORPUS_TASKS: tuple[str, ...] = tuple(t.name for t in _TASKS if t.source == CORPUS)
+EXTERNAL_TASKS: tuple[str, ...] = tuple(t.name for t in _TASKS if t.source != CORPUS)
+KINDS: tuple[str, ...] = tuple(dict.fromkeys(t.kind for t in _TASKS))
+
+
+def get_task(name: str) -> Task:
+    """The registry entry of ``name``; ValueError naming the allowed tasks otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASK_NAMES)}") from None
+
+
+def external_dataset(task: Task) -> ExternalDataset:
+    """The external dataset a task reads (KeyError-free: every source is checked at import)."""
+    return EXTERNAL_DATASETS[task.source]
+
+
+def _check_registry() -> None:
+    for t in _TASKS:
+        if t.source != CORPUS and t.source not in EXTERNAL_DATASETS:
+            raise RuntimeError(f"task {t.name!r} reads unknown source {t.source!r}")
+
+
+_check_registry()
