@@ -29,10 +29,10 @@ from evaluation.config import EvaluateConfig
 from evaluation.tasks import EXTERNAL_DATASETS
 from rendering.backend import BACKENDS
 from rendering.layout import RunLayout
+from rendering.scene_uri import PROCEDURAL_PREFIX, is_procedural, procedural_uri  # noqa: F401  (PROCEDURAL_PREFIX re-exported)
 from rendering.sampling import SamplerConfig
 from training.config import PretrainConfig
 
-PROCEDURAL_PREFIX = "procedural:"
 # Corpus fields that change how a corpus is produced but not what it contains.
 EXECUTION_FIELDS = frozenset({"workers", "task_runner", "dask_address"})
 
@@ -55,8 +55,7 @@ class ProceduralScenes(_Strict):
 
     def uris(self) -> list[str]:
         query = "&".join(f"{k}={v}" for k, v in (("rooms", self.rooms), ("objects", self.objects)) if v is not None)
-        suffix = f"?{query}" if query else ""
-        return [f"{PROCEDURAL_PREFIX}{seed}{suffix}" for seed in range(self.first_seed, self.first_seed + self.count)]
+        return [procedural_uri(seed, query) for seed in range(self.first_seed, self.first_seed + self.count)]
 
 
 ScaleOption = float | Literal["auto"] | None
@@ -320,7 +319,7 @@ def _resolve(p: Path, base: Path) -> Path:
 
 
 def _resolve_uri(uri: str, base: Path) -> str:
-    return uri if uri.startswith(PROCEDURAL_PREFIX) else str(_resolve(Path(uri), base))
+    return uri if is_procedural(uri) else str(_resolve(Path(uri), base))
 
 
 def _resolve_entry(entry: str | SceneEntry, base: Path) -> str | SceneEntry:

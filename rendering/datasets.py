@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from rendering.backend import SceneSpec
+from rendering.scene_uri import id_slug
 
 DATASET_KINDS = ("hm3d", "scannet", "gibson", "mp3d", "replicacad", "habitat_test_scenes", "glb", "meshes")
 
@@ -87,11 +88,11 @@ class DiscoveredScene:
 
 
 def slugify(text: str) -> str:
-    """Stable id fragment: runs of characters outside ``[A-Za-z0-9_-]`` (dots included) become ``-``."""
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
-    if not slug:
-        raise DatasetError(f"cannot make a scene id from {text!r}")
-    return slug
+    """A dataset scene name as an id fragment (rendering.scene_uri.id_slug, case kept)."""
+    try:
+        return id_slug(text, keep_case=True)
+    except ValueError as err:
+        raise DatasetError(str(err)) from None
 
 
 def _is_semantic(path: Path) -> bool:

@@ -49,6 +49,7 @@ import numpy as np
 from rendering.backend import NavigableSpace, RenderedView, SceneLoadError, SceneSpec
 from rendering.camera import check_pose
 from rendering.habitat_frame import opencv_pose_to_habitat_state
+from rendering.scene_uri import is_procedural, mesh_path
 
 INSTALL_HELP = """\
 habitat-sim is not installed (or fails to import) in this Python environment.
@@ -556,8 +557,8 @@ class HabitatRenderer:
                 raise SceneLoadError(f"scene {scene.scene_id!r}: stage config {uri} does not exist")
             return str(path.resolve()), path
         up_axis = scene.up_axis
-        if uri.lower().endswith(".glb") and not uri.startswith("procedural:"):
-            glb = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+        if uri.lower().endswith(".glb") and not is_procedural(uri):
+            glb = mesh_path(uri).expanduser()
         else:
             from rendering.scenes import scene_glb_path  # procedural scenes and other mesh formats
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rendering.scene_uri import key_slug
 
 SCHEMA_VERSION = 2  # 2: depth members are .npy (1: 16-bit PNG)
 
@@ -95,26 +95,11 @@ class PairRecord:
         }
 
 
-_KEY_SAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def scene_slug(scene_id: str) -> str:
-    """``scene_id`` made safe for sample keys (letters, digits, ``_``, ``-``; no dots).
-
-    Ids that are already safe are kept as they are; any other id is sanitised and suffixed with 8
-    hex digits of its hash, so that two different ids can never share a slug.
-    """
-    if not isinstance(scene_id, str) or not scene_id:
-        raise ValueError(f"scene_id must be a non-empty string, got {scene_id!r}")
-    clean = _KEY_SAFE.sub("_", scene_id)
-    if clean == scene_id:
-        return scene_id
-    digest = hashlib.blake2b(scene_id.encode("utf-8"), digest_size=4).hexdigest()
-    return f"{clean}_{digest}"
+scene_slug = key_slug  # the sample-key rule lives in rendering.scene_uri
 
 
 def sample_key(scene_id: str, pair_index: int) -> str:
-    """The shard/file key of a pair: ``<scene_slug>-<pair_index:08d>`` (DESIGN.md)."""
+    """The shard/file key of a pair: ``<scene_slug>-<pair_index:08d>`` (rendering.scene_uri.key_slug)."""
     if isinstance(pair_index, bool) or not isinstance(pair_index, (int, np.integer)) or pair_index < 0:
         raise ValueError(f"pair_index must be a non-negative integer, got {pair_index!r}")
     return f"{scene_slug(scene_id)}-{int(pair_index):08d}"

@@ -7,16 +7,15 @@ corpus config: unit ids and shard numbers are stable across runs and resumes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.config import PROCEDURAL_PREFIX, CorpusConfig
+from pipeline.config import CorpusConfig
 from rendering.backend import SceneSpec
 from rendering.layout import CorpusLayout
+from rendering.scene_uri import is_procedural, mesh_path, scene_id_for_uri, split_procedural  # noqa: F401  (scene_id_for_uri re-exported)
 
 SPLITS = ("train", "val")
-_SLUG_BAD = re.compile(r"[^a-z0-9_-]+")
 
 
 class CorpusPlanError(ValueError):
@@ -58,21 +57,6 @@ class WorkUnit:
         return asdict(self)
 
 
-def slug(text: str) -> str:
-    """Lower-case id made of ``[a-z0-9_-]`` (sample keys may not contain dots)."""
-    out = _SLUG_BAD.sub("-", text.lower()).strip("-")
-    return out or "scene"
-
-
-def scene_id_for_uri(uri: str) -> str:
-    """``procedural:12?rooms=2`` -> ``proc-000012-rooms-2``; ``/data/Apt 3.glb`` -> ``apt-3``."""
-    if uri.startswith(PROCEDURAL_PREFIX):
-        seed, _, query = uri[len(PROCEDURAL_PREFIX):].partition("?")
-        base = f"proc-{int(seed):06d}" if seed.isdigit() else f"proc-{seed}"
-        return slug(f"{base}-{query}" if query else base)
-    return slug(Path(uri).stem)
-
-
 def resolve_scenes(corpus: CorpusConfig) -> list[SceneSpec]:
     """Every scene of the config, in config order, with unique ids; mesh files must exist."""
     shading = corpus.shading
@@ -83,13 +67,17 @@ def resolve_scenes(corpus: CorpusConfig) -> list[SceneSpec]:
     for i, entry in enumerate(corpus.scenes.entries()):
         where = f"corpus.scenes.uris[{i}]"
         uri = entry.uri
-        if not uri.startswith(PROCEDURAL_PREFIX):
-            path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+        if not is_procedural(uri):
+            path = mesh_path(uri)
             if not path.is_file():
                 raise CorpusPlanError(f"{where}: scene file {str(path)!r} does not exist")
-        elif not uri[len(PROCEDURAL_PREFIX):].partition("?")[0].isdigit():
+        elif not split_procedural(uri)[0].isdigit():
             raise CorpusPlanError(f"{where}: procedural URI {uri!r} must be procedural:<non-negative seed>[?...]")
-        spec = SceneSpec(entry.name or scene_id_for_uri(uri), uri, entry.up, entry.scale, entry.shading or shading)
+        try:
+            scene_id = entry.name or scene_id_for_uri(uri)
+        except ValueError as err:
+            raise CorpusPlanError(f"{where}: {err}") from None
+        spec = SceneSpec(scene_id, uri, entry.up, entry.scale, entry.shading or shading)
         entries.append((spec, where))
     specs = [spec for spec, _ in entries]
     for d_index, source in enumerate(corpus.scenes.datasets):

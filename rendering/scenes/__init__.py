@@ -49,9 +49,9 @@ from rendering.backend import SceneLoadError, SceneSpec
 from rendering.navigable import NavigableGrid, find_navigable_floor, world_triangles
 from rendering.scenes.mesh_files import SUPPORTED_EXTENSIONS, UP_AXIS_ROTATIONS, normalise_scene, read_mesh_file
 from rendering.scenes.sanity import check_orientation, resolve_scale
+from rendering.scene_uri import PROCEDURAL_PREFIX, is_procedural, mesh_path  # noqa: F401  (PROCEDURAL_PREFIX re-exported)
 from rendering.scenes.shading import apply_shading
 
-PROCEDURAL_PREFIX = "procedural:"
 
 __all__ = [
     "LoadedScene",
@@ -73,8 +73,7 @@ class LoadedScene:
     facts: dict = field(default_factory=dict)  # what loading found (scale used, triangles, ...)
 
 
-def is_procedural_uri(uri: str) -> bool:
-    return uri.startswith(PROCEDURAL_PREFIX)
+is_procedural_uri = is_procedural  # rendering.scene_uri
 
 
 def default_cache_dir() -> Path:
@@ -87,9 +86,7 @@ def default_cache_dir() -> Path:
 
 
 def _file_path(uri: str) -> Path:
-    if uri.startswith("file://"):
-        uri = uri[len("file://"):]
-    return Path(uri).expanduser().resolve()
+    return mesh_path(uri).expanduser().resolve()
 
 
 def load_scene(spec: SceneSpec, cache_dir: Path | None = None) -> LoadedScene:

@@ -33,10 +33,12 @@ from trimesh.visual.material import PBRMaterial
 from trimesh.visual.texture import TextureVisuals
 
 from rendering.backend import SceneLoadError
+from rendering import scene_uri
+from rendering.scene_uri import PROCEDURAL_PREFIX, split_procedural
 from rendering.navigable import NavigableGrid, keep_large_regions
 from rendering.scenes import textures
 
-PREFIX = "procedural:"
+PREFIX = PROCEDURAL_PREFIX  # re-exported
 WALL_THICKNESS = 0.1
 STEP_HEIGHT = 0.2
 MIN_REGION_AREA_M2 = 1.0
@@ -77,10 +79,10 @@ class ProceduralSceneParams(BaseModel):
 
 def parse_procedural_uri(uri: str) -> tuple[int, ProceduralSceneParams]:
     """``procedural:<seed>[?key=value&...]`` -> (seed, params); SceneLoadError naming the problem."""
-    if not uri.startswith(PREFIX):
-        raise SceneLoadError(f"{uri}: not a procedural scene URI (expected '{PREFIX}<seed>')")
-    body = uri[len(PREFIX):]
-    seed_text, _, query = body.partition("?")
+    try:
+        seed_text, query = split_procedural(uri)
+    except ValueError as err:
+        raise SceneLoadError(str(err)) from None
     if not seed_text.isdigit():
         raise SceneLoadError(f"{uri}: seed must be a non-negative integer, got {seed_text!r}")
     seed = int(seed_text)
@@ -109,10 +111,9 @@ def procedural_uri(seed: int, params: ProceduralSceneParams | None = None) -> st
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     if params is None:
-        return f"{PREFIX}{seed}"
+        return scene_uri.procedural_uri(seed)
     changed = params.model_dump(exclude_defaults=True)
-    query = "&".join(f"{k}={changed[k]}" for k in sorted(changed))
-    return f"{PREFIX}{seed}" + (f"?{query}" if query else "")
+    return scene_uri.procedural_uri(seed, "&".join(f"{k}={changed[k]}" for k in sorted(changed)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -338,7 +339,7 @@ def generate_procedural_scene(
 ) -> tuple[trimesh.Scene, NavigableGrid]:
     """The scene of ``seed`` (render contract of :mod:`rendering.scenes`) and its exact floor grid."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SceneLoadError(f"procedural:{seed}: seed must be a non-negative integer")
+        raise SceneLoadError(f"{PROCEDURAL_PREFIX}{seed}: seed must be a non-negative integer")
     params = params or ProceduralSceneParams()
     name = procedural_uri(int(seed), params)
     rng = np.random.default_rng(int(seed))
