@@ -20,6 +20,7 @@ from evaluation.data import TaskArrays
 from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol, cosine_lr, count_parameters
 from evaluation.heads import default_head_features, l1_flow_loss, laplacian_flow_loss, pose_loss, silog_loss
 from evaluation.metrics import depth_metrics, flow_metrics, pose_metrics
+from rendering.atomic import atomic_write_text
 from training.methods import get_method
 from training.models import MaskedViT, ModelSpec, build_from_spec, load_backbone
 
@@ -180,8 +181,4 @@ def run_one(
 
 def write_result(path: Path, result: dict) -> None:
     """Atomic JSON write: the file's presence means the (method, task, seed) run is complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(Path(path), json.dumps(result, indent=2, sort_keys=True))

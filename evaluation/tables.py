@@ -24,6 +24,7 @@ import numpy as np
 from evaluation.config import CORPUS_TASKS, TASK_KIND
 from evaluation.metrics import HIGHER_IS_BETTER
 from evaluation.tasks import CORPUS, PAPER_SOURCE, TASKS, external_dataset
+from rendering.atomic import atomic_path, atomic_write_text
 from rendering.layout import RunLayout
 from training.methods import METHODS
 
@@ -210,16 +211,12 @@ def bar_chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> 
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+_atomic_text = atomic_write_text
 
 
 def write_tables(

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from rendering.atomic import atomic_path
 from rendering.pair import CovisScores, PairRecord
 
 PANEL_HEIGHT = 128
@@ -125,11 +126,6 @@ def write_contact_sheet(entries: Sequence[object], path: str | Path, columns: in
     """Write the sheet as PNG, atomically (a temporary file renamed into place)."""
     path = Path(path)
     image = Image.fromarray(contact_sheet(entries, columns), "RGB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

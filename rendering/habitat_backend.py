@@ -49,6 +49,7 @@ import numpy as np
 from rendering.backend import NavigableSpace, RenderedView, SceneLoadError, SceneSpec
 from rendering.camera import check_pose
 from rendering.habitat_frame import opencv_pose_to_habitat_state
+from rendering.atomic import atomic_write_bytes
 from rendering.scene_uri import is_procedural, mesh_path
 
 INSTALL_HELP = """\
@@ -267,11 +268,8 @@ def write_unlit_glb(src: Path, dst: Path) -> None:
     chunk = json.dumps(doc, separators=(",", ":")).encode()
     chunk += b" " * (-len(chunk) % 4)  # chunks are 4-byte aligned, JSON padded with spaces
     total = 12 + 8 + len(chunk) + len(rest)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        f.write(b"glTF" + (2).to_bytes(4, "little") + total.to_bytes(4, "little"))
-        f.write(len(chunk).to_bytes(4, "little") + b"JSON" + chunk + rest)
-    os.replace(tmp, dst)
+    header = b"glTF" + (2).to_bytes(4, "little") + total.to_bytes(4, "little")
+    atomic_write_bytes(dst, header + len(chunk).to_bytes(4, "little") + b"JSON" + chunk + rest)
 
 
 def navmesh_file_for(asset: Path) -> Path | None:

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import orjson
 
+from rendering.atomic import atomic_write_bytes, fsync_dir, temporary_name  # noqa: F401  (re-exported)
 from rendering.layout import SHARD_GLOB, SHARD_PATTERN, CorpusLayout  # noqa: F401  (re-exported)
 from rendering.pair import PairRecord
 
@@ -203,32 +204,6 @@ def encode_sample(
 
 # ---------------------------------------------------------------------------------------------
 # Writing
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temporary_name(final: Path) -> Path:
-    """Hidden sibling name that no shard glob (``pairs-*.tar``) can match."""
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling, fsync, rename over ``path``: readers see all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class ShardWriter:

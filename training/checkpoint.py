@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from rendering.atomic import atomic_path
+
 from training.models.loading import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -27,13 +29,8 @@ def checkpoint_path(folder: Path, step: int) -> Path:
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:

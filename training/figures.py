@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rendering.atomic import atomic_path
 from training.models.croco import IMAGENET_MEAN, IMAGENET_STD, PretrainOutput
 from training.models.layers import patchify, unpatchify
 
@@ -47,9 +48,7 @@ def save_reconstruction(path: Path, img1: torch.Tensor, img2: torch.Tensor, out:
             if r == 0:
                 axes[r, c].set_title(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    tmp.replace(path)
     return path

@@ -31,6 +31,7 @@ from training.checkpoint import checkpoint_path, latest_valid, prune, save_atomi
 from training.config import PretrainConfig
 from training.data import AugmentConfig, make_loader
 from training.mixture import mixture_sources
+from rendering.atomic import atomic_write_text
 from rendering.layout import PretrainLayout
 from training.figures import save_reconstruction
 from training.methods import PRETRAINED_METHODS, get_method
@@ -161,9 +162,7 @@ class MetricsLog:
         self.path = PretrainLayout(out).metrics
         if self.path.exists():
             kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(ln + "\n" for ln in kept))
-            tmp.replace(self.path)
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
         self.writer = None
         if tensorboard:
             try:

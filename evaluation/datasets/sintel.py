@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rendering.atomic import atomic_write_bytes
+
 FLO_TAG = 202021.25
 PASSES = ("clean", "final")
 _MAX_SIDE = 1 << 15
@@ -47,10 +49,8 @@ def write_flo(path: Path, flow: np.ndarray) -> None:
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"write_flo: expected (H, W, 2), got {flow.shape}")
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     header = np.array([FLO_TAG], dtype="<f4").tobytes() + np.array(flow.shape[1::-1], dtype="<i4").tobytes()
-    tmp.write_bytes(header + np.ascontiguousarray(flow).tobytes())
-    tmp.replace(path)
+    atomic_write_bytes(path, header + np.ascontiguousarray(flow).tobytes())
 
 
 @dataclass(frozen=True)

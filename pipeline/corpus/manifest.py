@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rendering.shards import MATRIX_SHAPES, temporary_name, fsync_dir
+from rendering.atomic import atomic_path
+from rendering.shards import MATRIX_SHAPES
 
 UNIT_METADATA_KEY = b"crocopipe.unit"
 # Where a pair lives (and how its scene file is oriented); the other columns are meta.json's fields.
@@ -87,20 +88,8 @@ def rows_to_table(rows: list[dict], unit_summary: dict | None = None) -> pa.Tabl
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write to a hidden temporary sibling, fsync, rename: a parquet under its final name is whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
 
 
 def read_manifest(path: Path) -> pa.Table:

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from rendering.atomic import atomic_path, atomic_write_bytes
 from rendering.backend import SceneLoadError, SceneSpec
 from rendering.navigable import NavigableGrid, find_navigable_floor, world_triangles
 from rendering.scenes.mesh_files import SUPPORTED_EXTENSIONS, UP_AXIS_ROTATIONS, normalise_scene, read_mesh_file
@@ -161,10 +162,8 @@ def _cached_floor(mesh: trimesh.Scene, path: Path, frame: str, cache_dir: Path) 
         except ValueError:
             pass  # a torn or foreign file: recompute and overwrite it below
     navigable = find_navigable_floor(mesh, scene_name=str(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.npz")
-    navigable.save(tmp)
-    os.replace(tmp, target)
+    with atomic_path(target, ".npz") as tmp:
+        navigable.save(tmp)
     return navigable
 
 
@@ -173,11 +172,7 @@ def export_glb_bytes(mesh: trimesh.Scene) -> bytes:
     return trimesh.exchange.gltf.export_glb(mesh, include_normals=False)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+_write_atomic = atomic_write_bytes
 
 
 def _file_digest(path: Path) -> str:
