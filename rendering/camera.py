@@ -35,6 +35,27 @@ def intrinsics_from_fov(width: int, height: int, hfov_deg: float) -> np.ndarray:
     )
 
 
+def check_intrinsics(K: np.ndarray, what: str = "K", allow_skew: bool = False) -> np.ndarray:
+    """Return ``K`` as float64 3x3, or raise naming what is wrong (shape, NaN, focal length, form).
+
+    ``allow_skew``: the embedded renderer projects a skewed K exactly; code that unprojects with
+    fx, fy, cx, cy alone (co-visibility, Habitat's camera) must refuse one.
+    """
+    k = np.asarray(K, dtype=np.float64)
+    if k.shape != (3, 3):
+        raise ValueError(f"{what}: expected a 3x3 matrix, got shape {k.shape}")
+    if not np.all(np.isfinite(k)):
+        raise ValueError(f"{what}: intrinsics contain NaN or infinite values")
+    if k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise ValueError(f"{what}: focal lengths must be positive, got fx={k[0, 0]}, fy={k[1, 1]}")
+    if k[1, 0] != 0 or not np.allclose(k[2], [0.0, 0.0, 1.0]):
+        raise ValueError(f"{what}: not a pinhole matrix (expected [[fx, s, cx], [0, fy, cy], [0, 0, 1]]), got {k.tolist()}")
+    if not allow_skew and k[0, 1] != 0:
+        raise ValueError(f"{what}: expected a pinhole K without skew, [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], "
+                         f"got skew {k[0, 1]}")
+    return k
+
+
 def check_pose(cam2world: np.ndarray, what: str = "cam2world") -> np.ndarray:
     """Return ``cam2world`` as float64 4x4, or raise naming what is wrong (NaN, shape, not rigid)."""
     pose = np.asarray(cam2world, dtype=np.float64)

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from scipy.spatial import cKDTree
 
-from rendering.camera import check_pose, pixel_rays, unproject_depth
+from rendering.camera import check_intrinsics, check_pose, pixel_rays, unproject_depth
 from rendering.pair import CovisScores
 
 CovisMethod = Literal["reprojection", "croco_nn"]
@@ -49,16 +49,8 @@ def _check_depth(depth: np.ndarray, what: str) -> np.ndarray:
 
 
 def _check_intrinsics(K: np.ndarray, what: str) -> np.ndarray:
-    arr = np.asarray(K, dtype=np.float64)
-    if arr.shape != (3, 3):
-        raise ValueError(f"{what}: expected a 3x3 matrix, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what}: intrinsics contain NaN or infinite values")
-    if arr[0, 0] <= 0 or arr[1, 1] <= 0:
-        raise ValueError(f"{what}: focal lengths must be positive, got {arr[0, 0]}, {arr[1, 1]}")
-    if arr[0, 1] != 0 or arr[1, 0] != 0 or not np.array_equal(arr[2], [0.0, 0.0, 1.0]):
-        raise ValueError(f"{what}: expected a pinhole K without skew, [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]")
-    return arr
+    """Unprojection here uses fx, fy, cx, cy only: a skewed K is refused, not silently misread."""
+    return check_intrinsics(K, what, allow_skew=False)
 
 
 def _check_inputs(depth1, depth2, K1, K2, pose1, pose2, check: bool = True):

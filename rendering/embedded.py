@@ -30,6 +30,7 @@ import trimesh
 from PIL import Image
 
 from rendering.backend import NavigableSpace, RenderedView, SceneLoadError, SceneSpec
+from rendering import camera
 from rendering.camera import check_pose
 
 _VERTEX_SHADER = """
@@ -89,17 +90,8 @@ _MAX_CACHED_FRAMEBUFFERS = 4
 
 
 def check_intrinsics(K: np.ndarray) -> np.ndarray:
-    """Return ``K`` as float64 3x3, or raise naming what is wrong (shape, NaN, focal length)."""
-    k = np.asarray(K, dtype=np.float64)
-    if k.shape != (3, 3):
-        raise ValueError(f"K: expected a 3x3 matrix, got shape {k.shape}")
-    if not np.all(np.isfinite(k)):
-        raise ValueError("K: intrinsics contain NaN or infinite values")
-    if k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise ValueError(f"K: focal lengths must be positive, got fx={k[0, 0]}, fy={k[1, 1]}")
-    if k[1, 0] != 0 or not np.allclose(k[2], [0.0, 0.0, 1.0]):
-        raise ValueError(f"K: not a pinhole matrix (expected [[fx, s, cx], [0, fy, cy], [0, 0, 1]]), got {k.tolist()}")
-    return k
+    """``K`` checked by rendering.camera.check_intrinsics; skew is allowed (projected exactly)."""
+    return camera.check_intrinsics(K, "K", allow_skew=True)
 
 
 def opencv_projection(K: np.ndarray, width: int, height: int, near: float, far: float) -> np.ndarray:

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from rendering.backend import NavigableSpace, RenderedView, SceneLoadError, SceneSpec
-from rendering.camera import check_pose
+from rendering.camera import check_intrinsics, check_pose
 from rendering.habitat_frame import opencv_pose_to_habitat_state
 from rendering.atomic import atomic_write_bytes
 from rendering.scene_uri import is_procedural, mesh_path
@@ -120,16 +120,8 @@ def hfov_from_intrinsics(K: np.ndarray, width: int, height: int) -> float:
     """
     if not (isinstance(width, (int, np.integer)) and isinstance(height, (int, np.integer)) and width > 0 and height > 0):
         raise ValueError(f"image size must be positive integers, got {width}x{height}")
-    k = np.asarray(K, dtype=np.float64)
-    if k.shape != (3, 3):
-        raise ValueError(f"K: expected a 3x3 matrix, got shape {k.shape}")
-    if not np.all(np.isfinite(k)):
-        raise ValueError("K: intrinsics contain NaN or infinite values")
+    k = check_intrinsics(K, "K (habitat backend)", allow_skew=False)
     fx, fy = k[0, 0], k[1, 1]
-    if fx <= 0 or fy <= 0:
-        raise ValueError(f"K: focal lengths must be positive, got fx={fx}, fy={fy}")
-    if k[0, 1] != 0 or k[1, 0] != 0 or not np.allclose(k[2], [0.0, 0.0, 1.0]):
-        raise ValueError(f"K: the habitat backend needs a pinhole matrix without skew, got {k.tolist()}")
     if abs(fx - fy) > 1e-6 * fx:
         raise ValueError(
             f"K: the habitat backend renders square pixels only (fx == fy), got fx={fx}, fy={fy}"
