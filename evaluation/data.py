@@ -27,8 +27,9 @@ class MissingValSplitError(FileNotFoundError):
 
 
 def val_shards(corpus_dir: Path) -> list[Path]:
-    folder = CorpusLayout(corpus_dir).shards_dir("val")
-    shards = sorted(folder.glob(SHARD_GLOB)) if folder.is_dir() else []
+    layout = CorpusLayout(corpus_dir)
+    folder = layout.shards_dir("val")
+    shards = layout.split_shards("val")
     if not shards:
         raise MissingValSplitError(
             f"corpus {corpus_dir} has no val split ({folder}/{SHARD_GLOB} not found): downstream "

@@ -1,8 +1,8 @@
 """Where every file of a run folder lives: the one place its layout is spelled out.
 
 It sits in the bottom package so that every stage (rendering, training, evaluation, the pipeline)
-can take a layout without importing a package above it. Pure path arithmetic: nothing here reads
-or writes the file system.
+can take a layout without importing a package above it. Path arithmetic, plus the listing of a
+split's shard files; nothing here writes.
 
 ```
 <run>/corpus/     shards/<split>/pairs-%06d.tar, units/, manifest.parquet, corpus.json, plan.json, card/
@@ -64,6 +64,19 @@ class CorpusLayout:
 
     def shards_dir(self, split: str) -> Path:
         return self.shards_root / split
+
+    def split_shards(self, split: str) -> list[Path]:
+        """The shard files of one split on disk, in shard order (empty when there are none).
+
+        The one listing of a split's shards; pretraining additionally requires the manifest, the
+        record of a finished corpus, to list exactly these (training.data.list_shards).
+        """
+        folder = self.shards_dir(split)
+        return sorted(folder.glob(SHARD_GLOB)) if folder.is_dir() else []
+
+    def all_shards(self) -> list[Path]:
+        """Every split's shard files (split folders in name order)."""
+        return sorted(self.shards_root.glob(f"*/{SHARD_GLOB}")) if self.shards_root.is_dir() else []
 
     def shard(self, split: str, index: int) -> Path:
         return self.shards_dir(split) / (SHARD_PATTERN % index)

@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 
 CONTACT_SHEET = "contact_sheet.png"
+_SAMPLER_DEFAULT = "(default: the [corpus.sampler] default)"
 MAX_SHEET_PAIRS = 32
 
 
@@ -51,14 +52,14 @@ def render_pairs(
     num_pairs: int = typer.Option(8, "--num-pairs", "-n", min=1, help="pairs to render"),
     seed: int = typer.Option(0, "--seed", min=0, help="corpus seed: pair k is drawn from (seed, scene id, k)"),
     first_pair: int = typer.Option(0, "--first-pair", min=0, help="index of the first pair"),
-    width: int = typer.Option(256, help="image width in pixels"),
-    height: int = typer.Option(256, help="image height in pixels"),
-    hfov: float = typer.Option(60.0, help="horizontal field of view in degrees"),
-    min_covis: float = typer.Option(0.5, help="least co-visibility of a kept pair"),
-    max_covis: float = typer.Option(1.0, help="largest co-visibility of a kept pair"),
-    covis_method: str = typer.Option("reprojection", help="reprojection or croco_nn"),
-    max_references: int = typer.Option(20, help="reference views per pair before giving up"),
-    max_candidates: int = typer.Option(100, "--max-candidates", help="second views per reference view"),
+    width: Optional[int] = typer.Option(None, help=f"image width in pixels {_SAMPLER_DEFAULT}"),
+    height: Optional[int] = typer.Option(None, help=f"image height in pixels {_SAMPLER_DEFAULT}"),
+    hfov: Optional[float] = typer.Option(None, help=f"horizontal field of view in degrees {_SAMPLER_DEFAULT}"),
+    min_covis: Optional[float] = typer.Option(None, help=f"least co-visibility of a kept pair {_SAMPLER_DEFAULT}"),
+    max_covis: Optional[float] = typer.Option(None, help=f"largest co-visibility of a kept pair {_SAMPLER_DEFAULT}"),
+    covis_method: Optional[str] = typer.Option(None, help=f"reprojection or croco_nn {_SAMPLER_DEFAULT}"),
+    max_references: Optional[int] = typer.Option(None, help=f"reference views per pair before giving up {_SAMPLER_DEFAULT}"),
+    max_candidates: Optional[int] = typer.Option(None, "--max-candidates", help=f"second views per reference view {_SAMPLER_DEFAULT}"),
     backend: str = typer.Option("embedded", help="renderer backend: embedded or habitat"),
     scene_id: Optional[str] = typer.Option(None, "--name", "--scene-id",
                                            help="scene id (default: derived from the URI as corpora do)"),
@@ -74,11 +75,11 @@ def render_pairs(
 
     from rendering.sampling import SamplerConfig
 
-    try:
-        config = SamplerConfig(
-            width=width, height=height, hfov_deg=hfov, min_covis=min_covis, max_covis=max_covis,
-            covis_method=covis_method, max_references=max_references, max_candidates_per_reference=max_candidates,
-        )
+    given = {"width": width, "height": height, "hfov_deg": hfov, "min_covis": min_covis, "max_covis": max_covis,
+             "covis_method": covis_method, "max_references": max_references,
+             "max_candidates_per_reference": max_candidates}
+    try:  # unset options keep the corpus sampler's defaults (rendering.sampling.SamplerConfig)
+        config = SamplerConfig(**{k: v for k, v in given.items() if v is not None})
     except pydantic.ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
         raise _fail(f"invalid sampling options: {problems}") from None
@@ -89,7 +90,7 @@ def render_pairs(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise _fail(f"--out {out} is not empty; pass --overwrite to write into it anyway")
 
-    from pipeline.corpus.plan import scene_id_for_uri
+    from rendering.scene_uri import scene_id_for_uri
     from rendering.backend import SceneLoadError, SceneSpec, create_renderer
     from rendering.contact_sheet import write_contact_sheet
 
@@ -142,9 +143,7 @@ def _render_all(renderer, navigable, scene, indices: range, seed: int, config, o
     """Sample, encode and write each pair with a progress bar; failures are collected, not fatal."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from rendering.pair import sample_key
-    from rendering.sampling import PairSamplingError, sample_pair
-    from rendering.shards import encode_sample
+    from rendering.render_loop import Encoding, FailedPair, sampled_pairs
 
     written: list[dict] = []
     failed: list[str] = []
@@ -152,17 +151,14 @@ def _render_all(renderer, navigable, scene, indices: range, seed: int, config, o
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=False) as progress:
         task = progress.add_task(f"pairs of {scene.scene_id}", total=len(indices))
-        for pair_index in indices:
-            try:
-                record = sample_pair(renderer, navigable, scene, pair_index, seed, config)
-            except PairSamplingError as err:
-                failed.append(str(err))
+        encoding = Encoding("jpg", jpeg_quality, depth_scale)
+        for item in sampled_pairs(renderer, navigable, scene, indices, seed, config, encoding):
+            if isinstance(item, FailedPair):
+                failed.append(item.reason)
             else:
-                key = sample_key(scene.scene_id, pair_index)
-                fields = encode_sample(record, key, "jpg", jpeg_quality, depth_scale)
-                _write_sample(out, key, fields, overwrite)
-                written.append(record.meta(depth_scale))
+                _write_sample(out, item.key, item.fields, overwrite)
+                written.append(item.record.meta(depth_scale))
                 if len(sheet) < MAX_SHEET_PAIRS:
-                    sheet.append(record)
+                    sheet.append(item.record)
             progress.advance(task)
     return written, failed, sheet

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.corpus.manifest import manifest_row, rows_to_table, write_parquet_atomic
-from pipeline.corpus.plan import scene_id_for_uri
+from rendering.scene_uri import scene_id_for_uri
 from rendering.camera import intrinsics_from_fov
 from rendering.habitat_frame import habitat_state_to_opencv_pose
 from rendering.pair import SCHEMA_VERSION, sample_key

@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.config import CorpusConfig
 from rendering.backend import SceneSpec
 from rendering.layout import CorpusLayout
-from rendering.scene_uri import is_procedural, mesh_path, scene_id_for_uri, split_procedural  # noqa: F401  (scene_id_for_uri re-exported)
+from rendering.scene_uri import is_procedural, mesh_path, scene_id_for_uri, split_procedural
 
 SPLITS = ("train", "val")
 

@@ -23,7 +23,8 @@ from pipeline.corpus.manifest import (
 from rendering.backend import SceneSpec
 from rendering.sampling import SamplerConfig, render_pair_at_poses
 from rendering.layout import CorpusLayout
-from rendering.shards import ShardWriter, atomic_write_bytes, encode_sample
+from rendering.render_loop import Encoding, FailedPair, rendered_pairs
+from rendering.shards import ShardWriter, atomic_write_bytes
 
 
 class RegenerateError(ValueError):
@@ -118,18 +119,22 @@ def regenerate_corpus(
                     current_scene = meta["scene_id"]
                 old = (meta["width"], meta["height"])
                 new = (width, height) if width is not None else old
-                K1 = scale_intrinsics(meta["K1"], old, new)
-                K2 = scale_intrinsics(meta["K2"], old, new)
-                record = render_pair_at_poses(
-                    renderer, scene, meta["pair_index"], meta["seed"],
-                    K1, K2, np.asarray(meta["cam2world1"]), np.asarray(meta["cam2world2"]), sampler.covis_method,
-                    width=new[0], height=new[1], attempts=meta["attempts"], rejections=meta.get("rejections") or {},
-                    config=sampler,
-                )
-                key = row["key"]
-                fields = encode_sample(record, key, image_format, jpeg_quality, meta["depth_scale"])
-                writer.write(key, fields)
-                metas.append((key, json.loads(fields["meta.json"]), scene))
+
+                def render(meta=meta, scene=scene, new=new, old=old):
+                    return render_pair_at_poses(
+                        renderer, scene, meta["pair_index"], meta["seed"],
+                        scale_intrinsics(meta["K1"], old, new), scale_intrinsics(meta["K2"], old, new),
+                        np.asarray(meta["cam2world1"]), np.asarray(meta["cam2world2"]), sampler.covis_method,
+                        width=new[0], height=new[1], attempts=meta["attempts"],
+                        rejections=meta.get("rejections") or {}, config=sampler,
+                    )
+
+                encoding = Encoding(image_format, jpeg_quality, meta["depth_scale"])
+                (item,) = rendered_pairs([(meta["pair_index"], row["key"], render)], encoding)
+                if isinstance(item, FailedPair):
+                    raise RegenerateError(f"pair {row['key']}: {item.reason}")
+                writer.write(item.key, item.fields)
+                metas.append((item.key, json.loads(item.fields["meta.json"]), scene))
                 done += 1
                 if progress is not None:
                     progress(done, len(rows))

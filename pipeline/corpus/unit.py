@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from pipeline.config import CorpusConfig
 from pipeline.corpus.manifest import manifest_row, read_unit_summary, rows_to_table, write_parquet_atomic
 from pipeline.corpus.plan import WorkUnit
 from rendering.backend import Renderer
-from rendering.shards import ShardWriter, encode_sample, file_sha256
+from rendering.shards import ShardWriter, file_sha256
 
 # One renderer per (backend, options) per worker thread (normally one thread per process): GL
 # contexts are created after the worker process started (spawn), never cross a fork and are
@@ -59,8 +58,7 @@ def completed_unit(unit: WorkUnit, corpus_dir: Path, config_hash: str, check_has
 
 def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str, config_hash: str) -> dict:
     """Produce (or find complete) one unit; returns its summary with ``reused`` set accordingly."""
-    from rendering.pair import sample_key
-    from rendering.sampling import PairSamplingError, sample_pair
+    from rendering.render_loop import Encoding, FailedPair, Tally, sampled_pairs
 
     unit = WorkUnit(**unit_fields)
     corpus = CorpusConfig.model_validate_json(corpus_json)
@@ -73,23 +71,18 @@ def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str, config_hash: 
     scene = unit.scene
     navigable = renderer.load_scene(scene)
     rows: list[dict] = []
-    failed: list[dict] = []
-    rejections: Counter[str] = Counter()
-    attempts = 0
+    tally = Tally()
+    encoding = Encoding(corpus.image_format, corpus.jpeg_quality, corpus.depth_scale)
     with ShardWriter(root / unit.shard_relpath) as writer:
-        for pair_index in unit.pair_indices:
-            try:
-                record = sample_pair(renderer, navigable, scene, pair_index, corpus.seed, corpus.sampler)
-            except PairSamplingError as err:
-                failed.append({"pair_index": pair_index, "reason": str(err)})
+        for item in sampled_pairs(renderer, navigable, scene, unit.pair_indices, corpus.seed, corpus.sampler,
+                                  encoding, tally):
+            if isinstance(item, FailedPair):
                 continue
-            key = sample_key(unit.scene_id, pair_index)
-            fields = encode_sample(record, key, corpus.image_format, corpus.jpeg_quality, corpus.depth_scale)
-            writer.write(key, fields)
-            rows.append(json.loads(fields["meta.json"]) | {"__key__": key})
-            rejections.update(record.rejections)
-            attempts += record.attempts
+            writer.write(item.key, item.fields)
+            rows.append(json.loads(item.fields["meta.json"]) | {"__key__": item.key})
         info = writer.close()
+    failed = [{"pair_index": f.pair_index, "reason": f.reason} for f in tally.failed]
+    rejections, attempts = tally.rejections, tally.attempts
     manifest_rows = [
         manifest_row({k: v for k, v in meta.items() if k != "__key__"}, meta["__key__"], unit.split,
                      unit.shard_relpath, info.sha256, unit.unit_id, unit.scene_up_axis, unit.scene_scale,

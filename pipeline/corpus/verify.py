@@ -89,7 +89,7 @@ def verify_corpus(corpus_dir: Path) -> VerifyReport:
         report.samples_checked += len(metas)
         if readable and len(metas) != entry["samples"]:
             report.problems.append(f"shard {rel}: {len(metas)} readable samples, corpus.json records {entry['samples']}")
-    for path in sorted(CorpusLayout(corpus_dir).shards_root.glob(f"*/{SHARD_GLOB}")):
+    for path in CorpusLayout(corpus_dir).all_shards():
         rel = path.relative_to(corpus_dir).as_posix()
         if rel not in shard_hash:
             report.problems.append(f"shard {rel} is not listed in corpus.json")
