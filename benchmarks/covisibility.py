@@ -47,7 +47,8 @@ def time_methods(methods: tuple[str, ...], args: tuple, repeats: int) -> dict[st
 
 
 def sampled_pair_agreement(scenes: list[str], pairs: int, size: int, repeats: int) -> None:
-    from rendering.backend import SceneSpec, create_renderer
+    from rendering.backend import SceneSpec
+    from rendering.backends import create_renderer
     from rendering.sampling import SamplerConfig, sample_pair
 
     config = SamplerConfig(width=size, height=size, min_covis=0.3)

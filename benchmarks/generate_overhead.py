@@ -42,7 +42,8 @@ def main() -> None:
     configure_prefect(tmp / "prefect")
     from pipeline.config import load_run_config
     from pipeline.corpus import plan_units, prepare_corpus_dir, run_unit
-    from rendering.backend import SceneSpec, create_renderer
+    from rendering.backend import SceneSpec
+    from rendering.backends import create_renderer
     from rendering.sampling import sample_pair
 
     n = args.scenes * args.pairs

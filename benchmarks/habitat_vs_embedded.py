@@ -23,7 +23,8 @@ import numpy as np
 
 def _poses(scenes: list[str], count: int, seed: int) -> dict[str, list[np.ndarray]]:
     from rendering import camera
-    from rendering.backend import SceneSpec, create_renderer
+    from rendering.backend import SceneSpec
+    from rendering.backends import create_renderer
 
     rng = np.random.default_rng(seed)
     out: dict[str, list[np.ndarray]] = {}
@@ -42,7 +43,8 @@ def _poses(scenes: list[str], count: int, seed: int) -> dict[str, list[np.ndarra
 
 def _worker(job: dict) -> dict:
     from rendering import camera
-    from rendering.backend import SceneSpec, create_renderer
+    from rendering.backend import SceneSpec
+    from rendering.backends import create_renderer
     from rendering.sampling import PairSamplingError, SamplerConfig, sample_pair
 
     size = job["size"]

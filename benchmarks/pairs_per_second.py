@@ -19,7 +19,8 @@ from collections import Counter
 
 
 def _worker(job: dict) -> dict:
-    from rendering.backend import SceneSpec, create_renderer
+    from rendering.backend import SceneSpec
+    from rendering.backends import create_renderer
     from rendering.sampling import PairSamplingError, SamplerConfig, sample_pair
 
     config = SamplerConfig(**job["config"])

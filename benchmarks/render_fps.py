@@ -18,7 +18,8 @@ import numpy as np
 import trimesh
 
 from rendering import camera
-from rendering.backend import SceneSpec, create_renderer
+from rendering.backend import SceneSpec
+from rendering.backends import create_renderer
 
 
 def large_mesh(min_triangles: int = 500_000, seed: int = 0) -> trimesh.Scene:

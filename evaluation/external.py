@@ -11,13 +11,16 @@ in the dataset's own pixels, as published.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from evaluation.config import NYUv2Source, SintelSource
 from evaluation.data import TaskArrays
 from evaluation.datasets.nyuv2 import EIGEN_CROP
+
+if TYPE_CHECKING:  # the [evaluate.<dataset>] sections (evaluation.config imports the registry)
+    from evaluation.config import NYUv2Source, SintelSource
 
 NYU_IMAGE_SHAPE = (480, 640)
 

@@ -27,7 +27,7 @@ from pydantic import (
 
 from evaluation.config import EvaluateConfig
 from evaluation.tasks import EXTERNAL_DATASETS
-from rendering.backend import BACKENDS
+from rendering.backends import BACKENDS
 from rendering.layout import RunLayout
 from rendering.scene_uri import PROCEDURAL_PREFIX, is_procedural, procedural_uri  # noqa: F401  (PROCEDURAL_PREFIX re-exported)
 from rendering.sampling import SamplerConfig
@@ -161,7 +161,7 @@ class CorpusConfig(_Strict):
     shading: ShadingOption = Field(
         "auto", description="unlit, lambert, or auto (a fixed Lambert term on flat-coloured surfaces)"
     )
-    backend: str = Field("embedded", description="renderer backend, one of rendering.backend.BACKENDS")
+    backend: str = Field("embedded", description="renderer backend, one of rendering.backends.BACKENDS")
     backend_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     workers: int = Field(1, ge=1, le=1024, description="render processes")
     task_runner: Literal["threads", "dask"] = "threads"

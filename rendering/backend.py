@@ -95,30 +95,3 @@ class Renderer(Protocol):
 
 class SceneLoadError(ValueError):
     """A scene file is missing, unreadable, empty, or has no navigable floor."""
-
-
-BACKENDS = ("embedded", "habitat")
-
-
-def create_renderer(name: str, **options: object) -> Renderer:
-    """Build a renderer backend by name, inside the process that will use it (never before a fork).
-
-    ``options`` go to the backend's constructor (e.g. ``device_index`` for both). Backends are
-    imported here, lazily, so that choosing one never requires the other's dependencies.
-    """
-    if name == "embedded":
-        from rendering.embedded import EmbeddedRenderer
-
-        return EmbeddedRenderer(**options)
-    if name == "habitat":
-        try:
-            from rendering.habitat_backend import HabitatRenderer
-        except ImportError as err:
-            raise ImportError(
-                f"the 'habitat' renderer backend needs habitat-sim, which could not be imported ({err}). "
-                "habitat-sim has no PyPI wheel for Linux: install it with conda "
-                "(conda install habitat-sim headless -c conda-forge -c aihabitat) or build it from source, "
-                "or use the default 'embedded' backend"
-            ) from err
-        return HabitatRenderer(**options)
-    raise ValueError(f"unknown renderer backend {name!r}; available backends: {', '.join(BACKENDS)}")

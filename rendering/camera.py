@@ -11,7 +11,7 @@ Conventions (the single source of truth for the whole project):
 * Depth images hold z-depth in metres (distance along the optical axis), 0 where nothing was hit.
 
 Habitat's camera frame (+x right, +y up, -z forward) and its (w, x, y, z) quaternions are handled in
-:mod:`rendering.habitat_frame`, nowhere else.
+:mod:`rendering.backends.habitat.frame`, nowhere else.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from rendering import camera, habitat_frame
+from rendering import camera
+from rendering.backends.habitat import frame as habitat_frame
 
 
 def test_intrinsics_follow_horizontal_fov_and_pixel_centre_convention():

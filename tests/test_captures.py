@@ -15,7 +15,7 @@ from rendering.captures import CaptureError, discover_sequences, load_depth, loa
 from rendering.captures.arkitscenes import angle_axis_pose_to_cam2world
 from rendering.captures.record import rgb_in_depth_camera, to_integer_centres
 from rendering.captures.tum import TUM_CAMERAS, quaternion_xyzw_to_matrix
-from rendering.embedded import EmbeddedRenderer
+from rendering.backends.embedded import EmbeddedRenderer
 from tests.capture_layouts import (
     render_sequence,
     write_arkitscenes,

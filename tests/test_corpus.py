@@ -30,7 +30,7 @@ from pipeline.corpus.croco_import import import_croco_metadata
 from pipeline.corpus.manifest import read_manifest, row_to_meta
 from pipeline.corpus.regenerate import regenerate_corpus
 from rendering.camera import look_at
-from rendering.habitat_frame import opencv_pose_to_habitat_state
+from rendering.backends.habitat.frame import opencv_pose_to_habitat_state
 from rendering.shards import file_sha256, read_shard
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ from trimesh.visual.material import PBRMaterial, SimpleMaterial
 
 from rendering import camera
 from rendering.backend import Renderer, SceneLoadError
-from rendering.embedded import EmbeddedRenderer, check_intrinsics
+from rendering.backends.embedded import EmbeddedRenderer, check_intrinsics
 
 X = np.array([1.0, 0.0, 0.0])
 Y = np.array([0.0, 1.0, 0.0])
@@ -277,7 +277,7 @@ def test_scene_far_from_origin_keeps_millimetre_depth(renderer):
 
 
 def test_anisotropic_filtering_defaults_off_only_on_software_rasterisers(renderer):
-    from rendering.embedded import _default_anisotropy
+    from rendering.backends.embedded import _default_anisotropy
 
     assert _default_anisotropy("llvmpipe (LLVM 15.0.6, 256 bits)") == 1.0
     assert _default_anisotropy("NVIDIA H100 80GB HBM3/PCIe/SSE2") == 16.0

@@ -19,7 +19,8 @@ from PIL import Image
 from trimesh.visual.material import PBRMaterial
 
 from rendering import camera
-from rendering.backend import SceneSpec, create_renderer
+from rendering.backend import SceneSpec
+from rendering.backends import create_renderer
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("habitat_sim") is None,

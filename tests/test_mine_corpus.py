@@ -17,7 +17,7 @@ from pipeline.corpus.mine import merge_mined_corpus, plan_mine_units, run_mine_u
 from pipeline.corpus.verify import verify_corpus
 from pipeline.mine_config import load_mine_config
 from rendering.captures import CaptureError
-from rendering.embedded import EmbeddedRenderer
+from rendering.backends.embedded import EmbeddedRenderer
 from rendering.shards import read_shard
 from tests.capture_layouts import render_sequence, write_arkitscenes, write_scannet
 

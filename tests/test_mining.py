@@ -9,7 +9,7 @@ from rendering.captures import read_sequence
 from rendering.captures.materialise import materialise_pair
 from rendering.captures.record import CaptureSequence
 from rendering.covisibility import reprojection_covisibility
-from rendering.embedded import EmbeddedRenderer
+from rendering.backends.embedded import EmbeddedRenderer
 from rendering.mining import MiningConfig, crop_intrinsics, crop_window, mine_sequence, score_candidates, select_diverse
 from tests.capture_layouts import render_sequence, write_scannet, write_tum
 from rendering.captures.record import to_integer_centres

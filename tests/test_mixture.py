@@ -12,7 +12,7 @@ from pipeline.config import run_config_from_dict
 from pipeline.corpus import merge_corpus, plan_units, prepare_corpus_dir, run_unit
 from pipeline.corpus.mine import merge_mined_corpus, plan_mine_units, run_mine_unit
 from pipeline.mine_config import load_mine_config
-from rendering.embedded import EmbeddedRenderer
+from rendering.backends.embedded import EmbeddedRenderer
 from tests.capture_layouts import render_sequence, write_scannet
 from training.config import CorpusSource, PretrainConfig
 from training.mixture import MixtureSource, mix, mixture_sources

@@ -17,7 +17,8 @@ from PIL import Image
 from trimesh.visual.material import PBRMaterial
 
 from rendering import camera
-from rendering.backend import Renderer, SceneLoadError, SceneSpec, create_renderer
+from rendering.backend import Renderer, SceneLoadError, SceneSpec
+from rendering.backends import create_renderer
 
 ROOM_LO = np.array([-3.0, 0.0, -4.0])
 ROOM_HI = np.array([3.0, 3.0, 4.0])

@@ -7,7 +7,8 @@ import pydantic
 import pytest
 import trimesh
 
-from rendering.backend import SceneSpec, create_renderer
+from rendering.backend import SceneSpec
+from rendering.backends import create_renderer
 from rendering.covisibility import compute_covisibility
 from rendering.navigable import NavigableGrid
 from rendering.sampling import (

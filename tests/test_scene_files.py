@@ -218,7 +218,7 @@ def test_render_pairs_takes_up_and_scale_and_refuses_the_wrong_axis(tmp_path: Pa
 
 def test_lambert_shading_gives_flat_colours_detail_identical_in_every_render(tmp_path: Path, room: Path):
     from rendering import camera
-    from rendering.embedded import EmbeddedRenderer
+    from rendering.backends.embedded import EmbeddedRenderer
 
     K = camera.intrinsics_from_fov(64, 64, 70.0)
     pose = camera.look_at(np.array([1.0, 1.5, 1.0]), np.array([3.9, 0.8, 3.9]))  # a corner with its door

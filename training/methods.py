@@ -53,9 +53,9 @@ def _mae(spec: "ModelSpec", mask_ratio: float | None) -> "MaskedViT":
 
 
 def _mae_encoder_in_croco(backbone: "MaskedViT") -> tuple["MaskedViT", set[str]]:
-    from training.models.transfer import encoder_in_croco_v1
+    from training.models.transfer import encoder_in_croco
 
-    return encoder_in_croco_v1(backbone)
+    return encoder_in_croco(backbone, METHODS["croco_v1"].build)
 
 
 _ENTRIES = (

@@ -91,7 +91,8 @@ def render_pairs(
         raise _fail(f"--out {out} is not empty; pass --overwrite to write into it anyway")
 
     from rendering.scene_uri import scene_id_for_uri
-    from rendering.backend import SceneLoadError, SceneSpec, create_renderer
+    from rendering.backend import SceneLoadError, SceneSpec
+    from rendering.backends import create_renderer
     from rendering.contact_sheet import write_contact_sheet
 
     try:

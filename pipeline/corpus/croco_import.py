@@ -6,7 +6,7 @@ The released metadata (one file per scene) holds, per multiview acquisition ``"0
 ``valid_fractions`` and ``pairwise_visibility_ratios`` ([i][j]: pixels of view i whose point has a
 neighbour in view j, over H*W). Top-level keys give ``scene`` (a path, relative to the dataset
 folders once packed), ``resolution`` ([height, width]), ``hfov`` (degrees) and ``views_count``.
-Poses are converted with rendering.habitat_frame only. The result is a manifest without shards,
+Poses are converted with rendering.backends.habitat.frame only. The result is a manifest without shards,
 which ``regenerate`` renders into a corpus.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.corpus.manifest import manifest_row, rows_to_table, write_parquet_atomic
 from rendering.scene_uri import scene_id_for_uri
 from rendering.camera import intrinsics_from_fov
-from rendering.habitat_frame import habitat_state_to_opencv_pose
+from rendering.backends.habitat.frame import habitat_state_to_opencv_pose
 from rendering.pair import SCHEMA_VERSION, sample_key
 
 IMPORT_UNIT = "croco-metadata"

@@ -29,7 +29,7 @@ _LOCAL = threading.local()
 
 
 def process_renderer(backend: str, options: dict[str, Any] | None = None) -> Renderer:
-    from rendering.backend import create_renderer
+    from rendering.backends import create_renderer
 
     cache: dict[tuple, Renderer] = _LOCAL.__dict__.setdefault("renderers", {})
     key = (backend, tuple(sorted((options or {}).items())))

@@ -3,18 +3,18 @@ method's own network lacks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from training.models.croco import CroCoNet, MaskedViT
 
 ENCODER_PREFIXES = ("patch_embed.", "enc_blocks.", "enc_norm.", "enc_pos_embed")
 
 
-def encoder_in_croco_v1(backbone: MaskedViT) -> tuple[CroCoNet, set[str]]:
-    """A CroCo v1 network of the same size holding ``backbone``'s encoder weights, with a freshly
-    initialised cross-view decoder (the CroCo paper's "MAE encoder" baseline); returns it and the
-    names of the parameters that came pretrained."""
-    from training.methods import get_method
-
-    net = get_method("croco_v1").build(backbone.spec, None)
+def encoder_in_croco(backbone: MaskedViT, build_croco: Callable) -> tuple[CroCoNet, set[str]]:
+    """A CroCo network of the same size (``build_croco(spec, None)``) holding ``backbone``'s encoder
+    weights, with a freshly initialised cross-view decoder (the CroCo paper's "MAE encoder"
+    baseline); returns it and the names of the parameters that came pretrained."""
+    net = build_croco(backbone.spec, None)
     state = {k: v for k, v in backbone.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
     missing = [k for k in state if k not in net.state_dict()]
     if missing:

@@ -1,35 +1,6 @@
-"""The ``habitat`` renderer backend: habitat-sim behind the same contract as the embedded renderer.
+"""The ``habitat`` renderer: habitat-sim behind the renderer contract (see rendering.backends.habitat).
 
-Habitat is the simulator CroCo's corpora were rendered with. This backend lets users who have
-habitat-sim and the scene datasets render (and re-render) corpora with it through the same flows.
-It is the only module of the project that imports ``habitat_sim``, and it does so when a renderer
-is created, so importing this module alone never needs habitat-sim.
-
-How it maps our contract onto Habitat (habitat-sim 0.2.x):
-
-* One ``habitat_sim.Simulator`` per renderer (create one renderer per worker process). Changing
-  scene, resolution or field of view goes through ``Simulator.reconfigure``: the simulator and its
-  GL context are kept, because destroying and re-creating simulators leaks GPU memory.
-* One agent per camera configuration in use (resolution, FOV; up to MAX_CAMERAS), each carrying
-  an RGB and a DEPTH pinhole camera at zero offset from its body; a pose is set by putting the
-  body where the camera is, converted by :mod:`rendering.habitat_frame` only.
-* Habitat's pinhole camera knows a horizontal FOV and square pixels with the principal point at
-  the image centre, so intrinsics ``K`` are checked for that and turned into ``hfov``.
-* Habitat's DEPTH sensor already gives z-depth in metres with 0 where nothing was hit (checked by
-  the tests); values outside (0, far] are set to 0 all the same.
-* A GLB is loaded as a *stage* through a stage config that states the glTF convention (+Y up,
-  -Z front), because habitat-sim treats a bare ``.glb`` as a Z-up Matterport mesh; for a scene
-  spec with ``up_axis="z"`` it states the Z-up convention instead (HM3D, MP3D, ... whose specs
-  rendering.datasets builds that way). A URI that already is a ``*.stage_config.json`` is used as
-  it is (it states its own frame). Other mesh formats and procedural scenes go through
-  ``rendering.scenes.scene_glb_path``.
-* Unlit albedo, as the contract asks: habitat-sim 0.2 draws textured glTF materials at full
-  strength but untextured and vertex-coloured ones at its 10 % ambient level when no lights are
-  set, so such GLBs are copied with their materials marked ``KHR_materials_unlit``.
-* habitat-sim crashes (segfault) building a navmesh for a scene with no horizontal extent, so the
-  GLB's bounds are read from its JSON first and such scenes raise SceneLoadError.
-* The navigable space is Habitat's navmesh: the scene's ``.navmesh`` file when there is one,
-  otherwise one recomputed with explicit :class:`NavMeshOptions`.
+The only module of the project that imports ``habitat_sim``, and only when a renderer is created.
 """
 
 from __future__ import annotations
@@ -40,16 +11,16 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rendering.backend import NavigableSpace, RenderedView, SceneLoadError, SceneSpec
+from rendering.backends.habitat.frame import opencv_pose_to_habitat_state
+from rendering.backends.habitat.navmesh import HabitatNavigable, NavMeshOptions, navmesh_file_for
+from rendering.backends.habitat.stage import glb_bounds, needs_unlit_materials, read_glb, stage_config, write_unlit_glb
 from rendering.camera import check_intrinsics, check_pose
-from rendering.habitat_frame import opencv_pose_to_habitat_state
-from rendering.atomic import atomic_write_bytes
 from rendering.scene_uri import is_procedural, mesh_path
 
 INSTALL_HELP = """\
@@ -83,35 +54,6 @@ def import_habitat_sim() -> Any:
 # cameras (resolution, FOV) kept configured at once; one more resets the set
 MAX_CAMERAS = 4
 
-# glTF files are +Y up with -Z front; stating it keeps the file's coordinates as world coordinates.
-GLTF_UP = (0.0, 1.0, 0.0)
-GLTF_FRONT = (0.0, 0.0, -1.0)
-
-
-@dataclass(frozen=True)
-class NavMeshOptions:
-    """Recast settings for recomputing a navmesh (metres, degrees).
-
-    Recast puts the navmesh up to one cell height above the floor; the cells here are finer in
-    height than Habitat's defaults (0.05 m x 0.2 m) so that navmesh points lie within 1 cm of the
-    floor, since the sampler puts cameras at a height above these points.
-    """
-
-    agent_height: float = 1.5
-    agent_radius: float = 0.1
-    agent_max_climb: float = 0.2
-    agent_max_slope: float = 45.0
-    cell_size: float = 0.05
-    cell_height: float = 0.01
-
-    def __post_init__(self) -> None:
-        for name in ("agent_height", "agent_radius", "agent_max_climb", "cell_size", "cell_height"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"NavMeshOptions.{name} must be a positive finite number, got {value!r}")
-        if not 0.0 < self.agent_max_slope < 90.0:
-            raise ValueError(f"NavMeshOptions.agent_max_slope must be in (0, 90) degrees, got {self.agent_max_slope}")
-
 
 def hfov_from_intrinsics(K: np.ndarray, width: int, height: int) -> float:
     """Horizontal FOV in degrees for ``K``; rejects what Habitat's pinhole camera cannot express.
@@ -132,159 +74,6 @@ def hfov_from_intrinsics(K: np.ndarray, width: int, height: int) -> float:
             f"({width / 2.0}, {height / 2.0}) for a {width}x{height} image, got ({k[0, 2]}, {k[1, 2]})"
         )
     return math.degrees(2.0 * math.atan((width / 2.0) / fx))
-
-
-# Matterport-style Z-up meshes (HM3D, MP3D, Gibson, ...): file (x, y, z) -> world (x, z, -y),
-# the same rotation as rendering.scenes' up_axis="z"
-ZUP_UP = (0.0, 0.0, 1.0)
-ZUP_FRONT = (0.0, 1.0, 0.0)
-
-
-def stage_config(glb_path: Path, up_axis: str = "y") -> dict[str, Any]:
-    """Habitat stage config for a mesh file: ``up_axis="y"`` keeps the file's (glTF, +Y up)
-    coordinates as world coordinates; ``"z"`` turns a Z-up file to +Y up."""
-    if up_axis not in ("y", "z"):
-        raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
-    up, front = (GLTF_UP, GLTF_FRONT) if up_axis == "y" else (ZUP_UP, ZUP_FRONT)
-    return {"render_asset": str(Path(glb_path).resolve()), "up": list(up), "front": list(front)}
-
-
-def _node_matrix(node: dict[str, Any]) -> np.ndarray:
-    if "matrix" in node:
-        return np.asarray(node["matrix"], dtype=np.float64).reshape(4, 4).T  # glTF is column-major
-    x, y, z, w = node.get("rotation", [0.0, 0.0, 0.0, 1.0])
-    rot = np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-    m = np.eye(4)
-    m[:3, :3] = rot * np.asarray(node.get("scale", [1.0, 1.0, 1.0]), dtype=np.float64)
-    m[:3, 3] = node.get("translation", [0.0, 0.0, 0.0])
-    return m
-
-
-def read_glb(path: Path) -> tuple[dict[str, Any], bytes]:
-    """(JSON document, the bytes after the JSON chunk) of a GLB file; raises SceneLoadError for
-    anything that is not a complete binary glTF 2.0 file."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise SceneLoadError(f"{path}: cannot read the file: {err}") from err
-    if len(data) < 20 or data[:4] != b"glTF":
-        raise SceneLoadError(f"{path}: not a binary glTF (.glb) file")
-    version, total = int.from_bytes(data[4:8], "little"), int.from_bytes(data[8:12], "little")
-    chunk_len, chunk_type = int.from_bytes(data[12:16], "little"), data[16:20]
-    if version != 2 or chunk_type != b"JSON" or total > len(data) or 20 + chunk_len > len(data):
-        raise SceneLoadError(f"{path}: truncated or unsupported GLB (version {version}, {total} bytes declared, {len(data)} present)")
-    try:
-        doc = json.loads(data[20 : 20 + chunk_len])
-    except ValueError as err:
-        raise SceneLoadError(f"{path}: the GLB's JSON chunk is corrupt: {err}") from err
-    return doc, data[20 + chunk_len :]
-
-
-def glb_bounds(path: Path, doc: dict[str, Any] | None = None) -> np.ndarray:
-    """(2, 3) axis-aligned bounds of a GLB's triangles in file coordinates, read from the JSON chunk
-    (glTF requires POSITION min/max), so that a scene can be checked before habitat-sim sees it."""
-    if doc is None:
-        doc, _ = read_glb(path)
-    nodes, meshes, accessors = doc.get("nodes", []), doc.get("meshes", []), doc.get("accessors", [])
-    scenes = doc.get("scenes", [])
-    if scenes:
-        roots = list(scenes[doc.get("scene", 0)].get("nodes", []))
-    else:
-        children = {c for n in nodes for c in n.get("children", [])}
-        roots = [i for i in range(len(nodes)) if i not in children]
-    corners = []
-    stack = [(i, np.eye(4)) for i in roots]
-    while stack:  # iterative walk of the node tree (files may nest deeply)
-        index, parent = stack.pop()
-        node = nodes[index]
-        world = parent @ _node_matrix(node)
-        for prim in meshes[node["mesh"]].get("primitives", []) if "mesh" in node else []:
-            acc = accessors[prim["attributes"]["POSITION"]]
-            if prim.get("mode", 4) not in (4, 5, 6) or "min" not in acc or "max" not in acc:
-                continue  # points/lines, or bounds not stated
-            lo, hi = np.asarray(acc["min"][:3], float), np.asarray(acc["max"][:3], float)
-            box = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-            corners.append((box @ world.T)[:, :3])
-        stack.extend((c, world) for c in node.get("children", []))
-    if not corners:
-        raise SceneLoadError(f"{path}: the GLB has no triangle meshes")
-    pts = np.concatenate(corners)
-    return np.stack([pts.min(axis=0), pts.max(axis=0)])
-
-
-def needs_unlit_materials(doc: dict[str, Any]) -> bool:
-    """Whether some primitive would be shaded by Habitat's Phong path at ambient strength: an
-    untextured material, vertex colours or no material, and the material is not marked unlit."""
-    materials = doc.get("materials", [])
-    for mesh in doc.get("meshes", []):
-        for prim in mesh.get("primitives", []):
-            index = prim.get("material")
-            if index is None:
-                return True
-            material = materials[index]
-            if "KHR_materials_unlit" in material.get("extensions", {}):
-                continue
-            textured = "baseColorTexture" in material.get("pbrMetallicRoughness", {})
-            if not textured or "COLOR_0" in prim.get("attributes", {}):
-                return True
-    return False
-
-
-def write_unlit_glb(src: Path, dst: Path) -> None:
-    """Copy a GLB with every material marked ``KHR_materials_unlit`` (and a default unlit material
-    for primitives without one), so that habitat-sim draws base colour x texture x vertex colour
-    without lighting, as the renderer contract asks. Geometry and textures are copied unchanged."""
-    doc, rest = read_glb(src)
-    materials = doc.setdefault("materials", [])
-    for material in materials:
-        material.setdefault("extensions", {})["KHR_materials_unlit"] = {}
-    default_index = None
-    for mesh in doc.get("meshes", []):
-        for prim in mesh.get("primitives", []):
-            if "material" not in prim:
-                if default_index is None:
-                    default_index = len(materials)
-                    materials.append({"pbrMetallicRoughness": {"baseColorFactor": [1, 1, 1, 1]},
-                                      "extensions": {"KHR_materials_unlit": {}}})
-                prim["material"] = default_index
-    used = doc.setdefault("extensionsUsed", [])
-    if "KHR_materials_unlit" not in used:
-        used.append("KHR_materials_unlit")
-    chunk = json.dumps(doc, separators=(",", ":")).encode()
-    chunk += b" " * (-len(chunk) % 4)  # chunks are 4-byte aligned, JSON padded with spaces
-    total = 12 + 8 + len(chunk) + len(rest)
-    header = b"glTF" + (2).to_bytes(4, "little") + total.to_bytes(4, "little")
-    atomic_write_bytes(dst, header + len(chunk).to_bytes(4, "little") + b"JSON" + chunk + rest)
-
-
-def navmesh_file_for(asset: Path) -> Path | None:
-    """The navmesh stored next to a scene asset, if any.
-
-    ``x.glb`` -> ``x.navmesh``; HM3D's ``x.basis.glb`` -> ``x.basis.navmesh`` (or ``x.navmesh``);
-    ``x.stage_config.json`` -> ``x.navmesh``.
-    """
-    asset = Path(asset)
-    name = asset.name
-    stems = []
-    for suffix in (".stage_config.json", ".basis.glb", ".glb", ".gltf"):
-        if name.endswith(suffix):
-            stem = name[: -len(suffix)]
-            if suffix == ".basis.glb":
-                stems.append(stem + ".basis")
-            stems.append(stem)
-            break
-    for stem in stems:
-        candidate = asset.with_name(stem + ".navmesh")
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def default_gpu_device_id() -> int:
@@ -327,50 +116,6 @@ class _EglBinding:
     def make_current(self) -> None:
         if not self._lib.eglMakeCurrent(*self._args):
             raise RuntimeError("could not make habitat-sim's EGL context current again")
-
-
-class HabitatNavigable:
-    """NavigableSpace backed by Habitat's PathFinder (the loaded scene's navmesh)."""
-
-    def __init__(self, pathfinder: Any, scene_id: str) -> None:
-        self._pf = pathfinder
-        self.scene_id = scene_id
-        self.area_m2 = float(pathfinder.navigable_area)
-        self._vertices: np.ndarray | None = None
-
-    def sample_point(self, rng: np.random.Generator) -> np.ndarray:
-        """A random navigable point (Detour's area-weighted sampling), seeded from ``rng``."""
-        self._pf.seed(int(rng.integers(0, 2**31 - 1)))
-        for _ in range(10):  # Detour can fail on degenerate polygons: retry a bounded number of times
-            point = np.asarray(self._pf.get_random_navigable_point(), dtype=np.float64)
-            if point.shape == (3,) and np.all(np.isfinite(point)):
-                return point
-        raise SceneLoadError(f"scene {self.scene_id!r}: the navmesh returned no random navigable point")
-
-    def snap_point(self, point: np.ndarray) -> np.ndarray:
-        """Nearest navmesh point; far from the navmesh (beyond Detour's search box), the navmesh
-        vertex nearest horizontally, snapped."""
-        p = np.asarray(point, dtype=np.float64)
-        if p.shape != (3,):
-            raise ValueError(f"snap_point expects a (3,) point, got shape {p.shape}")
-        if not np.all(np.isfinite(p)):
-            raise ValueError("snap_point: point contains NaN or infinite values")
-        snapped = np.asarray(self._pf.snap_point(p.astype(np.float32)), dtype=np.float64)
-        if np.all(np.isfinite(snapped)):
-            return snapped
-        if self._vertices is None:
-            self._vertices = np.asarray(self._pf.build_navmesh_vertices(), dtype=np.float64).reshape(-1, 3)
-        if len(self._vertices) == 0:
-            raise SceneLoadError(f"scene {self.scene_id!r}: the navmesh has no vertices")
-        nearest = self._vertices[np.argmin(np.sum((self._vertices[:, [0, 2]] - p[[0, 2]]) ** 2, axis=1))]
-        snapped = np.asarray(self._pf.snap_point(nearest.astype(np.float32)), dtype=np.float64)
-        return snapped if np.all(np.isfinite(snapped)) else nearest
-
-    def is_navigable(self, point: np.ndarray) -> bool:
-        return bool(self._pf.is_navigable(np.asarray(point, dtype=np.float32)))
-
-    def __repr__(self) -> str:
-        return f"HabitatNavigable(scene={self.scene_id!r}, area={self.area_m2:.2f} m2)"
 
 
 class HabitatRenderer:
