@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from evaluation.tasks import CORPUS, CORPUS_TASKS, EXTERNAL_DATASETS, EXTERNAL_TASKS, TASK_NAMES, get_task
+from evaluation.tasks import CORPUS, CORPUS_TASKS, EXTERNAL_DATASETS, EXTERNAL_TASKS, HEAD_TASKS, TASK_NAMES, get_task
 from evaluation.tasks import TASKS as TASK_TABLE
 from training.methods import ALL_METHODS, check_names
 
@@ -68,7 +68,7 @@ class EvaluateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tasks: list[str] = Field(default_factory=lambda: list(CORPUS_TASKS))
+    tasks: list[str] = Field(default_factory=lambda: list(HEAD_TASKS))
     methods: list[str] = Field(default_factory=lambda: list(METHODS))
     protocol: Literal["probe", "finetune"] = "probe"
     protocol_overrides: dict[str, Literal["probe", "finetune"]] = Field(
@@ -86,6 +86,9 @@ class EvaluateConfig(BaseModel):
     )
     seeds: list[int] = Field(default_factory=lambda: [0])
     test_fraction: float = Field(0.5, gt=0, lt=1)
+    matching: Literal["one_way", "mutual"] = Field(
+        "one_way", description="correspondence: nearest neighbour view 1 -> view 2, or mutual nearest neighbours"
+    )
     max_pairs: int | None = Field(None, gt=0, description="cap on val pairs read (None = all)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
@@ -154,9 +157,16 @@ class EvaluateConfig(BaseModel):
         import json
 
         entry = get_task(task)
+        if entry.zero_shot:  # no head: only what selects and shapes the pairs counts
+            keep = self.model_dump(mode="json", include={"max_pairs", "crop_size"})
+            if task == "correspondence":
+                keep["matching"] = self.matching
+            blob = json.dumps({"evaluate": keep, "spec": spec, "task": task}, sort_keys=True)
+            return hashlib.sha256(blob.encode()).hexdigest()[:16]
         unused = set(EXTERNAL_DATASETS) - {entry.source}
         keep = self.model_dump(
-            mode="json", exclude={"tasks", "methods", "seeds", "device", "threads", "protocol_overrides", *unused}
+            mode="json",
+            exclude={"tasks", "methods", "seeds", "device", "threads", "protocol_overrides", "matching", *unused},
         )
         keep["protocol"] = self.protocol_for(task)
         if entry.source != CORPUS:

@@ -131,6 +131,10 @@ def task_arrays(pairs: list[PairSample], task: str, size: int) -> TaskArrays:
         if not rows:
             raise ValueError("no val pair has a covisible pixel at this resolution")
         out = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(("img1", "img2", "flow", "valid"))}
+    elif task == "correspondence":
+        out = _correspondence_arrays(fitted)
+    elif task == "cross_view_gain":
+        out = {"img1": np.stack([p.img1 for p in fitted]), "img2": np.stack([p.img2 for p in fitted])}
     elif task == "pose":
         rows = []
         for p in fitted:
@@ -142,7 +146,31 @@ def task_arrays(pairs: list[PairSample], task: str, size: int) -> TaskArrays:
             raise ValueError("every val pair has a zero baseline: relative translation direction undefined")
         out = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(("img1", "img2", "rotation", "direction"))}
     else:
-        raise ValueError(f"unknown task {task!r}; allowed: depth, flow, pose")
+        raise ValueError(f"unknown task {task!r}; allowed: depth, flow, pose, correspondence, cross_view_gain")
     if len(next(iter(out.values()))) == 0:
         raise ValueError(f"task {task}: no usable sample among {len(pairs)} pairs")
     return TaskArrays(task, out)
+
+
+def rotation_angle_deg(cam2world1: np.ndarray, cam2world2: np.ndarray) -> float:
+    """Angle of the relative rotation between the two cameras, degrees."""
+    R = relative_pose(cam2world1, cam2world2)[:3, :3]
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
+
+
+def _correspondence_arrays(fitted: list[PairSample]) -> dict[str, np.ndarray]:
+    """Both directions of every pair with a covisible pixel: images, flow, covisible mask, the
+    pair's co-visibility at this crop (min of the two directions, over H*W) and rotation angle."""
+    rows = []
+    for p in fitted:
+        directions = [(q, *pair_flow(q)) for q in (p, swapped(p))]
+        covis = min(float(mask.mean()) for _, _, mask in directions)
+        angle = rotation_angle_deg(p.cam2world1, p.cam2world2)
+        for q, flow, mask in directions:
+            if mask.any():
+                rows.append((q.img1, q.img2, np.nan_to_num(flow), mask, covis, angle))
+    if not rows:
+        raise ValueError("no val pair has a covisible pixel at this resolution")
+    keys = ("img1", "img2", "flow", "valid", "covis", "rotation_deg")
+    return {k: np.stack([r[i] for r in rows]) if i < 4 else np.asarray([r[i] for r in rows], np.float64)
+            for i, k in enumerate(keys)}

@@ -23,6 +23,14 @@ def task_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None,
     return task_arrays(train, task_name, size), task_arrays(test, task_name, size), how
 
 
+@lru_cache(maxsize=4)
+def zero_shot_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None):
+    """Arrays of a training-free task: every val pair read (no head to train, so no split)."""
+    from evaluation.data import read_val_pairs, task_arrays
+
+    return task_arrays(read_val_pairs(Path(corpus_dir), max_pairs), task_name, size)
+
+
 def external_data(task_name: str, section, size: int, test_fraction: float):
     """Head-train / test arrays of an external-dataset task (its registered builder, evaluation.tasks),
     built once per process for these settings and reused across methods and seeds."""
@@ -50,6 +58,20 @@ def run_job(job: EvalJob, corpus_dir: str, cfg: EvaluateConfig, spec: dict) -> t
     if backbone.spec.img_size != spec["img_size"]:
         raise ValueError(f"{job.checkpoint}: input size {backbone.spec.img_size} differs from the configured "
                          f"{spec['img_size']}; evaluate methods pretrained at the same crop size")
+    if get_task(job.task).zero_shot:
+        from evaluation.runner import pick_device
+        from evaluation.zero_shot import run_zero_shot
+
+        if cfg.threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
+        data = zero_shot_data(corpus_dir, job.task, spec["img_size"], cfg.max_pairs)
+        result = run_zero_shot(job.task, job.method, backbone, data, cfg, job.seed, pick_device(cfg.device))
+        result.update(split_by="none (every val pair; nothing is trained)", checkpoint=job.checkpoint,
+                      fingerprint=fingerprint, spec=spec)
+        write_result(Path(job.result), result)
+        return result, False
     if get_task(job.task).source != CORPUS:
         section = cfg.external_section(job.task)
         train, test, how = external_data(job.task, section, spec["img_size"], cfg.test_fraction)

@@ -176,4 +176,11 @@ HIGHER_IS_BETTER = {
     "trans_err_deg": False,
     "acc5": True,
     "acc10": True,
+    # zero-shot correspondence (evaluation/correspondence.py), encoder and decoder features
+    **{f"{f}_recall_{m}p": True for f in ("enc", "dec") for m in (1, 2, 4, 8)},
+    **{f"{f}_median_epe": False for f in ("enc", "dec")},
+    # cross-view gain (training/cross_view.py): loss with a mismatched minus the true reference
+    "gain": True,
+    "relative_gain": True,
+    "loss_true": False,
 }

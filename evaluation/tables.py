@@ -3,7 +3,7 @@
 Inputs are the per-run result files ``<run_dir>/eval/<method>/<task>/seed-<s>.json``; outputs go
 to ``<run_dir>/tables/``: ``results.md``, ``results.csv`` (one row per method x task x metric,
 with mean, std across seeds, the seeds and the per-seed values), ``results.png`` (bar chart,
-error bars = std across seeds). The paper's published figures sit in their own, labelled columns.
+error bars = std across seeds, one dot per seed). The paper's published figures sit in their own, labelled columns.
 Beside the external-dataset tasks (``nyuv2``, ``sintel_*``) they are the same measurement on the same
 data, made with the paper's full-size models, schedules and fine-tuning; beside the corpus tasks
 they come from other data and give the expected *ordering* only.
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.config import CORPUS_TASKS, TASK_KIND
+from evaluation.tasks import ZERO_SHOT_TASKS
 from evaluation.metrics import HIGHER_IS_BETTER
 from evaluation.tasks import CORPUS, PAPER_SOURCE, TASKS, external_dataset
 from rendering.atomic import atomic_path, atomic_write_text
@@ -41,6 +42,7 @@ METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
 class Cell:
     values: tuple[float, ...]
     seeds: tuple[int, ...]
+    undefined: str = ""  # why the metric does not exist for this method (e.g. MAE has no reference view)
 
     @property
     def mean(self) -> float:
@@ -67,12 +69,27 @@ def collect(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int
             for s in seeds:
                 path = layout.result(m, t, s)
                 try:
-                    results.append(json.loads(path.read_text())["metrics"])
+                    result = json.loads(path.read_text())
+                    result["metrics"]  # noqa: B018 - must exist
+                    results.append(result)
                 except (ValueError, KeyError) as exc:
                     raise ValueError(f"evaluation result {path} is unreadable: {exc}") from exc
             for key, _, _ in TASK_METRICS[t]:
-                cells[(m, t, key)] = Cell(tuple(float(r[key]) for r in results), tuple(seeds))
+                if all(key in r["metrics"] for r in results):
+                    cells[(m, t, key)] = Cell(tuple(float(r["metrics"][key]) for r in results), tuple(seeds))
+                else:
+                    cells[(m, t, key)] = Cell((), tuple(seeds), _undefined_reason(results, key, t))
     return cells
+
+
+def _undefined_reason(results: list[dict], key: str, task: str) -> str:
+    """Why ``key`` is absent: the result's own statement, else an error naming the task and key."""
+    for r in results:
+        reasons = r.get("undefined") or {}
+        why = reasons.get(key.split("_", 1)[0]) or reasons.get("all")
+        if why:
+            return why
+    raise ValueError(f"task {task}: metric {key!r} missing from a result that does not say it is undefined")
 
 
 def protocol_summary(cfg) -> str:
@@ -95,6 +112,8 @@ def zero_flow_references(run_dir: Path, methods: list[str], tasks: list[str], se
 
 
 def _fmt(cell: Cell, scale: float) -> str:
+    if cell.undefined:
+        return "n/a"
     digits = 1 if scale == 100.0 else 3
     text = f"{cell.mean * scale:.{digits}f}"
     if len(cell.values) > 1:
@@ -102,10 +121,18 @@ def _fmt(cell: Cell, scale: float) -> str:
     return text
 
 
+def column_label(task: str, key: str, label: str, context: dict) -> str:
+    """'task: label ↑' (or ↓: the metric's direction), with a correspondence threshold in pixels."""
+    px = context.get("thresholds_px", {}).get(key.split("_", 1)[-1]) if task == "correspondence" else None
+    if px is not None:
+        label = label.replace("p (%)", f"p = {px:g} px (%)")
+    return f"{task}: {label} {'↑' if HIGHER_IS_BETTER[key] else '↓'}"
+
+
 def markdown_table(cells: dict, methods: list[str], tasks: list[str], seeds: list[int], context: dict) -> str:
     header = ["method"]
     for t in tasks:
-        header += [f"{t}: {label}" for _, label, _ in TASK_METRICS[t]]
+        header += [column_label(t, key, label, context) for key, label, _ in TASK_METRICS[t]]
         if t in PAPER:
             header.append(PAPER[t]["label"])
     lines = [
@@ -136,9 +163,53 @@ def markdown_table(cells: dict, methods: list[str], tasks: list[str], seeds: lis
         f"{PAPER_SOURCE} (paper-size models, long pretraining, fine-tuned; MAE row = MAE-pretrained encoder), "
         "**not** measured by this run. Beside nyuv2 / sintel_* they are the same measurement on the same "
         "data; beside the corpus tasks (depth, flow) they come from NYUv2 / Sintel and show the expected "
-        "ordering only. '—' = not reported there.",
+        "ordering only. '—' = not reported there. ↑ / ↓: higher / lower is better.",
     ]
+    undefined = sorted({(m, t, c.undefined) for (m, t, _), c in cells.items() if c.undefined})
+    if undefined:
+        lines += ["", "n/a = undefined, not zero: " + "; ".join(
+            f"{METHOD_LABELS.get(m, m)} on {t}: {why}" for m, t, why in undefined) + "."]
+    if "correspondence" in tasks and context.get("bins"):
+        lines += ["", *bin_tables(context["bins"], methods)]
     return "\n".join(lines) + "\n"
+
+
+BIN_METRIC = "recall_2p"  # the recall shown per bin
+
+
+def bin_tables(bins: dict, methods: list[str]) -> list[str]:
+    """Correspondence recall per co-visibility bin and per rotation bin (mean over seeds)."""
+    lines = [f"Correspondence by pair (at the evaluation crop): {BIN_METRIC.replace('_', '@')} (%), mean over seeds, "
+             "[points in the bin]."]
+    for axis, title in (("covis", "co-visibility"), ("rotation_deg", "relative rotation (°)")):
+        labels = next(iter(bins.values()))["enc"][0][axis].keys()
+        lines += ["", f"| method / features | {' | '.join(f'{title} {b}' for b in labels)} |",
+                  "|" + "---|" * (len(labels) + 1)]
+        for m in methods:
+            for feat, per_bin in (bins.get(m) or {}).items():
+                row = []
+                for b in labels:
+                    seeds = [sb[axis][b] for sb in per_bin]
+                    vals = [x[BIN_METRIC] for x in seeds if x.get("n_points")]
+                    row.append(f"{100 * float(np.mean(vals)):.1f} [{seeds[0]['n_points']}]" if vals else "— [0]")
+                lines.append(f"| {METHOD_LABELS.get(m, m)} / {feat} | " + " | ".join(row) + " |")
+    return lines
+
+
+def correspondence_context(run_dir: Path, methods: list[str], tasks: list[str], seeds: list[int]) -> dict:
+    """Thresholds in px, chance recall and per-bin results of the correspondence results (if any)."""
+    if "correspondence" not in tasks:
+        return {}
+    first = json.loads(RunLayout(run_dir).result(methods[0], "correspondence", seeds[0]).read_text())
+    bins: dict[str, dict[str, list]] = {}
+    for m in methods:
+        for s in seeds:
+            r = json.loads(RunLayout(run_dir).result(m, "correspondence", s).read_text())
+            for feat, per in r.get("bins", {}).items():
+                bins.setdefault(m, {}).setdefault(feat, []).append(per)
+    chance = {k.removeprefix("enc_chance_"): v for k, v in first["metrics"].items() if k.startswith("enc_chance_")}
+    return {"thresholds_px": first.get("thresholds_px", {}), "chance_recall": chance, "bins": bins,
+            "matching": first.get("matching", "one_way")}
 
 
 def _data_notes(tasks: list[str], context: dict) -> list[str]:
@@ -146,7 +217,28 @@ def _data_notes(tasks: list[str], context: dict) -> list[str]:
     data = context.get("data", {})
     zero = context.get("zero_flow_epe", {})
     notes = []
-    corpus = [t for t in tasks if t in CORPUS_TASKS]
+    corpus = [t for t in tasks if t in CORPUS_TASKS and t not in ZERO_SHOT_TASKS]
+    if "correspondence" in tasks:
+        px = context.get("thresholds_px", {})
+        chance = context.get("chance_recall", {})
+        notes.append(
+            "- correspondence (zero-shot, no head trained; protocol of El Banani et al., \"Probing the 3D Awareness "
+            "of Visual Foundation Models\", CVPR 2024): every val pair in both directions; frozen per-patch features "
+            "of both views (enc. = encoder output, dec. = the cross-view decoder's last block, view 1 conditioned on "
+            f"view 2 and vice versa), cosine {context.get('matching', 'one_way').replace('_', '-')} nearest "
+            "neighbours from view 1's patch centres to view 2's; ground truth from depth + poses (covisible patch "
+            "centres only). recall@kp = match within k patch widths of the true point"
+            + (" (" + ", ".join(f"{k.removeprefix('recall_')} = {v:g} px" for k, v in px.items()) + ")" if px else "")
+            + (f"; a random match reaches {', '.join(f'{100 * v:.1f}%' for v in chance.values())}" if chance else "")
+            + ". Deterministic given the weights: the seed changes only the random-init baseline."
+        )
+    if "cross_view_gain" in tasks:
+        notes.append(
+            "- cross_view_gain (zero-shot): on every val pair, the pretext loss (normalised-pixel MSE on masked "
+            "patches) with a mismatched reference view (another pair's view 2) minus the loss with the true "
+            "reference, same views 1 and masks (the seed draws the masks). > 0: the model uses the second view; "
+            "relative gain = gain / mismatched loss."
+        )
     if corpus:
         how = ", ".join(sorted({data.get(t, "scene") for t in corpus}))
         notes.append(
@@ -165,7 +257,9 @@ def _best(cells: dict, methods: list[str], tasks: list[str]) -> dict[tuple[str, 
     out = {}
     for t in tasks:
         for key, _, _ in TASK_METRICS[t]:
-            vals = {m: cells[(m, t, key)].mean for m in methods}
+            vals = {m: cells[(m, t, key)].mean for m in methods if not cells[(m, t, key)].undefined}
+            if len(vals) < 2:
+                continue
             pick = max if HIGHER_IS_BETTER[key] else min
             winner = pick(vals, key=vals.get)
             if sum(math.isclose(v, vals[winner], rel_tol=1e-9, abs_tol=1e-12) for v in vals.values()) == 1:
@@ -182,7 +276,7 @@ def csv_rows(cells: dict, methods: list[str], tasks: list[str]) -> list[dict]:
                 rows.append({
                     "method": m, "task": t, "metric": key, "label": label,
                     "higher_is_better": HIGHER_IS_BETTER[key], "mean": c.mean, "std": c.std,
-                    "n_seeds": len(c.values), "seeds": " ".join(map(str, c.seeds)),
+                    "n_seeds": len(c.values), "seeds": " ".join(map(str, c.seeds)), "undefined": c.undefined,
                     "values": " ".join(f"{v:.6g}" for v in c.values),
                     "paper": PAPER[t].get(m, "") if t in PAPER and PAPER[t]["metric"] == key else "",
                     "paper_metric": PAPER[t]["label"] if t in PAPER and PAPER[t]["metric"] == key else "",
@@ -202,9 +296,14 @@ def bar_chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> 
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, (t, key, label, scale) in zip(axes.flat, metrics):
-        means = [cells[(m, t, key)].mean * scale for m in methods]
-        stds = [cells[(m, t, key)].std * scale for m in methods]
-        ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=[colours(i) for i in range(len(methods))])
+        for i, m in enumerate(methods):
+            cell = cells[(m, t, key)]
+            if cell.undefined:
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8)
+                continue
+            ax.bar(i, cell.mean * scale, yerr=cell.std * scale, capsize=4, color=colours(i), alpha=0.8)
+            # every seed's value as a dot: the spread behind the mean
+            ax.scatter([i] * len(cell.values), [v * scale for v in cell.values], s=12, color="black", zorder=3)
         ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m).split(" (")[0] for m in methods], rotation=20)
         arrow = "↑" if HIGHER_IS_BETTER[key] else "↓"
         ax.set_title(f"{t}: {label} {arrow}", fontsize=10)
@@ -227,6 +326,8 @@ def write_tables(
     context = {"run_dir": str(run_dir), **(context or {})}
     cells = collect(run_dir, methods, tasks, seeds)
     context.setdefault("zero_flow_epe", zero_flow_references(run_dir, methods, tasks, seeds))
+    for key, value in correspondence_context(run_dir, methods, tasks, seeds).items():
+        context.setdefault(key, value)
     files = RunLayout(run_dir).tables
     files["markdown"].parent.mkdir(parents=True, exist_ok=True)
     md = markdown_table(cells, methods, tasks, seeds, context)

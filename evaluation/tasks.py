@@ -36,6 +36,20 @@ POSE_METRICS: tuple[Metric, ...] = (
     ("acc10", "acc@10° (%)", 100.0),
 )
 
+# Zero-shot correspondence (evaluation/correspondence.py): recall within 1/2/4/8 patch widths (the
+# table adds the pixels, which depend on the patch size) and median end-point error, for the
+# encoder's and the cross-view decoder's features.
+CORRESPONDENCE_METRICS: tuple[Metric, ...] = tuple(
+    (f"{feat}_{key}", f"{name} {label}", scale)
+    for feat, name in (("enc", "enc."), ("dec", "dec."))
+    for key, label, scale in [(f"recall_{m}p", f"recall@{m}p (%)", 100.0) for m in (1, 2, 4, 8)]
+    + [("median_epe", "median EPE (px)", 1.0)]
+)
+# Cross-view gain (training/cross_view.py): mismatched-reference loss minus true-reference loss.
+CROSS_VIEW_METRICS: tuple[Metric, ...] = (
+    ("gain", "gain", 1.0), ("relative_gain", "relative gain (%)", 100.0), ("loss_true", "loss, true ref.", 1.0),
+)
+
 # Published numbers, CroCo (Weinzaepfel et al., NeurIPS 2022, arXiv 2210.10716): fine-tuned
 # monocular depth on NYUv2 (delta1, %) and optical flow on MPI-Sintel (EPE, clean / final),
 # CroCo pretraining vs an MAE-pretrained encoder. Not measured by this project.
@@ -52,11 +66,12 @@ class PaperFigure:
 @dataclass(frozen=True)
 class Task:
     name: str
-    kind: str  # what it predicts: "depth", "flow" or "pose"
+    kind: str  # what it predicts: "depth", "flow", "pose", or a zero-shot measure
     source: str  # CORPUS, or the name of an external dataset (EXTERNAL_DATASETS)
     metrics: tuple[Metric, ...]
     paper: PaperFigure | None = None
     variant: str | None = None  # the dataset variant the task reads (Sintel's clean / final pass)
+    zero_shot: bool = False  # no head is trained (evaluation/zero_shot.py): no protocol, no head steps
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,8 @@ _TASKS = (
     Task("flow", "flow", CORPUS, FLOW_METRICS,
          PaperFigure("paper: Sintel EPE clean / final", "epe", {"croco_v1": "3.00 / 3.60", "mae": "4.63 / 5.24"})),
     Task("pose", "pose", CORPUS, POSE_METRICS),
+    Task("correspondence", "correspondence", CORPUS, CORRESPONDENCE_METRICS, zero_shot=True),
+    Task("cross_view_gain", "cross_view_gain", CORPUS, CROSS_VIEW_METRICS, zero_shot=True),
     Task("nyuv2", "depth", "nyuv2", DEPTH_METRICS, PaperFigure("paper: δ1 (%)", "delta1", _NYU_DELTA1)),
     Task("sintel_clean", "flow", "sintel", SINTEL_METRICS,
          PaperFigure("paper: EPE (orig. px)", "epe_original_px", {"croco_v1": "3.00", "mae": "4.63"}), "clean"),
@@ -133,6 +150,8 @@ TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 CORPUS_TASKS: tuple[str, ...] = tuple(t.name for t in _TASKS if t.source == CORPUS)
 EXTERNAL_TASKS: tuple[str, ...] = tuple(t.name for t in _TASKS if t.source != CORPUS)
+ZERO_SHOT_TASKS: tuple[str, ...] = tuple(t.name for t in _TASKS if t.zero_shot)
+HEAD_TASKS: tuple[str, ...] = tuple(t for t in CORPUS_TASKS if t not in ZERO_SHOT_TASKS)  # the default
 KINDS: tuple[str, ...] = tuple(dict.fromkeys(t.kind for t in _TASKS))
 
 

@@ -75,6 +75,10 @@ class PretrainConfig(BaseModel):
     keep_checkpoints: int = Field(default=3, ge=1, description="newest checkpoints kept on disk")
     log_every: int = Field(default=10, ge=1)
     figure_every: int = Field(default=500, ge=1, description="steps between reconstruction figures")
+    cross_view_every: int = Field(
+        default=100, ge=0, description="steps between cross-view-gain measurements on held-out pairs (0 = off; a multiple of log_every)"
+    )
+    cross_view_pairs: int = Field(default=16, ge=2, description="held-out (val) pairs the cross-view gain uses")
     swap_views: bool = False
     jitter_min: float = Field(default=0.6, gt=0.0)
     jitter_max: float = Field(default=1.4, gt=0.0)
@@ -109,6 +113,9 @@ class PretrainConfig(BaseModel):
             raise ValueError(f"jitter_min {self.jitter_min} > jitter_max {self.jitter_max}")
         if self.warmup_epochs is not None and self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs {self.warmup_epochs} exceeds epochs {self.epochs}")
+        if self.cross_view_every % self.log_every:
+            raise ValueError(f"cross_view_every {self.cross_view_every} must be a multiple of log_every "
+                             f"{self.log_every} (the gain is written with that step's metrics), or 0 (off)")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods listed twice: {self.methods}")
         labels = [c.label for c in self.corpora]

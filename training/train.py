@@ -5,7 +5,8 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 -m training.train ...
 
 Outputs in --out: checkpoints/step-XXXXXXXX.pt (atomic, newest `keep_checkpoints` kept),
-model.pt (final weights for load_backbone), metrics.jsonl, tensorboard/, figures/,
+model.pt (final weights for load_backbone), metrics.jsonl (with cross_view_* fields: the
+cross-view gain on held-out pairs every `cross_view_every` steps), tensorboard/, figures/,
 ranks/rank-N.json (steps and samples each rank took), summary.json.
 """
 
@@ -33,6 +34,7 @@ from training.data import AugmentConfig, make_loader
 from training.mixture import mixture_sources
 from rendering.atomic import atomic_write_text
 from rendering.layout import PretrainLayout
+from training.cross_view import CrossViewMonitor
 from training.figures import save_reconstruction
 from training.methods import PRETRAINED_METHODS, get_method
 from training.models import MaskedViT, build_from_spec, preset_spec
@@ -246,6 +248,8 @@ def train(
     if found is not None:
         restore_rng(found[1]["rng"], d)
     metrics = MetricsLog(out, start_step, cfg.tensorboard) if d.main else None
+    cross_view = (CrossViewMonitor(corpus_dir, model, cfg.crop, cfg.cross_view_pairs, cfg.seed)
+                  if d.main and cfg.cross_view_every > 0 else None)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda"
                 else contextlib.nullcontext())
 
@@ -307,9 +311,12 @@ def train(
             elapsed = time.perf_counter() - window_t0
             pairs = window_steps * cfg.batch_size * cfg.accumulation * d.world
             if metrics is not None:
-                metrics.write({"step": done, "epoch": done / cfg.steps_per_epoch, "loss": loss, "lr": lr,
-                               "pairs_per_s": pairs / max(elapsed, 1e-9), "bad_samples": int(round(bad)),
-                               "samples_by_source": dict(zip((s.name for s in sources), source_totals))})
+                record = {"step": done, "epoch": done / cfg.steps_per_epoch, "loss": loss, "lr": lr,
+                          "pairs_per_s": pairs / max(elapsed, 1e-9), "bad_samples": int(round(bad)),
+                          "samples_by_source": dict(zip((s.name for s in sources), source_totals))}
+                if cross_view is not None and (done % cfg.cross_view_every == 0 or done == total):
+                    record.update(cross_view.measure(model) or {})  # held-out pairs: true vs mismatched view 2
+                metrics.write(record)
                 log.info("%s step %d/%d loss %.4f lr %.2e %.1f pairs/s", method, done, total, loss, lr,
                          pairs / max(elapsed, 1e-9))
             window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()

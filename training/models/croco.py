@@ -244,9 +244,14 @@ class CroCoNet(MaskedViT):
         outputs[-1] = self.dec_norm(x)
         return outputs
 
-    def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> PretrainOutput:
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor, mask: torch.Tensor | None = None) -> PretrainOutput:
+        """``mask`` (B, N) bool, True = masked; drawn at random when None (the cross-view-gain
+        diagnostic passes the same mask with the true and with a mismatched view 2)."""
         b = img1.shape[0]
-        mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
+        if mask is None:
+            mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
+        else:
+            self.check_mask(mask)  # a mask handed in must hold exactly num_masked tokens per row
         feat1, _, _ = self._encode(img1, mask)
         feat2, pos2, _ = self._encode(img2)
         p = self.spec.patch_size
