@@ -30,6 +30,8 @@ app.command("evaluate")(_evaluate.evaluate)
 from pipeline.commands import run as _run  # noqa: E402
 app.command("run")(_run.run)
 app.command("schedule")(_run.schedule)
+from pipeline.commands import plan as _plan  # noqa: E402
+app.command("plan")(_plan.plan)
 from pipeline.commands import render_pairs as _render_pairs  # noqa: E402
 app.command("render-pairs")(_render_pairs.render_pairs)
 from pipeline.commands import mine as _mine  # noqa: E402

@@ -192,6 +192,18 @@ class CorpusConfig(_Strict):
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+class PlanAssumptions(_Strict):
+    """What `crocopipe plan` assumes where it cannot count or measure (it says so in its output)."""
+
+    assumed_scenes: int | None = Field(
+        None, ge=1, description="scenes of the [corpus] datasets when their folders are not on this machine"
+    )
+    gpu_tflops: float = Field(
+        100.0, gt=0, description="sustained model FLOP/s per GPU, in TFLOP/s (100: an A100 in bf16 at ~32% of peak)"
+    )
+    render_pairs_per_s: float = Field(8.0, gt=0, description="accepted pairs per second per render worker")
+
+
 class RunConfig(_Strict):
     """One run: where it lives and the settings of each stage."""
 
@@ -199,6 +211,7 @@ class RunConfig(_Strict):
     corpus: CorpusConfig
     pretrain: PretrainConfig | None = None
     evaluate: EvaluateConfig | None = None
+    plan: PlanAssumptions = Field(default_factory=PlanAssumptions)
     _source: Path | None = PrivateAttr(None)
 
     @property

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from training.methods import METHODS, PRETRAINED_METHODS, get_method
 
-Preset = Literal["test", "tiny", "small", "base", "large"]
+Preset = Literal["test", "tiny", "small", "base", "base_basedec", "large"]
 Device = Literal["auto", "cpu", "cuda"]
 
 # The papers' warmup as a share of the schedule (training.methods: CroCo v1 40 of 800 epochs,
@@ -22,7 +22,7 @@ PAPER_WARMUP_SHARE = {m.name: m.paper_warmup_share for m in METHODS.values() if 
 
 # Crop size each preset was designed for (patch 8 at 112 px and patch 16 at 224 px both give the
 # paper's 14x14 token grid).
-PRESET_CROP = {"test": 32, "tiny": 112, "small": 224, "base": 224, "large": 224}
+PRESET_CROP = {"test": 32, "tiny": 112, "small": 224, "base": 224, "base_basedec": 224, "large": 224}
 
 
 class CorpusSource(BaseModel):

@@ -1,4 +1,5 @@
-"""Model sizes. `base` is the CroCo v1 paper model, `large` the CroCo v2 ViT-L/Base-decoder."""
+"""Model sizes. `base` is the CroCo v1 paper model (and CroCo v2's ViT-B/Small-decoder),
+`base_basedec` CroCo v2's ViT-B/Base-decoder, `large` its ViT-L/Base-decoder."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ PRESETS: dict[str, ModelSpec] = {
     "small": ModelSpec(224, 16, 384, 12, 6, 256, 4, 8),
     "base": ModelSpec(224, 16, 768, 12, 12, 512, 8, 16),
     "large": ModelSpec(224, 16, 1024, 24, 16, 768, 12, 12),
+    # CroCo v2's ViT-B encoder with its "Base" decoder (768/12/12); `base` is ViT-B/Small (512/8/16)
+    "base_basedec": ModelSpec(224, 16, 768, 12, 12, 768, 12, 12),
 }
 
 
