@@ -116,7 +116,7 @@ def plan_run(run: RunConfig) -> RunPlan:
             seen = p.total_steps * batch
             stages.append(StagePlan(f"pretrain {method}", facts={
                 "preset": p.preset, "crop": p.crop, "optimiser_steps": p.total_steps,
-                "schedule_steps": p.schedule_steps, "warmup_steps": p.warmup_steps, "processes": world,
+                "schedule_steps": p.schedule_steps, "warmup_steps": p.warmup_steps(method), "processes": world,
                 "pairs_per_step": batch, "pairs_seen": seen,
                 "epochs_of_train_pairs": seen / counts["train_pairs"] if counts["train_pairs"] else float("nan"),
                 "flops_per_step": step_flops,

@@ -131,11 +131,11 @@ def test_plan_counts_equal_a_micro_run(tmp_path):
     import pyarrow.parquet as pq
 
     from evaluation.plan import plan_jobs
-    from pipeline.commands.evaluate import resolve_evaluation
     from pipeline.config import load_run_config
     from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
     from pipeline.corpus.plan import plan_units
     from pipeline.corpus.unit import run_unit
+    from pipeline.resolved import resolve_evaluation
     from pipeline.run_plan import plan_run
     from training.train import train
 
@@ -167,5 +167,5 @@ def test_plan_counts_equal_a_micro_run(tmp_path):
         assert facts["optimiser_steps"] == summary["steps"] == ranks["steps_taken"] == 3
         assert facts["pairs_seen"] == ranks["samples_seen"] == 3 * 2 * 2
 
-    cfg, spec = resolve_evaluation(run)
-    assert plan.stage("evaluate").facts["jobs"] == len(plan_jobs(run.run_dir, cfg, run.corpus_dir)) == 8
+    evaluation = resolve_evaluation(run)
+    assert plan.stage("evaluate").facts["jobs"] == len(plan_jobs(run.layout, evaluation.config)) == 8

@@ -55,7 +55,7 @@ def mae_decoder_flops(spec: ModelSpec, n: int, visible: int) -> int:
 def pretrain_forward_flops(method: str, spec: ModelSpec, mask_ratio: float) -> int:
     """FLOPs of one pretraining forward pass on one pair (one image for MAE)."""
     n = (spec.img_size // spec.patch_size) ** 2
-    visible = n - int(round(mask_ratio * n))
+    visible = n - int(mask_ratio * n)  # floor, as the models mask (training.models.croco.masked_count)
     if method in ("croco_v1", "croco_v2"):
         return encoder_flops(spec, visible) + encoder_flops(spec, n) + croco_decoder_flops(spec, n, n, visible)
     if method == "mae":

@@ -15,13 +15,13 @@ def plan(
 ) -> None:
     """Print each stage's units, pairs, shards, bytes, optimiser steps, FLOPs per step and estimated
     GPU-hours (from the model's FLOPs and the [plan] gpu_tflops assumption). Renders and trains nothing."""
-    from pipeline.config import ConfigError, load_run_config
+    from pipeline.config import ConfigError
     from pipeline.corpus.plan import CorpusPlanError
+    from pipeline.resolved import resolve_run
     from pipeline.run_plan import format_plan, plan_run
 
     try:
-        run = load_run_config(config)
-        result = plan_run(run)
+        result = plan_run(resolve_run(config).config)
     except (ConfigError, CorpusPlanError, ValueError) as err:
         message = str(err)
         if isinstance(err, CorpusPlanError) and "[plan]" not in message:
