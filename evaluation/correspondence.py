@@ -14,7 +14,8 @@ from head training and costs seconds.
 * Ground truth: where the query's surface point lands in view 2 (pixel centre + exact flow).
 * Metrics: recall = fraction of covisible queries whose match lies within ``t`` pixels of the
   ground truth (``t`` = 1, 2, 4, 8 patch widths), median end-point error over matched queries,
-  and the recall that a random match would reach on the same queries (chance level). Also binned
+  the recall that a random match would reach on the same queries (chance level), and the median
+  error of matching every query to the same patch of view 2 (zero motion). Also binned
   by the pair's co-visibility and by its relative rotation angle.
 """
 
@@ -87,6 +88,7 @@ class PairErrors:
 
     error: np.ndarray  # (Q,)
     chance: np.ndarray  # (Q, T)
+    zero_motion: np.ndarray  # (Q,) error of matching each query to the same patch of view 2 (zero flow)
 
 
 def pair_errors(
@@ -99,7 +101,8 @@ def pair_errors(
     error = np.where(counts, error, np.inf)
     dist = np.linalg.norm(target[:, None, :] - queries.centres[None, :, :], axis=-1)  # (Q, K)
     chance = (dist[:, :, None] <= thresholds_px[None, None, :]).mean(axis=1)
-    return PairErrors(error, chance)
+    zero_motion = np.linalg.norm(queries.centres[keep] - target, axis=-1)
+    return PairErrors(error, chance, zero_motion)
 
 
 def summarise(errors: list[PairErrors], multiples: tuple[int, ...], patch: int) -> dict[str, float]:
@@ -114,6 +117,8 @@ def summarise(errors: list[PairErrors], multiples: tuple[int, ...], patch: int) 
         out[f"chance_{recall_key(m)}"] = float(np.mean(chance[:, j])) if err.size else float("nan")
     matched = err[np.isfinite(err)]
     out["median_epe"] = float(np.median(matched)) if matched.size else float("nan")
+    zero = np.concatenate([e.zero_motion for e in errors])
+    out["zero_motion_median_epe"] = float(np.median(zero)) if zero.size else float("nan")
     out["matched_fraction"] = float(matched.size / err.size) if err.size else float("nan")
     out["n_points"] = int(err.size)
     out["n_pairs"] = int(sum(1 for e in errors if e.error.size))

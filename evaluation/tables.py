@@ -209,7 +209,8 @@ def correspondence_context(run_dir: Path, methods: list[str], tasks: list[str], 
                 bins.setdefault(m, {}).setdefault(feat, []).append(per)
     chance = {k.removeprefix("enc_chance_"): v for k, v in first["metrics"].items() if k.startswith("enc_chance_")}
     return {"thresholds_px": first.get("thresholds_px", {}), "chance_recall": chance, "bins": bins,
-            "matching": first.get("matching", "one_way")}
+            "matching": first.get("matching", "one_way"),
+            "zero_motion_epe": first["metrics"].get("enc_zero_motion_median_epe")}
 
 
 def _data_notes(tasks: list[str], context: dict) -> list[str]:
@@ -230,6 +231,8 @@ def _data_notes(tasks: list[str], context: dict) -> list[str]:
             "centres only). recall@kp = match within k patch widths of the true point"
             + (" (" + ", ".join(f"{k.removeprefix('recall_')} = {v:g} px" for k, v in px.items()) + ")" if px else "")
             + (f"; a random match reaches {', '.join(f'{100 * v:.1f}%' for v in chance.values())}" if chance else "")
+            + (f"; matching every point to its own position (zero motion) gives median EPE "
+               f"{context['zero_motion_epe']:.2f} px" if context.get("zero_motion_epe") is not None else "")
             + ". Deterministic given the weights: the seed changes only the random-init baseline."
         )
     if "cross_view_gain" in tasks:

@@ -79,6 +79,7 @@ def test_features_of_the_3d_point_give_recall_one():
         assert m["matched_fraction"] == 1.0
         assert m["n_points"] == int(q.valid.sum())
         assert m["chance_recall_1p"] < 0.2  # a random match is rarely this close
+        assert m["zero_motion_median_epe"] == pytest.approx(2 * PATCH)  # the median shift: 2 patches
 
 
 def test_shuffled_features_give_chance_level():
@@ -121,6 +122,7 @@ def test_thresholds_are_inclusive_multiples_of_the_patch_width():
     assert m["recall_4p"] == pytest.approx(4 / 5)
     assert m["recall_8p"] == pytest.approx(4 / 5)
     assert m["median_epe"] == pytest.approx(5.0)
+    assert m["zero_motion_median_epe"] == pytest.approx(5.0)  # the query's own position is candidate 0
 
 
 def test_bins_by_covisibility_and_rotation():

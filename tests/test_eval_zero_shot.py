@@ -66,6 +66,7 @@ def test_tables_state_directions_thresholds_and_undefined(results):
     md = (run / "tables" / "results.md").read_text()
     assert "correspondence: enc. recall@1p = 4 px (%) ↑" in md and "correspondence: dec. median EPE (px) ↓" in md
     assert "cross_view_gain: gain ↑" in md and "El Banani et al." in md
+    assert "(zero motion) gives median EPE" in md
     mae_row = next(l for l in md.splitlines() if l.startswith("| MAE |"))
     assert mae_row.count("n/a") == 5 + 3  # decoder correspondence columns + every cross-view column
     assert mae_row.strip(" |").split(" | ")[-3:] == ["n/a"] * 3  # cross-view gain: undefined, never 0
