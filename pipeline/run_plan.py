@@ -127,7 +127,7 @@ def plan_run(run: RunConfig) -> RunPlan:
 
 
 def _evaluate_stage(run: RunConfig, counts: dict, spec, tflops: float, mono, bino) -> StagePlan:
-    from evaluation.config import BENCHMARK_TASKS, TASK_KIND, ZERO_SHOT_TASKS
+    from evaluation.tasks import CORPUS, get_task
 
     cfg = run.evaluate
     if cfg.crop_size is not None and cfg.crop_size != spec.img_size:
@@ -137,8 +137,9 @@ def _evaluate_stage(run: RunConfig, counts: dict, spec, tflops: float, mono, bin
     val_pairs = counts["val_pairs"] if cfg.max_pairs is None else min(cfg.max_pairs, counts["val_pairs"])
     flops = 0
     for task in cfg.tasks:
-        forward = mono(spec) if TASK_KIND[task] == "depth" else bino(spec)
-        if task in ZERO_SHOT_TASKS:
+        entry = get_task(task)
+        forward = mono(spec) if entry.kind == "depth" else bino(spec)
+        if entry.zero_shot:
             per_seed = 2 * val_pairs * forward  # both directions / true + mismatched reference
         else:
             factor = 3 if cfg.protocol_for(task) == "finetune" else 1
@@ -147,7 +148,7 @@ def _evaluate_stage(run: RunConfig, counts: dict, spec, tflops: float, mono, bin
     jobs = len(cfg.methods) * len(cfg.tasks) * len(cfg.seeds)
     return StagePlan("evaluate", facts={
         "jobs": jobs, "methods": len(cfg.methods), "tasks": ",".join(cfg.tasks), "seeds": len(cfg.seeds),
-        "head_steps": cfg.steps, "val_pairs_read": val_pairs if set(cfg.tasks) - set(BENCHMARK_TASKS) else 0,
+        "head_steps": cfg.steps, "val_pairs_read": val_pairs if any(get_task(t).source == CORPUS for t in cfg.tasks) else 0,
     }, estimates={"gpu_hours": flops / (tflops * 1e12) / 3600})
 
 

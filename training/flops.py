@@ -56,11 +56,14 @@ def pretrain_forward_flops(method: str, spec: ModelSpec, mask_ratio: float) -> i
     """FLOPs of one pretraining forward pass on one pair (one image for MAE)."""
     n = (spec.img_size // spec.patch_size) ** 2
     visible = n - int(mask_ratio * n)  # floor, as the models mask (training.models.croco.masked_count)
-    if method in ("croco_v1", "croco_v2"):
+    from training.methods import PRETRAINED_METHODS, get_method
+
+    pretrains_on = get_method(method).pretrains_on
+    if pretrains_on == "pairs":  # cross-view completion: view 1 masked, view 2 whole, cross-view decoder
         return encoder_flops(spec, visible) + encoder_flops(spec, n) + croco_decoder_flops(spec, n, n, visible)
-    if method == "mae":
+    if pretrains_on == "images":  # single-view masked autoencoding
         return encoder_flops(spec, visible) + mae_decoder_flops(spec, n, visible)
-    raise ValueError(f"unknown pretraining method {method!r}; allowed: croco_v1, croco_v2, mae")
+    raise ValueError(f"method {method!r} is not pretrained; pretrained methods: {', '.join(PRETRAINED_METHODS)}")
 
 
 def binocular_forward_flops(spec: ModelSpec) -> int:
