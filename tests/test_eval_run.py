@@ -40,7 +40,7 @@ checkpoint_every = 1
 
 [evaluate]
 methods = ["croco_v1", "none"]
-tasks = ["pose"]
+tasks = ["pose", "correspondence", "cross_view_gain"]
 steps = 1
 batch_size = 2
 seeds = [0]
@@ -108,7 +108,7 @@ def test_finished_run_does_no_work(complete_run):
 
 def test_run_and_schedule_bad_input(tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text(CONFIG.replace('tasks = ["pose"]', 'tasks = ["pose", "stereo"]'))
+    config.write_text(CONFIG.replace('tasks = ["pose", "correspondence", "cross_view_gain"]', 'tasks = ["pose", "stereo"]'))
     result = _cli("run", str(config))
     assert result.exit_code == 2 and "allowed: depth, flow, pose" in result.output
     config.write_text(CONFIG.split("[pretrain]")[0])
@@ -201,3 +201,25 @@ def test_flow_ground_truth_on_rendered_pairs(complete_run):
         shifted = warp_by_flow(pair.img2.astype(np.float32), flow + np.float32([2.0, -2.0]))
         perturbed.append(np.abs(shifted - img1)[covis].mean())
     assert np.mean(errors) < 0.6 * np.mean(perturbed), (errors, perturbed)
+
+
+def test_zero_shot_tasks_on_rendered_pairs(complete_run):
+    """Correspondence and cross-view gain through the plain job path on real rendered val pairs."""
+    import json
+
+    from pipeline.resolved import resolve_run
+
+    run = resolve_run(complete_run)
+    for method in ("croco_v1", "none"):
+        corr = json.loads(run.layout.result(method, "correspondence", 0).read_text())
+        m = corr["metrics"]
+        assert m["enc_n_points"] > 0 and m["dec_n_points"] == m["enc_n_points"]
+        assert 0.0 <= m["enc_recall_1p"] <= m["enc_recall_2p"] <= m["enc_recall_4p"] <= m["enc_recall_8p"] <= 1.0
+        assert 0.0 < m["enc_chance_recall_1p"] < m["enc_chance_recall_8p"] <= 1.0
+        assert m["enc_zero_motion_median_epe"] > 0
+        assert sum(b["n_points"] for b in corr["bins"]["enc"]["covis"].values()) == m["enc_n_points"]
+        assert corr["thresholds_px"]["recall_1p"] == 4.0  # the test preset's patch
+        gain = json.loads(run.layout.result(method, "cross_view_gain", 0).read_text())["metrics"]
+        assert gain["loss_true"] > 0 and gain["n_pairs"] >= 2
+    table = (run.run_dir / "tables" / "results.md").read_text()
+    assert "correspondence: enc. recall@1p = 4 px (%) ↑" in table
