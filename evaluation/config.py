@@ -20,6 +20,7 @@ TASK_KIND: dict[str, str] = {name: t.kind for name, t in TASK_TABLE.items()}  # 
 # The config section ([evaluate.<name>]) an external-dataset task reads its data from.
 TASK_SOURCE: dict[str, str] = {name: t.source for name, t in TASK_TABLE.items() if t.source != CORPUS}
 METHODS: tuple[str, ...] = ALL_METHODS
+from training.config import CorpusSource
 PROTOCOLS: tuple[str, ...] = ("probe", "finetune")
 
 
@@ -90,6 +91,11 @@ class EvaluateConfig(BaseModel):
         "one_way", description="correspondence: nearest neighbour view 1 -> view 2, or mutual nearest neighbours"
     )
     max_pairs: int | None = Field(None, gt=0, description="cap on val pairs read (None = all)")
+    corpora: list[CorpusSource] = Field(
+        default_factory=list,
+        description="val pairs of the corpus tasks from several corpora, in proportion to their weights "
+        "(empty: the run's corpus); exact per-corpus counts are recorded in every result",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
     nyuv2: NYUv2Source | None = None
@@ -137,6 +143,13 @@ class EvaluateConfig(BaseModel):
         return self.protocol_overrides.get(task, self.protocol)
 
     @model_validator(mode="after")
+    def _distinct_corpora(self) -> "EvaluateConfig":
+        labels = [c.label for c in self.corpora]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"corpora: two sources share a label {labels}; give them distinct names")
+        return self
+
+    @model_validator(mode="after")
     def _sources_for_tasks(self) -> "EvaluateConfig":
         for task in self.tasks:
             source = get_task(task).source
@@ -172,6 +185,8 @@ class EvaluateConfig(BaseModel):
         if entry.source != CORPUS:
             for key in EXTERNAL_DATASETS[entry.source].fingerprint_drops:  # corpus settings
                 keep.pop(key)
+        if entry.source != CORPUS or not self.corpora:
+            keep.pop("corpora", None)  # a corpus setting; results made before mixtures keep their fingerprint
         blob = json.dumps({"evaluate": keep, "spec": spec}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

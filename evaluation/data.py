@@ -58,6 +58,48 @@ def read_val_pairs(corpus_dir: Path, max_pairs: int | None = None) -> list[PairS
     return pairs
 
 
+def allocate(total: int, weights: list[float]) -> list[int]:
+    """Split ``total`` into integer counts proportional to ``weights`` (largest remainder, ties to
+    the earlier source): the counts sum to ``total`` and each is within 1 of its exact share."""
+    shares = [total * w / sum(weights) for w in weights]
+    counts = [int(s) for s in shares]
+    order = sorted(range(len(weights)), key=lambda k: (-(shares[k] - counts[k]), k))
+    for k in order[: total - sum(counts)]:
+        counts[k] += 1
+    return counts
+
+
+def val_pair_count(corpus_dir: Path) -> int:
+    """Val pairs of a finished corpus, from its corpus.json counts."""
+    import json
+
+    info_path = CorpusLayout(corpus_dir).info
+    try:
+        return int(json.loads(info_path.read_text())["counts"]["pairs"]["val"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise MissingValSplitError(f"{info_path}: cannot read the val pair count ({err})") from None
+
+
+def read_val_mixture(sources: list[tuple[str, Path, float]], max_pairs: int | None = None
+                     ) -> tuple[list[PairSample], dict[str, int]]:
+    """Val pairs of several corpora, ``weight / sum`` of them from each (exact counts, returned).
+
+    With ``max_pairs`` the total is that cap; without it, the largest total that every corpus can
+    supply at its share. Each corpus contributes its first pairs in shard order.
+    """
+    weights = [w for _, _, w in sources]
+    available = [val_pair_count(path) for _, path, _ in sources]
+    share = [w / sum(weights) for w in weights]
+    most = min(int(a / s + 1e-9) for a, s in zip(available, share))
+    total = most if max_pairs is None else min(max_pairs, most)
+    counts = allocate(total, weights)
+    pairs: list[PairSample] = []
+    for (label, path, _), n in zip(sources, counts):
+        if n:
+            pairs += read_val_pairs(path, n)
+    return pairs, {label: n for (label, _, _), n in zip(sources, counts)}
+
+
 def split_by_scene(pairs: list[PairSample], test_fraction: float) -> tuple[list[PairSample], list[PairSample], str]:
     """(head-train pairs, test pairs, 'scene' or 'pair'); deterministic (sorted scene ids)."""
     if len(pairs) < 2:

@@ -13,14 +13,27 @@ _EXTERNAL_CACHE_SIZE = 4
 _external_cache: dict[tuple, tuple] = {}
 
 
-@lru_cache(maxsize=8)
-def task_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None, test_fraction: float):
-    """Head-train / test arrays of a corpus task, built once per process and reused across methods/seeds."""
-    from evaluation.data import read_val_pairs, split_by_scene, task_arrays
+def val_sources(cfg: EvaluateConfig, corpus_dir: str) -> tuple[tuple[str, str, float], ...]:
+    """(label, folder, weight) of every corpus the corpus tasks read: ``corpora`` or the run's corpus."""
+    if not cfg.corpora:
+        return (("corpus", str(corpus_dir), 1.0),)
+    return tuple((c.label, str(c.path), float(c.weight)) for c in cfg.corpora)
 
-    pairs = read_val_pairs(Path(corpus_dir), max_pairs)
+
+@lru_cache(maxsize=8)
+def task_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None, test_fraction: float,
+              sources: tuple[tuple[str, str, float], ...] = ()):
+    """Head-train / test arrays of a corpus task and the val pairs taken from each corpus, built
+    once per process and reused across methods/seeds. ``sources`` (label, folder, weight): a mixture."""
+    from evaluation.data import read_val_mixture, read_val_pairs, split_by_scene, task_arrays
+
+    if sources:
+        pairs, counts = read_val_mixture([(label, Path(p), w) for label, p, w in sources], max_pairs)
+    else:
+        pairs = read_val_pairs(Path(corpus_dir), max_pairs)
+        counts = {"corpus": len(pairs)}
     train, test, how = split_by_scene(pairs, test_fraction)
-    return task_arrays(train, task_name, size), task_arrays(test, task_name, size), how
+    return task_arrays(train, task_name, size), task_arrays(test, task_name, size), how, counts
 
 
 @lru_cache(maxsize=4)
@@ -75,9 +88,14 @@ def run_job(job: EvalJob, corpus_dir: str, cfg: EvaluateConfig, spec: dict) -> t
     if get_task(job.task).source != CORPUS:
         section = cfg.external_section(job.task)
         train, test, how = external_data(job.task, section, spec["img_size"], cfg.test_fraction)
+        counts = None
     else:
-        train, test, how = task_data(corpus_dir, job.task, spec["img_size"], cfg.max_pairs, cfg.test_fraction)
+        sources = val_sources(cfg, corpus_dir) if cfg.corpora else ()
+        train, test, how, counts = task_data(corpus_dir, job.task, spec["img_size"], cfg.max_pairs,
+                                             cfg.test_fraction, sources)
     result = run_one(job.task, job.method, backbone, train, test, cfg, job.seed)
     result.update(split_by=how, checkpoint=job.checkpoint, fingerprint=fingerprint, spec=spec)
+    if counts is not None:
+        result["val_pairs_by_source"] = counts
     write_result(Path(job.result), result)
     return result, False

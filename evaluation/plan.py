@@ -78,7 +78,8 @@ class ExternalDataError(ValueError):
 def plan_jobs(layout: RunLayout, cfg: EvaluateConfig) -> list[EvalJob]:
     """Every (method, task, seed) of the config, after checking checkpoints and the data."""
     if set(cfg.tasks) & set(CORPUS_TASKS):
-        val_shards(layout.corpus_dir)  # raises MissingValSplitError
+        for source in cfg.corpora or [None]:  # raises MissingValSplitError naming the corpus
+            val_shards(layout.corpus_dir if source is None else source.path)
     check_external_sources(cfg)
     checkpoints = check_checkpoints(layout, list(cfg.methods))
     return [

@@ -317,6 +317,8 @@ def _resolve_external_paths(evaluate: EvaluateConfig | None, base: Path) -> Eval
     if evaluate is None:
         return None
     update: dict[str, Any] = {}
+    if evaluate.corpora:
+        update["corpora"] = [c.model_copy(update={"path": _resolve(c.path, base)}) for c in evaluate.corpora]
     for name, dataset in EXTERNAL_DATASETS.items():
         section = getattr(evaluate, name)
         if section is not None:

@@ -35,7 +35,8 @@ def corpora(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("mixture")
     run = run_config_from_dict({
         "run_dir": "rendered",
-        "corpus": {"scenes": {"procedural": {"count": 1, "rooms": 1}}, "pairs_per_scene": 6, "pairs_per_shard": 6,
+        "corpus": {"scenes": {"procedural": {"count": 2, "rooms": 1}}, "pairs_per_scene": 6, "pairs_per_shard": 6,
+                   "val_scenes": ["proc-000001-rooms-1"],
                    "sampler": {"width": 48, "height": 48, "screen_size": 0, "min_covis": 0.3}},
     }, root / "run.toml")
     units = plan_units(run.corpus)
@@ -45,9 +46,11 @@ def corpora(tmp_path_factory) -> tuple[Path, Path]:
     merge_corpus(run.corpus_dir, run.corpus, units, make_card=False)
 
     with EmbeddedRenderer() as renderer:
-        write_scannet(root / "scans" / "scene0000_00", render_sequence(renderer, n=6, color_size=(64, 48),
-                                                                      depth_size=(64, 48)))
+        for name, seed in (("scene0000_00", 3), ("scene0001_00", 5)):
+            write_scannet(root / "scans" / name, render_sequence(renderer, n=6, color_size=(64, 48),
+                                                                 depth_size=(64, 48), seed=seed))
     (root / "mine.toml").write_text('run_dir = "mined"\n[mine]\nwidth = 48\nheight = 48\n'
+                                    'val_sequences = ["scannet-scene0001_00"]\n'
                                     '[[mine.sources]]\nkind = "scannet"\nroot = "scans"\n'
                                     '[mine.mining]\nframe_stride = 1\nmin_covis = 0.2\nmin_baseline_m = 0.0\n')
     mined = load_mine_config(root / "mine.toml")
@@ -110,3 +113,27 @@ def test_a_rendered_and_a_mined_corpus_train_together_with_logged_counts(corpora
     assert _within(counts["rendered"], n, 2 / 3) and _within(counts["mined"], n, 1 / 3)
     last = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["samples_by_source"] == counts and np.isfinite(last["loss"])
+
+
+def test_evaluation_reads_val_pairs_from_each_corpus_in_proportion(corpora):
+    from evaluation.data import allocate, read_val_mixture
+
+    assert allocate(10, [1.0, 0.5]) == [7, 3] and allocate(5, [1.0, 1.0, 1.0]) == [2, 2, 1]
+    assert sum(allocate(997, [0.3, 0.7, 2.0])) == 997
+    rendered, mined = corpora
+    pairs, counts = read_val_mixture([("rendered", rendered, 2.0), ("mined", mined, 1.0)], max_pairs=6)
+    assert counts == {"rendered": 4, "mined": 2} and len(pairs) == 6
+    assert [p.scene_id.startswith("scannet-") for p in pairs] == [False] * 4 + [True] * 2
+    uncapped, counts = read_val_mixture([("rendered", rendered, 1.0), ("mined", mined, 1.0)])
+    assert counts["rendered"] == counts["mined"] == len(uncapped) // 2 > 0
+
+
+def test_evaluation_corpora_change_only_corpus_task_fingerprints(tmp_path):
+    from evaluation.config import EvaluateConfig
+
+    spec = {"img_size": 32}
+    plain = EvaluateConfig(tasks=["depth"])
+    mixed = EvaluateConfig(tasks=["depth"], corpora=[{"path": str(tmp_path / "a"), "weight": 1.0}])
+    assert plain.fingerprint(spec, "depth") != mixed.fingerprint(spec, "depth")
+    with pytest.raises(ValueError, match="share a label"):
+        EvaluateConfig(corpora=[{"path": "x/corpus"}, {"path": "y/x"}])
