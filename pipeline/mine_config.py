@@ -75,6 +75,8 @@ class MineConfig(_Strict):
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of sequences held out for validation")
     val_sequences: list[str] = Field(default_factory=list, description="explicit validation sequence scene ids")
     seed: int = Field(0, ge=0)
+    pairs: Path | None = Field(
+        None, description="a published pairs.parquet: rebuild exactly its pairs from these sources instead of mining")
     workers: int = Field(1, ge=1, le=1024, description="mining processes")
 
     @model_validator(mode="after")
@@ -126,7 +128,8 @@ def load_mine_config(path: Path | str) -> MineRunConfig:
         raise ConfigError(format_validation_error(err, path, data, MineRunConfig)) from None
     base = path.resolve().parent
     sources = [s.model_copy(update={"root": _resolve(s.root, base)}) for s in config.mine.sources]
+    pairs = None if config.mine.pairs is None else _resolve(config.mine.pairs, base)
     resolved = config.model_copy(update={"run_dir": _resolve(config.run_dir, base),
-                                         "mine": config.mine.model_copy(update={"sources": sources})})
+                                         "mine": config.mine.model_copy(update={"sources": sources, "pairs": pairs})})
     resolved._source = path.resolve()
     return resolved

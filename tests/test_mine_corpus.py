@@ -145,3 +145,40 @@ def test_crocopipe_mine_runs_the_flow_and_resumes(tmp_path, rendered):
     assert second.returncode == 0 and "already complete" in second.stdout
     info = json.loads((tmp_path / "run" / "corpus" / "corpus.json").read_text())
     assert info["kind"] == "mined" and len(info["sequences"]) == 3
+
+
+def test_a_published_pair_list_rebuilds_the_same_corpus_from_raw_data(tmp_path, rendered):
+    run, units, _, info = _mine(_make(tmp_path / "a", rendered, crops=True))
+    published = tmp_path / "published.parquet"
+    published.write_bytes((run.corpus_dir / "pairs.parquet").read_bytes())
+    # someone else's copy of the raw data, and a config that only names it and the pair list
+    other = _make(tmp_path / "b", rendered, crops=True)
+    other.write_text(other.read_text().replace("[mine]\n", f'[mine]\npairs = "{published}"\n'))
+    run_b, units_b, summaries_b, info_b = _mine(other)
+    assert [s["pairs_written"] for s in summaries_b] == [s["samples"] for s in info["shards"]]
+    assert [s["sha256"] for s in info_b["shards"]] == [s["sha256"] for s in info["shards"]]  # byte-identical
+    assert verify_corpus(run_b.corpus_dir).ok
+
+
+def test_a_pair_list_that_does_not_match_the_raw_data_is_named(tmp_path, rendered):
+    import pyarrow as pa
+
+    from pipeline.corpus.mine import PairListError
+    from pipeline.corpus.plan import CorpusPlanError
+
+    run, units, _, _ = _mine(_make(tmp_path / "a", rendered))
+    table = pq.read_table(run.corpus_dir / "pairs.parquet").to_pylist()
+    table[0]["frame_id2"] = "999"
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.Table.from_pylist(table), bad)
+    other = _make(tmp_path / "b", rendered)
+    other.write_text(other.read_text().replace("[mine]\n", f'[mine]\npairs = "{bad}"\n'))
+    b = load_mine_config(other)
+    units_b = plan_mine_units(b.mine)
+    prepare_corpus_dir(b.corpus_dir, b.mine, units_b)
+    with pytest.raises(PairListError, match=r"bad.parquet row 0 \(.*\): frame_id2 '999' is not a frame with a valid pose of scannet sequence"):
+        run_mine_unit(units_b[0].as_dict(), str(b.corpus_dir), b.mine.model_dump_json(), b.mine.content_hash())
+    table = [r for r in table if r["sequence"] != "scene0002_00"] + [dict(table[0], sequence="scene0404_00")]
+    pq.write_table(pa.Table.from_pylist(table), bad)
+    with pytest.raises(CorpusPlanError, match=r"lists pairs of 1 sequence\(s\) that no mine.sources entry provides: \['scannet/scene0404_00'\]"):
+        plan_mine_units(b.mine)

@@ -31,7 +31,8 @@ PAIRS_FILE = "pairs.parquet"
 # Columns of pairs.parquet, the shareable pair list (matrices row-major, flat).
 PAIR_COLUMNS = ("key", "split", "dataset", "sequence", "frame_id1", "frame_id2", "timestamp1", "timestamp2",
                 "covis", "covis_1to2", "covis_2to1", "covis_1to2_valid", "covis_2to1_valid", "crop1", "crop2",
-                "source_width", "source_height", "width", "height", "K1", "K2", "cam2world1", "cam2world2")
+                "source_width", "source_height", "width", "height", "K1", "K2", "cam2world1", "cam2world2",
+                "frustum_estimate")
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,13 @@ def plan_mine_units(mine: MineConfig) -> list[MineUnit]:
                                   "list each folder once")
         seen[scene_id] = folder
     ids = list(seen)
+    if mine.pairs is not None:
+        listed = read_pair_list(mine.pairs)
+        have = {(_DATASET_OF_KIND[kind], folder.name.removesuffix("_frames")) for kind, folder, _ in found}
+        absent = sorted(set(listed) - have)
+        if absent:
+            raise CorpusPlanError(f"mine.pairs: {mine.pairs} lists pairs of {len(absent)} sequence(s) that no "
+                                  f"mine.sources entry provides: {[f'{d}/{q}' for d, q in absent[:10]]}")
     split_view = SimpleNamespace(val_scenes=mine.val_sequences, val_fraction=mine.val_fraction, seed=mine.seed)
     try:
         splits = assign_splits(ids, split_view)
@@ -104,11 +112,62 @@ def plan_mine_units(mine: MineConfig) -> list[MineUnit]:
     return units
 
 
+_DATASET_OF_KIND = {"scannet": "scannet", "arkitscenes": "arkitscenes", "tum": "tum", "frames": "frames"}
+
+
+class PairListError(ValueError):
+    """A published pair list cannot be read or does not match the raw data it is rebuilt from."""
+
+
+def read_pair_list(path: Path) -> dict[tuple[str, str], list[dict]]:
+    """A pairs.parquet grouped by (dataset, sequence); PairListError naming the file and column."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise PairListError(f"pair list {path} is not a readable Parquet file: {err}") from None
+    missing = [c for c in PAIR_COLUMNS if c not in table.column_names]
+    if missing:
+        raise PairListError(f"pair list {path} lacks the column(s) {missing}")
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for number, row in enumerate(table.to_pylist()):
+        grouped.setdefault((row["dataset"], row["sequence"]), []).append({**row, "_row": number})
+    return grouped
+
+
+def listed_pairs(path: Path, sequence) -> list[tuple[int, object, tuple, tuple[int, int]]]:
+    """(pair index, MinedPair, crop windows, output size) of every listed pair of ``sequence``,
+    with its frames looked up by frame id in the user's own copy of the data."""
+    from rendering.mining import MinedPair
+    from rendering.pair import CovisScores
+
+    rows = read_pair_list(path).get((sequence.dataset, sequence.sequence_id), [])
+    index = {f.frame_id: i for i, f in enumerate(sequence.frames)}
+    out = []
+    for row in rows:
+        where = f"pair list {path} row {row['_row']} ({row['key']})"
+        ends = []
+        for name in ("frame_id1", "frame_id2"):
+            if row[name] not in index:
+                raise PairListError(f"{where}: {name} {row[name]!r} is not a frame with a valid pose of {sequence.where}")
+            ends.append(index[row[name]])
+        size = sequence.frames[ends[0]].depth_size
+        if (row["source_width"], row["source_height"]) != tuple(size):
+            raise PairListError(f"{where}: made from {row['source_width']}x{row['source_height']} depth maps, "
+                                f"{sequence.where} has {size[0]}x{size[1]}")
+        covis = CovisScores(row["covis_1to2"], row["covis_2to1"], row["covis_1to2_valid"], row["covis_2to1_valid"])
+        pair = MinedPair(ends[0], ends[1], covis, None, None, row["frustum_estimate"])
+        out.append((int(row["key"].rsplit("-", 1)[1]), pair, (tuple(row["crop1"]), tuple(row["crop2"])),
+                    (int(row["width"]), int(row["height"]))))
+    return sorted(out, key=lambda item: item[0])
+
+
 def run_mine_unit(unit_fields: dict, corpus_dir: str, mine_json: str, config_hash: str) -> dict:
     """Mine (or find complete) one sequence's unit; returns its summary with ``reused``."""
     from rendering.captures import read_sequence
     from rendering.captures.materialise import materialise_pair
-    from rendering.mining import mine_sequence
+    from rendering.mining import MiningStats, mine_sequence
 
     unit = MineUnit(**unit_fields)
     mine = MineConfig.model_validate_json(mine_json)
@@ -117,11 +176,17 @@ def run_mine_unit(unit_fields: dict, corpus_dir: str, mine_json: str, config_has
     if done is not None:
         return {**done, "reused": True}
     sequence = read_sequence(unit.kind, Path(unit.root), **unit.options)
-    pairs, stats = mine_sequence(sequence, mine.mining)
+    if mine.pairs is None:
+        pairs, stats = mine_sequence(sequence, mine.mining)
+        work = [(index, pair, None, mine.out_size) for index, pair in enumerate(pairs)]
+    else:  # rebuild a published pair list: no mining, the listed frames, crops and sizes
+        work = listed_pairs(mine.pairs, sequence)
+        pairs = [pair for _, pair, _, _ in work]
+        stats = MiningStats(accepted=len(pairs))
     rows = []
     with ShardWriter(root / unit.shard_relpath) as writer:
-        for index, pair in enumerate(pairs):
-            record, extra = materialise_pair(sequence, pair, index, mine.mining.seed, mine.out_size, mine.crops)
+        for index, pair, windows, out_size in work:
+            record, extra = materialise_pair(sequence, pair, index, mine.mining.seed, out_size, mine.crops, windows)
             key = sample_key(unit.scene_id, index)
             fields = encode_sample(record, key, mine.image_format, mine.jpeg_quality, mine.depth_scale)
             meta = record.meta(depth_scale=mine.depth_scale) | extra
@@ -169,6 +234,7 @@ def pairs_table(manifest: pa.Table) -> pa.Table:
             "crop1": json.loads(row["crop1"]), "crop2": json.loads(row["crop2"]),
             "source_width": int(size[0]), "source_height": int(size[1]), "width": row["width"], "height": row["height"],
             **{k: row[k] for k in ("K1", "K2", "cam2world1", "cam2world2")},
+            "frustum_estimate": float(row["frustum_estimate"]),
         })
     schema = pa.schema([
         ("key", pa.string()), ("split", pa.string()), ("dataset", pa.string()), ("sequence", pa.string()),
@@ -177,6 +243,7 @@ def pairs_table(manifest: pa.Table) -> pa.Table:
         ("crop1", pa.list_(pa.int64())), ("crop2", pa.list_(pa.int64())), ("source_width", pa.int64()),
         ("source_height", pa.int64()), ("width", pa.int64()), ("height", pa.int64()),
         *((k, pa.list_(pa.float64())) for k in ("K1", "K2", "cam2world1", "cam2world2")),
+        ("frustum_estimate", pa.float64()),
     ])
     return pa.Table.from_pylist(rows, schema=schema)
 

@@ -40,22 +40,32 @@ def _resize_rgb(rgb: np.ndarray, window: tuple[int, int, int, int], out_size: tu
     return cv2.resize(crop, out_size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def view(frame: CaptureFrame, box, out_size: tuple[int, int] | None, crops: bool):
-    """(rgb, depth, K, window) of one frame, ready for the shard."""
+def view(frame: CaptureFrame, box, out_size: tuple[int, int] | None, crops: bool,
+         window: tuple[int, int, int, int] | None = None):
+    """(rgb, depth, K, window) of one frame, ready for the shard; ``window`` given: that crop."""
     depth = load_depth(frame)
     rgb = rgb_in_depth_camera(frame, load_rgb(frame))
     size = frame.depth_size
     out = tuple(out_size) if out_size is not None else tuple(size)
-    window = crop_window(box if crops else None, size, out)
+    if window is None:
+        window = crop_window(box if crops else None, size, out)
+    else:
+        x0, y0, x1, y1 = window
+        if not (0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]):
+            raise ValueError(f"frame {frame.frame_id}: crop window {list(window)} lies outside its "
+                             f"{size[0]}x{size[1]} depth grid")
     return _resize_rgb(rgb, window, out), _resize_depth(depth, window, out), crop_intrinsics(frame.K_depth, window, out), window
 
 
 def materialise_pair(sequence: CaptureSequence, pair: MinedPair, pair_index: int, seed: int,
-                     out_size: tuple[int, int] | None = None, crops: bool = False) -> tuple[PairRecord, dict]:
-    """The pair record and the extra meta.json fields (``source``, crop windows) of a mined pair."""
+                     out_size: tuple[int, int] | None = None, crops: bool = False,
+                     windows: tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None = None,
+                     ) -> tuple[PairRecord, dict]:
+    """The pair record and the extra meta.json fields (``source``, crop windows) of a mined pair.
+    ``windows`` (one per view) replay the crops of a published pair list."""
     f1, f2 = sequence.frames[pair.first], sequence.frames[pair.second]
-    rgb1, depth1, K1, window1 = view(f1, pair.box1, out_size, crops)
-    rgb2, depth2, K2, window2 = view(f2, pair.box2, out_size, crops)
+    rgb1, depth1, K1, window1 = view(f1, pair.box1, out_size, crops, windows[0] if windows else None)
+    rgb2, depth2, K2, window2 = view(f2, pair.box2, out_size, crops, windows[1] if windows else None)
     record = PairRecord(
         scene_id=sequence_scene_id(sequence), scene_uri=f"{sequence.dataset}:{sequence.sequence_id}",
         pair_index=pair_index, seed=seed, renderer=RENDERER, img1=rgb1, img2=rgb2, depth1=depth1, depth2=depth2,
