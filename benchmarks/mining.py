@@ -7,6 +7,7 @@ The sequence is cached in ``--cache`` so repeated runs time only the miner.
 
     python benchmarks/mining.py --frames 5000 --cache /tmp/crocopipe-mining-bench
     python benchmarks/mining.py --frames 5000 --cache /tmp/crocopipe-mining-bench --compare-frames 300
+    python benchmarks/mining.py --frames 5000 --cache /tmp/crocopipe-mining-bench --threads 2
 
 Prints: read time, candidates, exact scores and accepted pairs with their rates per second of
 one process (one core), with the default pre-filters; with ``--compare-frames N`` also the same
@@ -60,10 +61,10 @@ def write_sequence(folder: Path, frames: int, stride: int, width: int, height: i
                         os.link(folder / sub / f"{key}.{ext}", target)
 
 
-def run(sequence, config, label: str) -> None:
+def run(sequence, config, label: str, threads: int = 1) -> None:
     from rendering.mining import mine_sequence
 
-    pairs, stats = mine_sequence(sequence, config)
+    pairs, stats = mine_sequence(sequence, config, threads=threads)
     s = stats.seconds
     print(f"{label}: {len(sequence.frames)} frames, {stats.keyframes} keyframes, {stats.candidates} candidates, "
           f"{stats.scored} exact scores, {stats.in_band} in band, {stats.accepted} accepted in {s:.1f} s "
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/crocopipe-mining-bench"))
+    parser.add_argument("--threads", type=int, default=0, help="also mine the whole sequence with this many threads")
     parser.add_argument("--compare-frames", type=int, default=0, help="also time with/without pre-filters on N frames")
     args = parser.parse_args()
 
@@ -96,7 +98,9 @@ def main() -> None:
     read_s = time.perf_counter() - t0
     print(f"read {len(sequence.frames)} frames (pose files, intrinsics) in {read_s:.1f} s")
     config = MiningConfig(frame_stride=args.stride)
-    run(sequence, config, "default config, whole sequence")
+    run(sequence, config, "default config, whole sequence, 1 thread")
+    if args.threads > 1:
+        run(sequence, config, f"default config, whole sequence, {args.threads} threads", args.threads)
     if args.compare_frames:
         part = CaptureSequence(sequence.dataset, sequence.sequence_id, sequence.root,
                                sequence.frames[: args.compare_frames])

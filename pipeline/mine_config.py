@@ -18,7 +18,7 @@ from pipeline.config import ConfigError, _resolve, format_validation_error, read
 from rendering.layout import RunLayout
 from rendering.mining import MiningConfig
 
-EXECUTION_FIELDS = frozenset({"workers"})
+EXECUTION_FIELDS = frozenset({"workers", "threads_per_worker"})
 
 
 class _Strict(BaseModel):
@@ -77,7 +77,8 @@ class MineConfig(_Strict):
     seed: int = Field(0, ge=0)
     pairs: Path | None = Field(
         None, description="a published pairs.parquet: rebuild exactly its pairs from these sources instead of mining")
-    workers: int = Field(1, ge=1, le=1024, description="mining processes")
+    workers: int = Field(1, ge=1, le=1024, description="mining processes (one sequence each)")
+    threads_per_worker: int = Field(1, ge=1, le=2, description="2: both directions of each exact score at once")
 
     @model_validator(mode="after")
     def _size(self) -> MineConfig:

@@ -11,14 +11,15 @@ plausible candidates:
    the other view, both ways; a candidate whose smaller share is below ``min_covis -
    frustum_margin`` cannot reach the band (this share bounds the score from above, up to the
    decimation's sampling error); at most ``max_exact_per_frame`` survivors per keyframe go on,
-   spread evenly over their estimates;
+   ordered by the diversity stage;
 4. exact co-visibility both ways with the occlusion test (rendering.covisibility, tolerance
    ``max(abs_tolerance, rel_tolerance * depth)`` for real sensor noise); kept when in
    [min_covis, max_covis];
-5. diversity: in-band pairs are taken round-robin over ``band_bins`` equal bins of the band (so
-   accepted pairs spread over it), at most ``max_pairs_per_frame`` per frame, and never a
-   near-duplicate of an accepted pair (both ends within ``duplicate_translation_m`` and
-   ``duplicate_rotation_deg`` of its ends).
+5. diversity: at most ``max_pairs_per_frame`` pairs per frame, never a near-duplicate of an
+   accepted pair (both ends within ``duplicate_translation_m`` and ``duplicate_rotation_deg`` of
+   its ends), and candidates of the least-filled of ``band_bins`` equal bins of the band (by their
+   estimate) first, so accepted pairs spread over it. These checks come *before* the exact score:
+   a candidate diversity would drop is never scored.
 
 No torch, no GL: this runs wherever numpy and OpenCV run.
 """
@@ -28,7 +29,8 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +63,8 @@ class MiningConfig(BaseModel):
     band_bins: int = Field(5, ge=1, le=1000, description="bins of [min_covis, max_covis] taken in turn")
     duplicate_translation_m: float = Field(0.05, ge=0.0, le=100.0)
     duplicate_rotation_deg: float = Field(5.0, ge=0.0, le=180.0)
-    max_pairs: int | None = Field(None, ge=1, description="at most this many pairs per sequence")
+    max_pairs: int | None = Field(None, ge=1, description="at most this many pairs per sequence, taken from the "
+                                  "band's bins in turn among all accepted pairs")
     seed: int = Field(0, ge=0, description="order in which in-band pairs are taken within a bin")
 
     @model_validator(mode="after")
@@ -149,9 +152,31 @@ def _keyframes(sequence: CaptureSequence, config: MiningConfig) -> list[int]:
     return list(range(0, len(sequence.frames), config.frame_stride))
 
 
+def _plausible(i: int, partners: np.ndarray, window: _DepthWindow, frames, positions, axes, config: MiningConfig,
+               stats: MiningStats) -> tuple[np.ndarray, np.ndarray]:
+    """Stages 2-3 for reference keyframe ``i``: the partners that pass the pose filters and the
+    frustum estimate, with their estimates (all partners, estimate 1.0, when pre-filters are off)."""
+    if not config.prefilters or partners.size == 0:
+        return partners, np.ones(partners.size)
+    baseline = np.linalg.norm(positions[partners] - positions[i], axis=1)
+    angle = _angle_deg(axes[i], axes[partners])
+    near, far = baseline < config.min_baseline_m, baseline > config.max_baseline_m
+    turned = ~near & ~far & (angle > config.max_angle_deg)
+    stats.reject("baseline_below_min", int(near.sum()))
+    stats.reject("baseline_above_max", int(far.sum()))
+    stats.reject("viewing_angle", int(turned.sum()))
+    partners = partners[~(near | far | turned)]
+    estimates = np.array([_frustum_estimate(window, frames, i, j) for j in partners])
+    low = estimates < config.min_covis - config.frustum_margin
+    stats.reject("frustum_overlap", int(low.sum()))
+    return partners[~low], estimates[~low]
+
+
 def score_candidates(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader = load_depth,
                      stats: MiningStats | None = None) -> list[MinedPair]:
-    """Stages 1-4: every candidate that reached the exact score, with its scores (in or out of band)."""
+    """Stages 1-4 without the diversity stage: the exact scores of every plausible candidate (at
+    most ``max_exact_per_frame`` per keyframe, spread over the estimates), in or out of band.
+    For analysing a sequence and its thresholds; :func:`mine_sequence` scores lazily instead."""
     stats = stats if stats is not None else MiningStats()
     frames = sequence.frames
     keys = _keyframes(sequence, config)
@@ -164,26 +189,12 @@ def score_candidates(sequence: CaptureSequence, config: MiningConfig, load: Dept
         window.forget_before(i)
         partners = np.array(keys[k + 1 : k + 1 + gap], dtype=int)
         stats.candidates += partners.size
-        if partners.size == 0:
-            continue
-        estimates = np.ones(partners.size)
+        partners, estimates = _plausible(i, partners, window, frames, positions, axes, config, stats)
         if config.prefilters:
-            baseline = np.linalg.norm(positions[partners] - positions[i], axis=1)
-            angle = _angle_deg(axes[i], axes[partners])
-            near, far = baseline < config.min_baseline_m, baseline > config.max_baseline_m
-            turned = ~near & ~far & (angle > config.max_angle_deg)
-            stats.reject("baseline_below_min", int(near.sum()))
-            stats.reject("baseline_above_max", int(far.sum()))
-            stats.reject("viewing_angle", int(turned.sum()))
-            partners = partners[~(near | far | turned)]
-            estimates = np.array([_frustum_estimate(window, frames, i, j) for j in partners])
-            low = estimates < config.min_covis - config.frustum_margin
-            stats.reject("frustum_overlap", int(low.sum()))
-            partners, estimates = partners[~low], estimates[~low]
             order = np.argsort(estimates, kind="stable")
-            chosen = order[_spread(order.size, config.max_exact_per_frame)]
+            chosen = np.sort(order[_spread(order.size, config.max_exact_per_frame)])
             stats.reject("exact_per_frame_cap", int(partners.size - chosen.size))
-            partners, estimates = partners[np.sort(chosen)], estimates[np.sort(chosen)]
+            partners, estimates = partners[chosen], estimates[chosen]
         for j, estimate in zip(partners.tolist(), estimates.tolist()):
             scored.append(_exact(window, frames, i, j, estimate, config, stats))
     return scored
@@ -199,83 +210,142 @@ def _frustum_estimate(window: _DepthWindow, frames, i: int, j: int) -> float:
 
 
 def _exact(window: _DepthWindow, frames, i: int, j: int, estimate: float, config: MiningConfig,
-           stats: MiningStats) -> MinedPair:
+           stats: MiningStats, pool: Executor | None = None) -> MinedPair:
     t0 = time.perf_counter()
     depth_i, depth_j = window.get(i)[0], window.get(j)[0]
     scores, mask_i, mask_j = reprojection_covisibility_masks(
         depth_i, depth_j, frames[i].K_depth, frames[j].K_depth, frames[i].cam2world, frames[j].cam2world,
-        config.abs_tolerance, config.rel_tolerance, check_inputs=False,
+        config.abs_tolerance, config.rel_tolerance, check_inputs=False, pool=pool,
     )
     stats.scored += 1
     stats.seconds_exact += time.perf_counter() - t0
     return MinedPair(i, j, scores, mask_box(mask_i), mask_box(mask_j), float(estimate))
 
 
-def select_diverse(sequence: CaptureSequence, scored: list[MinedPair], config: MiningConfig,
-                   stats: MiningStats | None = None) -> list[MinedPair]:
-    """Stage 5: in-band pairs, spread over the band, capped per frame, without near-duplicates."""
-    stats = stats if stats is not None else MiningStats()
-    band = [p for p in scored if config.min_covis <= p.covis.score <= config.max_covis]
-    stats.in_band = len(band)
-    stats.reject("outside_band", len(scored) - len(band))
-    width = config.max_covis - config.min_covis
-    bins: list[list[MinedPair]] = [[] for _ in range(config.band_bins)]
-    for pair in band:
-        b = 0 if width <= 0 else min(config.band_bins - 1, int((pair.covis.score - config.min_covis) / width * config.band_bins))
-        bins[b].append(pair)
-    salt = int.from_bytes(hashlib.blake2b(sequence.sequence_id.encode(), digest_size=4).digest(), "little")
-    rng = np.random.default_rng([config.seed, salt])
-    queues = [[b[k] for k in rng.permutation(len(b))] for b in bins]
-    positions, axes = _axes(sequence.frames)
-    per_frame: dict[int, int] = {}
-    partners: dict[int, list[int]] = {}
-    accepted: list[MinedPair] = []
+class _Diversity:
+    """Stage 5's bookkeeping: pairs per frame, accepted partners (near-duplicates), band bin fill."""
 
-    def close(a: int, c: int) -> bool:
-        return (float(np.linalg.norm(positions[a] - positions[c])) <= config.duplicate_translation_m
-                and float(_angle_deg(axes[a], axes[c][None])[0]) <= config.duplicate_rotation_deg)
+    def __init__(self, sequence: CaptureSequence, config: MiningConfig):
+        self.config = config
+        self.positions, self.axes = _axes(sequence.frames)
+        self.per_frame: dict[int, int] = {}
+        self.partners: dict[int, list[int]] = {}
+        self.fill = [0] * config.band_bins
+        salt = int.from_bytes(hashlib.blake2b(sequence.sequence_id.encode(), digest_size=4).digest(), "little")
+        self.rng = np.random.default_rng([config.seed, salt])
+        self.accepted: list[MinedPair] = []
 
-    def duplicate(a: int, b: int) -> bool:
-        for c, ds in partners.items():
-            if close(a, c) and any(close(b, d) for d in ds):
+    def bin(self, score: float) -> int:
+        c = self.config
+        width = c.max_covis - c.min_covis
+        if width <= 0:
+            return 0
+        return int(min(c.band_bins - 1, max(0, (min(score, c.max_covis) - c.min_covis) / width * c.band_bins)))
+
+    def full(self, frame: int) -> bool:
+        return self.per_frame.get(frame, 0) >= self.config.max_pairs_per_frame
+
+    def _close(self, a: int, c: int) -> bool:
+        cfg = self.config
+        return (float(np.linalg.norm(self.positions[a] - self.positions[c])) <= cfg.duplicate_translation_m
+                and float(_angle_deg(self.axes[a], self.axes[c][None])[0]) <= cfg.duplicate_rotation_deg)
+
+    def duplicate(self, a: int, b: int) -> bool:
+        """Both ends close to the two ends of an accepted pair (in either order)."""
+        for c, ds in self.partners.items():
+            if self._close(a, c) and any(self._close(b, d) for d in ds):
                 return True
         return False
 
-    cursor = [0] * len(queues)
-    while any(cursor[b] < len(queues[b]) for b in range(len(queues))):
-        for b, queue in enumerate(queues):
-            if cursor[b] >= len(queue):
-                continue
-            pair = queue[cursor[b]]
-            cursor[b] += 1
-            a, c = pair.first, pair.second
-            if per_frame.get(a, 0) >= config.max_pairs_per_frame or per_frame.get(c, 0) >= config.max_pairs_per_frame:
-                stats.reject("frame_pair_cap")
-                continue
-            if duplicate(a, c):
-                stats.reject("near_duplicate")
-                continue
-            accepted.append(pair)
-            per_frame[a] = per_frame.get(a, 0) + 1
-            per_frame[c] = per_frame.get(c, 0) + 1
-            partners.setdefault(a, []).append(c)
-            partners.setdefault(c, []).append(a)
-            if config.max_pairs is not None and len(accepted) >= config.max_pairs:
-                stats.accepted = len(accepted)
-                return sorted(accepted, key=lambda p: (p.first, p.second))
-    stats.accepted = len(accepted)
-    return sorted(accepted, key=lambda p: (p.first, p.second))
+    def order(self, partners: np.ndarray, estimates: np.ndarray) -> Iterator[tuple[int, float]]:
+        """Candidates of one reference, each time from the least-filled band bin (by estimate; fills
+        change as pairs are accepted), in a seeded random order within a bin."""
+        keys = self.rng.random(partners.size)
+        left = list(range(partners.size))
+        while left:
+            k = min(left, key=lambda c: (self.fill[self.bin(estimates[c])], keys[c]))
+            left.remove(k)
+            yield int(partners[k]), float(estimates[k])
+
+    def accept(self, pair: MinedPair) -> None:
+        self.accepted.append(pair)
+        self.fill[self.bin(pair.covis.score)] += 1
+        for a, b in ((pair.first, pair.second), (pair.second, pair.first)):
+            self.per_frame[a] = self.per_frame.get(a, 0) + 1
+            self.partners.setdefault(a, []).append(b)
 
 
-def mine_sequence(sequence: CaptureSequence, config: MiningConfig,
-                  load: DepthLoader = load_depth) -> tuple[list[MinedPair], MiningStats]:
-    """All five stages on one sequence; returns the accepted pairs (in frame order) and counts."""
+def mine_sequence(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader = load_depth,
+                  threads: int = 1) -> tuple[list[MinedPair], MiningStats]:
+    """All five stages on one sequence; returns the accepted pairs (in frame order) and counts.
+
+    The sweep is temporal (so only a window of depth maps is in memory) and the exact score is
+    lazy: a plausible candidate is scored only when diversity would still accept it (neither end
+    at ``max_pairs_per_frame``, not a near-duplicate), candidates of the least-filled band bin by
+    their estimate first. Every candidate is counted once: accepted or under one rejection reason.
+    ``threads`` = 2 runs the two directions of each exact score on two cores (same results).
+    """
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads - 1) as pool:
+            return _mine(sequence, config, load, pool)
+    return _mine(sequence, config, load, None)
+
+
+def _mine(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader,
+          pool: Executor | None) -> tuple[list[MinedPair], MiningStats]:
     stats = MiningStats()
     t0 = time.perf_counter()
-    scored = score_candidates(sequence, config, load, stats)
-    accepted = select_diverse(sequence, scored, config, stats)
+    frames = sequence.frames
+    keys = _keyframes(sequence, config)
+    stats.keyframes = len(keys)
+    positions, axes = _axes(frames)
+    window = _DepthWindow(frames, load, config.frustum_step)
+    gap = max(1, config.max_frame_gap // config.frame_stride)
+    diversity = _Diversity(sequence, config)
+    for k, i in enumerate(keys):
+        window.forget_before(i)
+        partners = np.array(keys[k + 1 : k + 1 + gap], dtype=int)
+        stats.candidates += partners.size
+        partners, estimates = _plausible(i, partners, window, frames, positions, axes, config, stats)
+        exact_left = config.max_exact_per_frame if config.prefilters else partners.size
+        for j, estimate in diversity.order(partners, estimates):
+            if diversity.full(i) or diversity.full(j):
+                stats.reject("frame_pair_cap")
+            elif diversity.duplicate(i, j):
+                stats.reject("near_duplicate")
+            elif exact_left == 0:
+                stats.reject("exact_per_frame_cap")
+            else:
+                exact_left -= 1
+                pair = _exact(window, frames, i, j, estimate, config, stats, pool)
+                if config.min_covis <= pair.covis.score <= config.max_covis:
+                    stats.in_band += 1
+                    diversity.accept(pair)
+                else:
+                    stats.reject("outside_band")
+    accepted = _thin(diversity, config.max_pairs, stats)
+    stats.accepted = len(accepted)
     stats.seconds = time.perf_counter() - t0
-    return accepted, stats
+    return sorted(accepted, key=lambda p: (p.first, p.second)), stats
+
+
+def _thin(diversity: _Diversity, max_pairs: int | None, stats: MiningStats) -> list[MinedPair]:
+    """At most ``max_pairs`` of the accepted pairs, taken from the band's bins in turn (seeded
+    order within a bin), so a cap keeps the spread over the band and over the whole sequence."""
+    accepted = diversity.accepted
+    if max_pairs is None or len(accepted) <= max_pairs:
+        return list(accepted)
+    bins: list[list[MinedPair]] = [[] for _ in diversity.fill]
+    for pair in accepted:
+        bins[diversity.bin(pair.covis.score)].append(pair)
+    queues = [[b[k] for k in diversity.rng.permutation(len(b))] for b in bins]
+    kept: list[MinedPair] = []
+    while len(kept) < max_pairs:
+        for queue in queues:
+            if queue and len(kept) < max_pairs:
+                kept.append(queue.pop())
+    stats.reject("max_pairs", len(accepted) - len(kept))
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------

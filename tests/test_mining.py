@@ -10,7 +10,7 @@ from rendering.captures.materialise import materialise_pair
 from rendering.captures.record import CaptureSequence
 from rendering.covisibility import reprojection_covisibility
 from rendering.backends.embedded import EmbeddedRenderer
-from rendering.mining import MiningConfig, crop_intrinsics, crop_window, mine_sequence, score_candidates, select_diverse
+from rendering.mining import MiningConfig, crop_intrinsics, crop_window, mine_sequence, score_candidates
 from tests.capture_layouts import render_sequence, write_scannet, write_tum
 from rendering.captures.record import to_integer_centres
 
@@ -64,15 +64,15 @@ def test_prefilters_drop_only_candidates_that_could_not_reach_the_band(rendered,
 
 def test_diversity_caps_pairs_per_frame_and_drops_near_duplicates(rendered, tmp_path):
     seq = read_sequence("scannet", write_scannet(tmp_path / "scene0004_00", rendered))
-    scored = score_candidates(seq, LOOSE)
-    capped = select_diverse(seq, scored, LOOSE.model_copy(update={"max_pairs_per_frame": 1}))
+    capped, stats = mine_sequence(seq, LOOSE.model_copy(update={"max_pairs_per_frame": 1}))
     frames = [f for p in capped for f in (p.first, p.second)]
     assert len(frames) == len(set(frames)) and len(capped) >= 2
+    assert stats.rejected["frame_pair_cap"] > 0 and stats.scored < len(score_candidates(seq, LOOSE))  # lazy
     # the camera moves ~0.15 m per frame: with a 0.2 m duplicate radius, (i, j) and (i+1, j+1) collide
-    dedup = select_diverse(seq, scored, LOOSE.model_copy(update={"duplicate_translation_m": 0.2,
-                                                                  "duplicate_rotation_deg": 90.0}))
-    everything = select_diverse(seq, scored, LOOSE)
-    assert len(dedup) < len(everything)
+    dedup, stats = mine_sequence(seq, LOOSE.model_copy(update={"duplicate_translation_m": 0.2,
+                                                                "duplicate_rotation_deg": 90.0}))
+    everything, _ = mine_sequence(seq, LOOSE)
+    assert len(dedup) < len(everything) and stats.rejected["near_duplicate"] > 0
     positions = np.stack([f.cam2world[:3, 3] for f in seq.frames])
     for a in dedup:
         for b in dedup:
@@ -82,15 +82,32 @@ def test_diversity_caps_pairs_per_frame_and_drops_near_duplicates(rendered, tmp_
                 assert not (near1 and near2)
 
 
-def test_band_spread_takes_pairs_from_every_bin_in_turn(rendered, tmp_path):
+def test_two_threads_mine_the_same_pairs(rendered, tmp_path):
+    seq = read_sequence("scannet", write_scannet(tmp_path / "scene0010_00", rendered))
+    one, stats_one = mine_sequence(seq, LOOSE)
+    two, stats_two = mine_sequence(seq, LOOSE, threads=2)
+    assert one == two and stats_one.rejected == stats_two.rejected and len(one) > 0
+
+
+@pytest.mark.parametrize("prefilters", [True, False])
+def test_every_candidate_is_accepted_or_rejected_once(rendered, tmp_path, prefilters):
+    seq = read_sequence("scannet", write_scannet(tmp_path / "scene0009_00", rendered))
+    config = MiningConfig(frame_stride=1, max_frame_gap=10, min_covis=0.3, max_pairs_per_frame=2,
+                          max_exact_per_frame=3, prefilters=prefilters)
+    pairs, stats = mine_sequence(seq, config)
+    assert stats.candidates == 28 and stats.accepted == len(pairs) == stats.in_band
+    assert sum(stats.rejected.values()) + stats.accepted == stats.candidates
+    assert all(0.3 <= p.covis.score for p in pairs)
+
+
+def test_band_spread_prefers_the_least_filled_bin(rendered, tmp_path):
     seq = read_sequence("scannet", write_scannet(tmp_path / "scene0005_00", rendered))
-    scored = score_candidates(seq, LOOSE)
     config = LOOSE.model_copy(update={"band_bins": 4, "max_pairs": 4})
-    chosen = select_diverse(seq, scored, config)
+    chosen, _ = mine_sequence(seq, config)
     width = (config.max_covis - config.min_covis) / 4
-    bins_available = {min(3, int((p.covis.score - config.min_covis) / width)) for p in scored if p.covis.score >= config.min_covis}
-    bins_chosen = {min(3, int((p.covis.score - config.min_covis) / width)) for p in chosen}
-    assert bins_chosen == bins_available or len(bins_chosen) == min(4, len(bins_available))
+    bin_of = lambda p: min(3, int((p.covis.score - config.min_covis) / width))
+    available = {bin_of(p) for p in score_candidates(seq, LOOSE) if p.covis.score >= config.min_covis}
+    assert len(chosen) == 4 and len({bin_of(p) for p in chosen}) >= min(3, len(available))
 
 
 def test_sensor_noise_lowers_scores_smoothly_and_never_crashes(rendered, tmp_path):

@@ -177,7 +177,7 @@ def run_mine_unit(unit_fields: dict, corpus_dir: str, mine_json: str, config_has
         return {**done, "reused": True}
     sequence = read_sequence(unit.kind, Path(unit.root), **unit.options)
     if mine.pairs is None:
-        pairs, stats = mine_sequence(sequence, mine.mining)
+        pairs, stats = mine_sequence(sequence, mine.mining, threads=mine.threads_per_worker)
         work = [(index, pair, None, mine.out_size) for index, pair in enumerate(pairs)]
     else:  # rebuild a published pair list: no mining, the listed frames, crops and sizes
         work = listed_pairs(mine.pairs, sequence)
