@@ -10,16 +10,15 @@ plausible candidates:
 3. frustum overlap estimate: the share of each view's (decimated) surface points landing inside
    the other view, both ways; a candidate whose smaller share is below ``min_covis -
    frustum_margin`` cannot reach the band (this share bounds the score from above, up to the
-   decimation's sampling error); at most ``max_exact_per_frame`` survivors per keyframe go on,
-   ordered by the diversity stage;
-4. exact co-visibility both ways with the occlusion test (rendering.covisibility, tolerance
-   ``max(abs_tolerance, rel_tolerance * depth)`` for real sensor noise); kept when in
-   [min_covis, max_covis];
-5. diversity: at most ``max_pairs_per_frame`` pairs per frame, never a near-duplicate of an
-   accepted pair (both ends within ``duplicate_translation_m`` and ``duplicate_rotation_deg`` of
-   its ends), and candidates of the least-filled of ``band_bins`` equal bins of the band (by their
-   estimate) first, so accepted pairs spread over it. These checks come *before* the exact score:
-   a candidate diversity would drop is never scored.
+   decimation's sampling error);
+4. diversity, checked before any exact score so a candidate it would drop is never scored: at
+   most ``max_pairs_per_frame`` pairs per frame, never a near-duplicate of an accepted pair (both
+   ends within ``duplicate_translation_m`` and ``duplicate_rotation_deg`` of its ends); a
+   keyframe's candidates are taken from the least-filled of ``band_bins`` equal bins of the band
+   (by their estimate) first, at most ``max_exact_per_frame`` of them;
+5. exact co-visibility both ways with the occlusion test (rendering.covisibility, tolerance
+   ``max(abs_tolerance, rel_tolerance * depth)`` for real sensor noise); accepted when in
+   [min_covis, max_covis]. ``max_pairs`` then keeps that many, taken from the bins in turn.
 
 No torch, no GL: this runs wherever numpy and OpenCV run.
 """
