@@ -30,7 +30,7 @@ def write_sequence(folder: Path, frames: int, stride: int, width: int, height: i
     from rendering import camera
     from rendering.backend import SceneSpec
     from rendering.captures.record import to_integer_centres
-    from rendering.embedded import EmbeddedRenderer
+    from rendering.backends.embedded import EmbeddedRenderer
 
     K = camera.intrinsics_from_fov(width, height, 58.0)
     for name in ("color", "depth", "pose", "intrinsic"):
