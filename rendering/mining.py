@@ -95,7 +95,8 @@ class MiningStats:
     scored: int = 0  # exact scores computed
     in_band: int = 0
     accepted: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall clock
+    cpu_seconds: float = 0.0  # process CPU time (all threads): the per-core cost on a shared machine
     seconds_exact: float = 0.0
 
     def reject(self, reason: str, n: int = 1) -> None:
@@ -106,6 +107,7 @@ class MiningStats:
         return {"keyframes": self.keyframes, "candidates": self.candidates,
                 "rejected": dict(sorted(self.rejected.items())), "scored": self.scored, "in_band": self.in_band,
                 "accepted": self.accepted, "seconds": round(self.seconds, 3),
+                "cpu_seconds": round(self.cpu_seconds, 3),
                 "seconds_exact": round(self.seconds_exact, 3)}
 
 
@@ -244,15 +246,19 @@ class _Diversity:
     def full(self, frame: int) -> bool:
         return self.per_frame.get(frame, 0) >= self.config.max_pairs_per_frame
 
-    def _close(self, a: int, c: int) -> bool:
+    def _near(self, a: int, frames: np.ndarray) -> np.ndarray:
+        """Which of ``frames`` are within the duplicate distance and turn of frame ``a``."""
         cfg = self.config
-        return (float(np.linalg.norm(self.positions[a] - self.positions[c])) <= cfg.duplicate_translation_m
-                and float(_angle_deg(self.axes[a], self.axes[c][None])[0]) <= cfg.duplicate_rotation_deg)
+        distance = np.linalg.norm(self.positions[frames] - self.positions[a], axis=1)
+        return (distance <= cfg.duplicate_translation_m) & (_angle_deg(self.axes[a], self.axes[frames]) <= cfg.duplicate_rotation_deg)
 
     def duplicate(self, a: int, b: int) -> bool:
         """Both ends close to the two ends of an accepted pair (in either order)."""
-        for c, ds in self.partners.items():
-            if self._close(a, c) and any(self._close(b, d) for d in ds):
+        if not self.partners:
+            return False
+        ends = np.fromiter(self.partners, dtype=int, count=len(self.partners))
+        for c in ends[self._near(a, ends)].tolist():
+            if self._near(b, np.asarray(self.partners[c], dtype=int)).any():
                 return True
         return False
 
@@ -293,7 +299,7 @@ def mine_sequence(sequence: CaptureSequence, config: MiningConfig, load: DepthLo
 def _mine(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader,
           pool: Executor | None) -> tuple[list[MinedPair], MiningStats]:
     stats = MiningStats()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     frames = sequence.frames
     keys = _keyframes(sequence, config)
     stats.keyframes = len(keys)
@@ -325,6 +331,7 @@ def _mine(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader,
     accepted = _thin(diversity, config.max_pairs, stats)
     stats.accepted = len(accepted)
     stats.seconds = time.perf_counter() - t0
+    stats.cpu_seconds = time.process_time() - cpu0
     return sorted(accepted, key=lambda p: (p.first, p.second)), stats
 
 
