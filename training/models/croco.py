@@ -20,6 +20,7 @@ from training.models.layers import (
     DecoderBlock,
     PatchEmbed,
     RoPE2D,
+    RopeTable,
     init_weights,
     layer_norm,
     patchify,
@@ -115,7 +116,7 @@ class MaskedViT(nn.Module):
             self.enc_pos_embed = None
             self.dec_pos_embed = None
         self.enc_blocks = nn.ModuleList(
-            Block(spec.enc_dim, spec.enc_heads, spec.mlp_ratio, self.rope) for _ in range(spec.enc_depth)
+            Block(spec.enc_dim, spec.enc_heads, spec.mlp_ratio) for _ in range(spec.enc_depth)
         )
         self.enc_norm = layer_norm(spec.enc_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.dec_dim))
@@ -160,38 +161,44 @@ class MaskedViT(nn.Module):
         """
         if mask is not None:
             self.check_mask(mask)
-        return self._encode(img, mask)
+        return self._encode(img, self._visible(mask))
+
+    def _visible(self, mask: torch.Tensor | None) -> torch.Tensor | None:
+        return None if mask is None else visible_index(mask, self.num_visible)
+
+    def rope_table(self, pos: torch.Tensor, dim: int, heads: int) -> RopeTable | None:
+        return None if self.rope is None else self.rope.table(pos, dim // heads)
 
     def _encode(
-        self, img: torch.Tensor, mask: torch.Tensor | None = None
+        self, img: torch.Tensor, visible: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """encode() without the mask check: for masks drawn by random_mask (exact by
-        construction), so the training step has no host sync and static shapes."""
+        """encode() from the visible tokens' index, without the mask check: for masks drawn by
+        random_mask (exact by construction), so the training step has no host sync and static
+        shapes."""
         x, pos = self.patch_embed(img)
         if self.enc_pos_embed is not None:
             if x.shape[1] != self.enc_pos_embed.shape[0]:
                 raise ValueError(f"sin-cos positions are fixed to {self.spec.img_size}x{self.spec.img_size} inputs, "
                                  f"got {img.shape[-2]}x{img.shape[-1]} (RoPE models accept other sizes)")
             x = x + self.enc_pos_embed
-        if mask is not None:
-            idx = visible_index(mask, self.num_visible)
-            x = x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
-            pos = pos.gather(1, idx[..., None].expand(-1, -1, 2))
+        if visible is not None:
+            x = x.gather(1, visible[..., None].expand(-1, -1, x.shape[-1]))
+            pos = pos.gather(1, visible[..., None].expand(-1, -1, 2))
+        rope = self.rope_table(pos, self.spec.enc_dim, self.spec.enc_heads)
         outputs = []
         for blk in self.enc_blocks:
-            x = blk(x, pos)
+            x = blk(x, rope)
             outputs.append(x)
         x = self.enc_norm(x)
         outputs[-1] = x
         return x, pos, outputs
 
-    def _decoder_input(self, feat: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def _decoder_input(self, feat: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
         """Project encoder tokens and put the mask token back at masked positions."""
         x = self.decoder_embed(feat)
-        if mask is not None:
-            b, n = mask.shape
-            idx = visible_index(mask, self.num_visible)[..., None].expand(-1, -1, x.shape[-1])
-            x = self.mask_token.to(x.dtype).expand(b, n, -1).scatter(1, idx, x)
+        if visible is not None:
+            idx = visible[..., None].expand(-1, -1, x.shape[-1])
+            x = self.mask_token.to(x.dtype).expand(x.shape[0], self.patch_embed.num_patches, -1).scatter(1, idx, x)
         if self.dec_pos_embed is not None:
             x = x + self.dec_pos_embed
         return x
@@ -206,7 +213,7 @@ class CroCoNet(MaskedViT):
     def __init__(self, spec: ModelSpec, pos_embed: PosEmbed = "cosine", mask_ratio: float = 0.9) -> None:
         super().__init__(spec, pos_embed, mask_ratio)
         self.dec_blocks = nn.ModuleList(
-            DecoderBlock(spec.dec_dim, spec.dec_heads, spec.mlp_ratio, self.rope) for _ in range(spec.dec_depth)
+            DecoderBlock(spec.dec_dim, spec.dec_heads, spec.mlp_ratio) for _ in range(spec.dec_depth)
         )
         self._finish_init()
 
@@ -223,7 +230,7 @@ class CroCoNet(MaskedViT):
         full grid's positions; mask1 is checked as in encode()."""
         if mask1 is not None:
             self.check_mask(mask1)
-        return self._decode(feat1, pos1, feat2, pos2, mask1)
+        return self._decode(feat1, pos1, feat2, pos2, self._visible(mask1))
 
     def _decode(
         self,
@@ -231,15 +238,17 @@ class CroCoNet(MaskedViT):
         pos1: torch.Tensor,
         feat2: torch.Tensor,
         pos2: torch.Tensor,
-        mask1: torch.Tensor | None = None,
+        visible1: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        x = self._decoder_input(feat1, mask1)
+        x = self._decoder_input(feat1, visible1)
         mem = self.decoder_embed(feat2)
         if self.dec_pos_embed is not None:
             mem = mem + self.dec_pos_embed
+        rope1 = self.rope_table(pos1, self.spec.dec_dim, self.spec.dec_heads)
+        rope2 = rope1 if pos2 is pos1 else self.rope_table(pos2, self.spec.dec_dim, self.spec.dec_heads)
         outputs = []
         for blk in self.dec_blocks:
-            x = blk(x, mem, pos1, pos2)
+            x = blk(x, mem, rope1, rope2)
             outputs.append(x)
         outputs[-1] = self.dec_norm(x)
         return outputs
@@ -252,11 +261,14 @@ class CroCoNet(MaskedViT):
             mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
         else:
             self.check_mask(mask)  # a mask handed in must hold exactly num_masked tokens per row
-        feat1, _, _ = self._encode(img1, mask)
+        visible = self._visible(mask)
+        feat1, _, _ = self._encode(img1, visible)
         feat2, pos2, _ = self._encode(img2)
-        p = self.spec.patch_size
-        full_pos = self.patch_embed.positions(b, img1.device, img1.shape[-2] // p, img1.shape[-1] // p)
-        pred = self.prediction_head(self._decode(feat1, full_pos, feat2, pos2, mask)[-1])
+        pos1 = pos2  # the same grid when the views have one size: one RoPE table serves both
+        if img1.shape[-2:] != img2.shape[-2:]:
+            p = self.spec.patch_size
+            pos1 = self.patch_embed.positions(b, img1.device, img1.shape[-2] // p, img1.shape[-1] // p)
+        pred = self.prediction_head(self._decode(feat1, pos1, feat2, pos2, visible)[-1])
         loss, target = normalised_patch_mse(pred, img1, mask, self.spec.patch_size)
         return PretrainOutput(loss, pred, target, mask)
 
@@ -273,10 +285,10 @@ class MAENet(MaskedViT):
         """Decode (the visible tokens of) one view; a mask is checked as in encode()."""
         if mask is not None:
             self.check_mask(mask)
-        return self._decode(feat, mask)
+        return self._decode(feat, self._visible(mask))
 
-    def _decode(self, feat: torch.Tensor, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        x = self._decoder_input(feat, mask)
+    def _decode(self, feat: torch.Tensor, visible: torch.Tensor | None = None) -> list[torch.Tensor]:
+        x = self._decoder_input(feat, visible)
         outputs = []
         for blk in self.dec_blocks:
             x = blk(x)
@@ -288,7 +300,8 @@ class MAENet(MaskedViT):
         """img2 is accepted and ignored so that both methods train from the same pair batches."""
         b = img1.shape[0]
         mask = random_mask(b, self.patch_embed.num_patches, self.mask_ratio, img1.device)
-        feat, _, _ = self._encode(img1, mask)
-        pred = self.prediction_head(self._decode(feat, mask)[-1])
+        visible = self._visible(mask)
+        feat, _, _ = self._encode(img1, visible)
+        pred = self.prediction_head(self._decode(feat, visible)[-1])
         loss, target = normalised_patch_mse(pred, img1, mask, self.spec.patch_size)
         return PretrainOutput(loss, pred, target, mask)

@@ -7,6 +7,7 @@ the public CroCo checkpoints use, so their state dicts load without renaming.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,9 +33,26 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, naive: bool = F
     return scores.softmax(dim=-1) @ v
 
 
+@dataclass(frozen=True)
+class RopeTable:
+    """cos and signed sin of every rotation angle for one set of positions and one head size,
+    (B or 1, 1, N, head_dim): built once per forward and shared by every block and by q and k."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor  # -sin on the first quarter of each axis's channels, +sin on the second
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotate x (..., N, head_dim): x cos + swap(x) sin, where swap exchanges the two
+        quarters of each axis's channels (the pair partner of each channel)."""
+        d = x.shape[-1]
+        swapped = x.unflatten(-1, (2, 2, d // 4)).flip(-2).flatten(-3)
+        return x * self.cos.to(x.dtype) + swapped * self.sin.to(x.dtype)
+
+
 class RoPE2D:
     """2-D rotary position embedding (CroCo v2): the first half of each head's channels rotates
-    with the token's row, the second half with its column, frequencies base^(-2i/d).
+    with the token's row, the second half with its column, frequencies base^(-2i/d) over each
+    half's d channels.
 
     Parameter-free; applied to q and k so that q.k depends only on the positions' difference.
     """
@@ -42,24 +60,24 @@ class RoPE2D:
     def __init__(self, base: float = 100.0) -> None:
         self.base = base
 
-    def _rotate_1d(self, t: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
-        d = t.shape[-1]
-        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, device=t.device, dtype=torch.float32) / d))
-        angles = coord[:, None, :, None].float() * inv_freq  # (B, 1, N, d/2)
-        angles = torch.cat([angles, angles], dim=-1)
-        cos, sin = angles.cos().to(t.dtype), angles.sin().to(t.dtype)
-        first, second = t[..., : d // 2], t[..., d // 2 :]
-        rotated = torch.cat([-second, first], dim=-1)
-        return t * cos + rotated * sin
+    def table(self, pos: torch.Tensor, head_dim: int) -> RopeTable:
+        """Angles for pos (B, N, 2) integer (row, column); a batch-expanded grid (stride 0, as
+        PatchEmbed.positions returns it) is computed once for the whole batch."""
+        if head_dim % 4 != 0:
+            raise ValueError(f"RoPE2D needs a head dimension divisible by 4, got {head_dim}")
+        if pos.shape[0] > 1 and pos.stride(0) == 0:
+            pos = pos[:1]
+        d = head_dim // 2  # channels per axis
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, device=pos.device, dtype=torch.float32) / d))
+        angles = pos[..., None].float() * inv_freq  # (B, N, 2 axes, d/2)
+        cos, sin = angles.cos(), angles.sin()
+        cos = torch.cat([cos, cos], dim=-1).flatten(-2)[:, None]
+        sin = torch.cat([-sin, sin], dim=-1).flatten(-2)[:, None]
+        return RopeTable(cos, sin)
 
     def __call__(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """x: (B, heads, N, head_dim); pos: (B, N, 2) integer (row, column)."""
-        d = x.shape[-1]
-        if d % 4 != 0:
-            raise ValueError(f"RoPE2D needs a head dimension divisible by 4, got {d}")
-        rows = self._rotate_1d(x[..., : d // 2], pos[..., 0])
-        cols = self._rotate_1d(x[..., d // 2 :], pos[..., 1])
-        return torch.cat([rows, cols], dim=-1)
+        return self.table(pos, x.shape[-1]).apply(x)
 
 
 def sincos_pos_embed_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -124,53 +142,57 @@ class Mlp(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection and optional RoPE."""
+    """Multi-head self-attention with a fused qkv projection and optional RoPE (one rotation
+    call for q and k together)."""
 
-    def __init__(self, dim: int, heads: int, rope: RoPE2D | None = None) -> None:
+    def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} not divisible by {heads} heads")
         self.heads = heads
-        self.rope = rope
         self.naive = False
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: RopeTable | None = None) -> torch.Tensor:
         b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        if self.rope is not None:
-            q, k = self.rope(q, pos), self.rope(k, pos)
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            (q, k), v = rope.apply(qkv[:2]), qkv[2]
+        else:
+            q, k, v = qkv
         out = attention(q, k, v, self.naive)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
 class CrossAttention(nn.Module):
-    """Queries from the masked view, keys/values from the reference view (the memory)."""
+    """Queries from the masked view, keys/values from the reference view (the memory).
 
-    def __init__(self, dim: int, heads: int, rope: RoPE2D | None = None) -> None:
+    projk/projv stay separate parameters (the checkpoint layout) but run as one matmul.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} not divisible by {heads} heads")
         self.heads = heads
-        self.rope = rope
         self.naive = False
         self.projq = nn.Linear(dim, dim)
         self.projk = nn.Linear(dim, dim)
         self.projv = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        return x.reshape(b, n, self.heads, c // self.heads).transpose(1, 2)
-
     def forward(
-        self, x: torch.Tensor, mem: torch.Tensor, pos_x: torch.Tensor | None, pos_mem: torch.Tensor | None
+        self, x: torch.Tensor, mem: torch.Tensor, rope_x: RopeTable | None, rope_mem: RopeTable | None
     ) -> torch.Tensor:
         b, n, c = x.shape
-        q, k, v = self._split(self.projq(x)), self._split(self.projk(mem)), self._split(self.projv(mem))
-        if self.rope is not None:
-            q, k = self.rope(q, pos_x), self.rope(k, pos_mem)
+        m, h = mem.shape[1], self.heads
+        q = self.projq(x).reshape(b, n, h, c // h).transpose(1, 2)
+        kv_weight = torch.cat([self.projk.weight, self.projv.weight])
+        kv_bias = torch.cat([self.projk.bias, self.projv.bias])
+        k, v = F.linear(mem, kv_weight, kv_bias).reshape(b, m, 2, h, c // h).permute(2, 0, 3, 1, 4)
+        if rope_x is not None and rope_mem is not None:
+            q, k = rope_x.apply(q), rope_mem.apply(k)
         out = attention(q, k, v, self.naive)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
@@ -178,15 +200,15 @@ class CrossAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm ViT block: x + attn(norm(x)), x + mlp(norm(x))."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, rope: RoPE2D | None = None) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.norm1 = layer_norm(dim)
-        self.attn = Attention(dim, heads, rope)
+        self.attn = Attention(dim, heads)
         self.norm2 = layer_norm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), pos)
+    def forward(self, x: torch.Tensor, rope: RopeTable | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope)
         return x + self.mlp(self.norm2(x))
 
 
@@ -197,21 +219,21 @@ class DecoderBlock(nn.Module):
     never updated.
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, rope: RoPE2D | None = None) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.norm1 = layer_norm(dim)
-        self.attn = Attention(dim, heads, rope)
-        self.cross_attn = CrossAttention(dim, heads, rope)
+        self.attn = Attention(dim, heads)
+        self.cross_attn = CrossAttention(dim, heads)
         self.norm2 = layer_norm(dim)
         self.norm3 = layer_norm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.norm_y = layer_norm(dim)
 
     def forward(
-        self, x: torch.Tensor, mem: torch.Tensor, pos_x: torch.Tensor | None = None, pos_mem: torch.Tensor | None = None
+        self, x: torch.Tensor, mem: torch.Tensor, rope_x: RopeTable | None = None, rope_mem: RopeTable | None = None
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), pos_x)
-        x = x + self.cross_attn(self.norm2(x), self.norm_y(mem), pos_x, pos_mem)
+        x = x + self.attn(self.norm1(x), rope_x)
+        x = x + self.cross_attn(self.norm2(x), self.norm_y(mem), rope_x, rope_mem)
         return x + self.mlp(self.norm3(x))
 
 
