@@ -20,28 +20,9 @@ import torch
 import torch.distributed as dist
 
 from training.data import AugmentConfig, make_loader
+from training.flops import TRAIN_FACTOR, pretrain_forward_flops
 from training.models import build_model
 from training.synthetic import write_synthetic_corpus
-
-
-def model_flops_per_pair(model) -> float:
-    """Matmul FLOPs of one training pair (forward x3 for forward+backward), CroCo masking."""
-    s = model.spec
-    n = model.patch_embed.num_patches
-    vis = model.num_visible
-    enc_tokens = vis + n  # masked view 1 + full view 2
-
-    def vit(tokens: int, d: int, kv: int | None = None) -> float:
-        kv = tokens if kv is None else kv
-        return 2 * tokens * (12 * d * d) + 2 * 2 * tokens * kv * d
-
-    f = 2 * 2 * n * 3 * s.patch_size**2 * s.enc_dim  # patch embedding of both views
-    f += s.enc_depth * (vit(vis, s.enc_dim) + vit(n, s.enc_dim))
-    d = s.dec_dim
-    cross = 2 * n * 2 * d * d + 2 * n * 2 * d * d + 2 * 2 * n * n * d  # q,proj on n; k,v on n; scores
-    f += s.dec_depth * (vit(n, d) + cross)
-    f += 2 * n * d * s.patch_size**2 * 3
-    return 3 * f
 
 
 class Runner:
@@ -83,7 +64,8 @@ def compare(preset: str, batch: int, steps: int, rounds: int, device: torch.devi
         for naive, r in runners.items():
             times[naive] += r.time(steps)
     return {naive: batch * world / statistics.median(t) for naive, t in times.items()} | {
-        "flops": model_flops_per_pair(runners[False].model)}
+        "flops": TRAIN_FACTOR * pretrain_forward_flops("croco_v2", runners[False].model.spec,
+                                                        runners[False].model.mask_ratio)}
 
 
 def loader_rate(crop: int, batch: int, batches: int, workers: int) -> float:

@@ -328,6 +328,50 @@ def test_init_matches_the_reference() -> None:
     assert 0.015 < float(model.mask_token.detach().std()) < 0.025
 
 
+def rotate_reference(x: torch.Tensor, pos: torch.Tensor, base: float = 100.0) -> torch.Tensor:
+    """2-D RoPE written out per axis: channels [0, d/2) rotate with the row, [d/2, d) with the
+    column; within each half, channel i pairs with i + d/4 at frequency base^(-2i/(d/2))."""
+    d = x.shape[-1]
+    out = []
+    for axis, t in enumerate((x[..., : d // 2], x[..., d // 2 :])):
+        h = t.shape[-1]
+        freq = base ** (-torch.arange(0, h, 2, dtype=torch.float64) / h)
+        angle = pos[:, None, :, axis, None].double() * freq
+        a, b = t[..., : h // 2].double(), t[..., h // 2 :].double()
+        out += [a * angle.cos() - b * angle.sin(), b * angle.cos() + a * angle.sin()]
+    return torch.cat(out, dim=-1).float()
+
+
+def test_rope_table_and_fused_attention_match_their_definition() -> None:
+    """The cached-table RoPE and the one-matmul k/v projection compute the textbook formulas."""
+    from training.models.layers import CrossAttention
+
+    torch.manual_seed(0)
+    rope = RoPE2D(100.0)
+    x = torch.randn(3, 2, 10, 16)
+    pos = torch.randint(0, 14, (3, 10, 2))
+    assert torch.allclose(rope(x, pos), rotate_reference(x, pos), atol=1e-5)
+    grid = torch.stack(torch.meshgrid(torch.arange(2), torch.arange(5), indexing="ij"), -1).reshape(1, 10, 2)
+    shared = rope.table(grid.expand(3, -1, -1), 16)  # a batch-expanded grid: one row for the batch
+    assert shared.cos.shape == (1, 1, 10, 16)
+    assert torch.allclose(shared.apply(x), rotate_reference(x, grid.expand(3, -1, -1)), atol=1e-5)
+
+    attn = CrossAttention(16, 2)
+    q_in, mem = torch.randn(3, 10, 16), torch.randn(3, 7, 16)
+    pos_mem = torch.randint(0, 14, (3, 7, 2))
+    with torch.no_grad():
+        got = attn(q_in, mem, rope.table(pos, 8), rope.table(pos_mem, 8))
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(3, -1, 2, 8).transpose(1, 2)
+
+        q = rotate_reference(heads(attn.projq(q_in)), pos)
+        k = rotate_reference(heads(attn.projk(mem)), pos_mem)
+        weights = (q @ k.transpose(-2, -1) / 8**0.5).softmax(-1)
+        want = attn.proj((weights @ heads(attn.projv(mem))).transpose(1, 2).reshape(3, 10, 16))
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_naive_attention_matches_fused() -> None:
     torch.manual_seed(0)
     model = build_model("croco_v2", "test").eval()
@@ -337,3 +381,14 @@ def test_naive_attention_matches_fused() -> None:
         model.set_naive_attention(True)
         naive = model.encode(x)[0]
     assert torch.allclose(fused, naive, atol=1e-5)
+
+
+def test_mfu_is_achieved_model_flops_over_the_peak() -> None:
+    from training.flops import TRAIN_FACTOR, mfu, pretrain_forward_flops
+
+    spec = build_model("croco_v2", "base").spec
+    per_pair = TRAIN_FACTOR * pretrain_forward_flops("croco_v2", spec, 0.9)
+    assert mfu(100.0, per_pair, 989e12) == pytest.approx(100.0 * per_pair / 989e12)
+    assert mfu(10.0, 1e12, 1e15) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="peak FLOP/s must be positive"):
+        mfu(1.0, 1.0, 0.0)

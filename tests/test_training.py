@@ -206,6 +206,47 @@ def test_resume_refuses_a_different_model(corpus, tmp_path) -> None:
         train(cfg, "croco_v2", corpus, tmp_path / "o")
 
 
+def test_bf16_autocast_path_trains_on_cpu(corpus, tmp_path) -> None:
+    """The GPU's bf16 path runs here too: autocast is active and the losses stay finite."""
+    from training.train import precision_context
+
+    with precision_context("bf16", torch.device("cpu")):
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+    with precision_context("auto", torch.device("cpu")):
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.float32
+    out = tmp_path / "bf16"
+    summary = train(small_config(epochs=2, steps_per_epoch=2, warmup_epochs=0, precision="bf16"), "croco_v2", corpus, out)
+    assert summary["steps"] == 2 and all(np.isfinite(v) for v in losses(out).values())
+
+
+def test_non_finite_loss_stops_before_any_checkpoint(corpus, tmp_path, monkeypatch) -> None:
+    """Losses are read back once per log line or checkpoint (no host sync per step); a non-finite
+    one stops the run and names the steps, and no checkpoint holds the broken weights."""
+    import training.models.croco as croco
+
+    real = croco.normalised_patch_mse
+
+    def broken(pred, img, mask, patch):
+        loss, target = real(pred, img, mask, patch)
+        return loss * float("nan"), target
+
+    monkeypatch.setattr(croco, "normalised_patch_mse", broken)
+    cfg = small_config(epochs=2, steps_per_epoch=4, warmup_epochs=0, log_every=4, checkpoint_every=2)
+    with pytest.raises(FloatingPointError, match=r"croco_v1: loss is nan in steps 1-2 \(rank 0\)"):
+        train(cfg, "croco_v1", corpus, tmp_path / "nan")
+    assert not list((tmp_path / "nan").rglob("*.pt"))
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_on_the_test_preset(corpus, tmp_path) -> None:
+    """torch.compile of the model (not a wrapper): static shapes, unprefixed checkpoint keys."""
+    out = tmp_path / "compiled"
+    summary = train(small_config(epochs=2, steps_per_epoch=2, warmup_epochs=0, compile=True), "croco_v1", corpus, out)
+    assert summary["steps"] == 2 and all(np.isfinite(v) for v in losses(out).values())
+    model, _ = load_backbone(out / "model.pt")
+    assert not any(k.startswith("_orig_mod") for k in model.state_dict())
+
+
 def test_absent_gpu_is_a_clear_error(corpus, tmp_path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

@@ -87,6 +87,9 @@ class PretrainConfig(BaseModel):
     compile: bool = False
     tensorboard: bool = True
     naive_attention: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="bf16 autocast; auto = bf16 on CUDA, fp32 on CPU"
+    )
     seed: int = 0
     nproc: int = Field(default=1, ge=1, description="processes per node (torchrun --nproc-per-node)")
     device: Device = "auto"

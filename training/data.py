@@ -288,13 +288,16 @@ def make_loader(
     num_workers: int = 0,
     shuffle_buffer: int = 256,
     skip_batches: int = 0,
+    pin_memory: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """DataLoader of pair batches for this rank; never exhausts (the train loop counts steps)."""
+    """DataLoader of pair batches for this rank; never exhausts (the train loop counts steps).
+    pin_memory (for a CUDA device) lets the host-to-device copies run asynchronously."""
     stream = PairStream(shards, aug, batch_size, seed, shuffle_buffer, skip_batches, num_workers)
     return torch.utils.data.DataLoader(
         stream,
         batch_size=None,
         num_workers=num_workers,
+        pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         prefetch_factor=2 if num_workers > 0 else None,
     )

@@ -77,3 +77,11 @@ def binocular_forward_flops(spec: ModelSpec) -> int:
 def monocular_forward_flops(spec: ModelSpec) -> int:
     n = (spec.img_size // spec.patch_size) ** 2
     return encoder_flops(spec, n)
+
+
+def mfu(pairs_per_s: float, flops_per_pair: float, peak_flops: float) -> float:
+    """Model FLOP utilisation: achieved model FLOP/s (pairs/s x training FLOPs per pair) over the
+    hardware's stated peak FLOP/s."""
+    if peak_flops <= 0:
+        raise ValueError(f"peak FLOP/s must be positive, got {peak_flops}")
+    return pairs_per_s * flops_per_pair / peak_flops

@@ -80,6 +80,21 @@ def make_optimizer(model: torch.nn.Module, lr: float, betas: tuple[float, float]
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, fused=True)
 
 
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast ('auto' = bf16 on CUDA, fp32 elsewhere); CPU autocast runs the same path
+    without a GPU."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def set_cuda_fast_math() -> None:
+    """TF32 matmuls and convolutions for what runs in fp32 outside autocast (the optimiser's
+    inputs, the loss), as PyTorch recommends on Ampere and later GPUs."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 # ---------------------------------------------------------------- process setup
 
 
@@ -239,25 +254,27 @@ def train(
         if d.main:
             log.info("resuming %s from %s (step %d)", method, path, start_step)
 
+    if d.device.type == "cuda":
+        set_cuda_fast_math()
+    if cfg.compile:
+        model.compile()  # the model in place, not the DDP wrapper: state_dict keys stay unprefixed
     ddp = None
     train_model: torch.nn.Module = model
     if d.world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
         train_model = ddp
-    if cfg.compile:
-        train_model = torch.compile(train_model)  # compiles the DDP wrapper, as torch recommends
 
     aug = AugmentConfig(cfg.crop, cfg.jitter_min, cfg.jitter_max, cfg.swap_views)
     loader = make_loader(sources, aug, cfg.batch_size, cfg.seed, cfg.num_workers,
-                         cfg.shuffle_buffer, skip_batches=start_step * cfg.accumulation)
+                         cfg.shuffle_buffer, skip_batches=start_step * cfg.accumulation,
+                         pin_memory=d.device.type == "cuda")
     batches = iter(loader)  # creating the iterator draws from the RNG: restore it afterwards
     if found is not None:
         restore_rng(found[1]["rng"], d)
     metrics = MetricsLog(out, start_step, cfg.tensorboard) if d.main else None
     cross_view = (CrossViewMonitor(corpus_dir, model, cfg.crop, cfg.cross_view_pairs, cfg.seed)
                   if d.main and cfg.cross_view_every > 0 else None)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda"
-                else contextlib.nullcontext())
+    autocast = precision_context(cfg.precision, d.device)
 
     def save(step: int) -> None:
         rng = gather_rng(d)  # collective: every rank calls it
@@ -282,13 +299,22 @@ def train(
     samples_seen = 0
     bad_total = 0
     by_source = [0] * len(sources)  # samples this rank took from each corpus of the mixture
-    window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
+    # losses are summed on the device and read back once per log line or checkpoint, so the
+    # step loop never waits for the device
+    window_loss = torch.zeros((), device=d.device)
+    window_steps, window_first, window_t0 = 0, start_step + 1, time.perf_counter()
+
+    def window_mean(done: int) -> float:
+        value = float(window_loss) / max(1, window_steps)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{method}: loss is {value} in steps {window_first}-{done} (rank {d.rank})")
+        return value
+
     train_model.train()
     for step in range(start_step, total):
         lr = lr_at(step, cfg, peak, method)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        step_loss = 0.0
         for micro in range(cfg.accumulation):
             batch = next(batches)
             bad_total += int(batch["bad"])
@@ -301,18 +327,18 @@ def train(
                 with autocast:
                     result = train_model(img1, img2)
                 (result.loss / cfg.accumulation).backward()
-            step_loss += float(result.loss.detach()) / cfg.accumulation
+            window_loss += result.loss.detach().float() / cfg.accumulation
             samples_seen += img1.shape[0]
-        if not math.isfinite(step_loss):
-            raise FloatingPointError(f"{method}: loss is {step_loss} at step {step} (rank {d.rank})")
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
         done = step + 1
-        window_loss += step_loss
         window_steps += 1
+        logging_now = done % cfg.log_every == 0 or done == total
+        if logging_now or done % cfg.checkpoint_every == 0:
+            window_value = window_mean(done)  # a non-finite loss stops the run before any checkpoint
 
-        if done % cfg.log_every == 0 or done == total:
-            loss, bad = mean_across_ranks([window_loss / window_steps], d)[0], sum_across_ranks([bad_total], d)[0]
+        if logging_now:
+            loss, bad = mean_across_ranks([window_value], d)[0], sum_across_ranks([bad_total], d)[0]
             source_totals = [int(round(v)) for v in sum_across_ranks([float(n) for n in by_source], d)]
             elapsed = time.perf_counter() - window_t0
             pairs = window_steps * cfg.batch_size * cfg.accumulation * d.world
@@ -325,7 +351,8 @@ def train(
                 metrics.write(record)
                 log.info("%s step %d/%d loss %.4f lr %.2e %.1f pairs/s", method, done, total, loss, lr,
                          pairs / max(elapsed, 1e-9))
-            window_loss, window_steps, window_t0 = 0.0, 0, time.perf_counter()
+            window_loss.zero_()
+            window_steps, window_first, window_t0 = 0, done + 1, time.perf_counter()
         if d.main and (done % cfg.figure_every == 0 or done == total):
             save_reconstruction(files.figures / f"recon-{done:08d}.png", img1, img2, result, spec.patch_size)
         if done % cfg.checkpoint_every == 0 or done == total:
