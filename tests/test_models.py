@@ -386,7 +386,9 @@ def test_naive_attention_matches_fused() -> None:
 def test_mfu_is_achieved_model_flops_over_the_peak() -> None:
     from training.flops import TRAIN_FACTOR, mfu, pretrain_forward_flops
 
-    spec = build_model("croco_v2", "base").spec
+    from training.models.presets import preset_spec
+
+    spec = preset_spec("base")
     per_pair = TRAIN_FACTOR * pretrain_forward_flops("croco_v2", spec, 0.9)
     assert mfu(100.0, per_pair, 989e12) == pytest.approx(100.0 * per_pair / 989e12)
     assert mfu(10.0, 1e12, 1e15) == pytest.approx(0.01)
