@@ -101,7 +101,7 @@ def test_a_rendered_and_a_mined_corpus_train_together_with_logged_counts(corpora
 
     rendered, mined = corpora
     cfg = PretrainConfig(methods=["croco_v2"], preset="test", batch_size=8, epochs=4, steps_per_epoch=8,
-                         warmup_epochs=1, stop_fraction=1.0, checkpoint_every=100, log_every=8, figure_every=1000,
+                         warmup_epochs=1, stop_fraction=1.0, checkpoint_every=100, log_every=8, figure_every=1000, cross_view_every=0,
                          num_workers=0, shuffle_buffer=8, tensorboard=False,
                          corpora=[{"path": str(rendered), "weight": 1.0, "name": "rendered"},
                                   {"path": str(mined), "weight": 0.5, "name": "mined"}])
