@@ -48,7 +48,7 @@ def check_intrinsics(K: np.ndarray, what: str = "K", allow_skew: bool = False) -
         raise ValueError(f"{what}: intrinsics contain NaN or infinite values")
     if k[0, 0] <= 0 or k[1, 1] <= 0:
         raise ValueError(f"{what}: focal lengths must be positive, got fx={k[0, 0]}, fy={k[1, 1]}")
-    if k[1, 0] != 0 or not np.allclose(k[2], [0.0, 0.0, 1.0]):
+    if k[1, 0] != 0 or not np.all(np.abs(k[2] - _PINHOLE_LAST_ROW) <= _PINHOLE_LAST_ROW_TOLERANCE):
         raise ValueError(f"{what}: not a pinhole matrix (expected [[fx, s, cx], [0, fy, cy], [0, 0, 1]]), got {k.tolist()}")
     if not allow_skew and k[0, 1] != 0:
         raise ValueError(f"{what}: expected a pinhole K without skew, [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], "
@@ -64,11 +64,21 @@ def check_pose(cam2world: np.ndarray, what: str = "cam2world") -> np.ndarray:
     if not np.all(np.isfinite(pose)):
         raise ValueError(f"{what}: pose contains NaN or infinite values")
     rot = pose[:3, :3]
-    if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-5) or np.linalg.det(rot) < 0:
+    if not np.all(np.abs(rot @ rot.T - _IDENTITY3) <= _ORTHONORMAL_TOLERANCE) or np.linalg.det(rot) < 0:
         raise ValueError(f"{what}: rotation part is not a proper rotation matrix")
-    if not np.allclose(pose[3], [0.0, 0.0, 0.0, 1.0]):
+    if not np.all(np.abs(pose[3] - _LAST_ROW) <= _LAST_ROW_TOLERANCE):
         raise ValueError(f"{what}: last row must be [0, 0, 0, 1], got {pose[3].tolist()}")
     return pose
+
+
+# check_pose's tests are np.allclose's (|a - b| <= atol + rtol |b|, rtol 1e-5) written out:
+# renderers call it on every frame, and allclose's generic machinery costs ~60 us a call.
+_IDENTITY3 = np.eye(3)
+_ORTHONORMAL_TOLERANCE = 1e-5 + 1e-5 * _IDENTITY3  # atol 1e-5
+_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+_LAST_ROW_TOLERANCE = 1e-8 + 1e-5 * _LAST_ROW  # allclose's default atol 1e-8
+_PINHOLE_LAST_ROW = np.array([0.0, 0.0, 1.0])  # check_intrinsics, the same way
+_PINHOLE_LAST_ROW_TOLERANCE = 1e-8 + 1e-5 * _PINHOLE_LAST_ROW
 
 
 def pose_from_rotation_translation(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:

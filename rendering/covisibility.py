@@ -296,6 +296,30 @@ def landing_fraction(
     return int(np.count_nonzero(hit)) / src_depth.size
 
 
+def reprojection_covisibility_at_least(
+    depth1: np.ndarray,
+    depth2: np.ndarray,
+    K1: np.ndarray,
+    K2: np.ndarray,
+    cam2world1: np.ndarray,
+    cam2world2: np.ndarray,
+    least: float,
+    abs_tolerance: float = DEFAULT_ABS_TOLERANCE_M,
+    rel_tolerance: float = DEFAULT_REL_TOLERANCE,
+) -> CovisScores | None:
+    """:func:`reprojection_covisibility` of trusted inputs, or None as soon as one direction's H*W
+    score is below ``least``: the pair score (the weaker direction) is then below it too, so a
+    sampler rejecting the pair needs no second direction. 2->1 goes first, because the second view
+    usually sees more than the reference covers, so that direction fails most often."""
+    count21 = int(np.count_nonzero(covisible_pixels(depth2, K2, cam2world2, depth1, K1, cam2world1, abs_tolerance, rel_tolerance)[0]))
+    if count21 / depth2.size < least:
+        return None
+    count12 = int(np.count_nonzero(covisible_pixels(depth1, K1, cam2world1, depth2, K2, cam2world2, abs_tolerance, rel_tolerance)[0]))
+    if count12 / depth1.size < least:
+        return None
+    return _scores(count12, count21, depth1, depth2)
+
+
 def croco_nn_covisibility(
     depth1: np.ndarray,
     depth2: np.ndarray,

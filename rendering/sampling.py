@@ -25,7 +25,7 @@ from rendering.camera import (
     pose_from_rotation_translation,
     yaw_pitch_roll_rotation,
 )
-from rendering.covisibility import compute_covisibility, frustum_fraction
+from rendering.covisibility import compute_covisibility, frustum_fraction, reprojection_covisibility_at_least
 from rendering.pair import CovisScores, PairRecord
 
 UP = np.array([0.0, 1.0, 0.0])
@@ -187,8 +187,9 @@ def candidate_pose(
     None when the eye lands on the target (no direction to look in).
     """
     point = np.asarray(start_floor, dtype=np.float64)
-    for _ in range(config.walk_steps):
-        dx, dz = rng.normal(0.0, config.walk_step_sigma, 2)
+    # One call for every step: the same numbers as one rng.normal(0, sigma, 2) per step, cheaper.
+    steps = rng.normal(0.0, config.walk_step_sigma, (config.walk_steps, 2))
+    for dx, dz in steps.tolist():
         point = np.asarray(navigable.snap_point(point + np.array([dx, 0.0, dz])), dtype=np.float64)
     eye = point + _camera_height(rng, config) * UP
     if np.linalg.norm(np.asarray(target) - eye) < 1e-6:
@@ -224,7 +225,15 @@ def _verdict(
     """(rejection reason or None, scores) of a candidate; ``margin`` loosens every threshold."""
     if not _valid_enough(view2, config.min_valid_fraction - margin):
         return CANDIDATE_LOW_VALID, None
-    scores = config.covisibility(view1, view2, K, pose1, pose2)
+    if config.covis_method == "reprojection":
+        scores = reprojection_covisibility_at_least(
+            view1.depth, view2.depth, K, K, pose1, pose2, config.min_covis - margin,
+            config.depth_tolerance_abs, config.depth_tolerance_rel,
+        )
+        if scores is None:  # one direction is already below min_covis - margin
+            return COVIS_BELOW_MIN, None
+    else:
+        scores = config.covisibility(view1, view2, K, pose1, pose2)
     if scores.score < config.min_covis - margin:
         return COVIS_BELOW_MIN, scores
     if scores.score > config.max_covis + margin:
