@@ -4,7 +4,8 @@ Each worker process (spawned, one GL context each) loads the scenes and samples 
 pair indices; throughput = accepted pairs / the slowest worker's sampling time (scene loading is
 reported separately). Also reports CPU time per accepted pair (all threads of the worker: a
 load-independent cost; an idle core delivers about 1000 / that many pairs/s), rendered views and
-candidate poses per accepted pair.
+candidate poses per accepted pair. Render processes set llvmpipe's threads as the generate flow
+does (pipeline.corpus.unit.configure_render_process) unless --lp-threads says otherwise.
 
     python benchmarks/pairs_per_second.py --scenes procedural:0 procedural:1 --pairs 40 --workers 1 2
 """
@@ -19,6 +20,12 @@ from collections import Counter
 
 
 def _worker(job: dict) -> dict:
+    if job["lp_threads"] == "auto":  # what the generate flow's render processes do
+        from pipeline.corpus.unit import configure_render_process
+
+        configure_render_process(job["workers"])
+    elif job["lp_threads"] != "default":
+        os.environ["LP_NUM_THREADS"] = job["lp_threads"]
     from rendering.backend import SceneSpec
     from rendering.backends import create_renderer
     from rendering.sampling import PairSamplingError, SamplerConfig, sample_pair
@@ -59,10 +66,11 @@ def _worker(job: dict) -> dict:
             "load_s": load_s, "sample_s": sample_s, "cpu_s": cpu_s}
 
 
-def run(scenes: list[str], pairs: int, workers: int, config: dict, seed: int, backend: str) -> dict:
+def run(scenes: list[str], pairs: int, workers: int, config: dict, seed: int, backend: str,
+        lp_threads: str = "auto") -> dict:
     jobs = [
         {"scenes": scenes, "indices": list(range(w, pairs, workers)), "config": config, "seed": seed,
-         "backend": backend}
+         "backend": backend, "workers": workers, "lp_threads": lp_threads}
         for w in range(workers)
     ]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -99,6 +107,8 @@ def main() -> None:
     parser.add_argument("--max-candidates", type=int, default=100, help="candidates per reference view")
     parser.add_argument("--no-precheck", action="store_true", help="render every candidate (frustum_precheck off)")
     parser.add_argument("--blas-threads", default="1", help="OPENBLAS/OMP threads per worker process")
+    parser.add_argument("--lp-threads", default="auto",
+                        help="llvmpipe threads per worker: 'auto' (the generate flow's choice), 'default' (Mesa's), or N")
     args = parser.parse_args()
 
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -108,9 +118,9 @@ def main() -> None:
               "max_candidates_per_reference": args.max_candidates}
     print(f"scenes {args.scenes}, {args.pairs} pairs each, {args.size}x{args.size}, {args.covis_method}, "
           f"screen {args.screen_size or 'off'}, precheck {'off' if args.no_precheck else 'on'}, "
-          f"max candidates/reference {args.max_candidates}, cpu count {os.cpu_count()}")
+          f"max candidates/reference {args.max_candidates}, llvmpipe threads {args.lp_threads}, cpu count {os.cpu_count()}")
     for workers in args.workers:
-        r = run(args.scenes, args.pairs, workers, config, args.seed, args.backend)
+        r = run(args.scenes, args.pairs, workers, config, args.seed, args.backend, args.lp_threads)
         print(f"workers {workers}: {r['pairs_per_s']:.1f} accepted pairs/s ({r['accepted']} accepted, "
               f"{r['failed']} failed); CPU {r['cpu_ms_per_pair']:.0f} ms/pair (all threads); rendered views/pair {r['views_per_pair']:.2f}, candidate poses/pair "
               f"{r['poses_per_pair']:.2f}; scene load {r['load_s_per_scene']:.2f} s/scene; rejections {r['rejections']}")

@@ -84,7 +84,7 @@ def regenerate_corpus(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Render every row of ``manifest`` into a corpus under ``out``; returns its corpus.json."""
-    from pipeline.corpus.unit import process_renderer
+    from pipeline.corpus.unit import process_renderer, process_scene
 
     manifest, out = Path(manifest), Path(out)
     rows = read_manifest(manifest).to_pylist()
@@ -115,7 +115,7 @@ def regenerate_corpus(
                 scene = SceneSpec(meta["scene_id"], meta["scene_uri"], row.get("scene_up_axis") or "y",
                                   scale_from_text(row.get("scene_scale")), row.get("scene_shading") or "unlit")
                 if meta["scene_id"] != current_scene:
-                    renderer.load_scene(scene)
+                    process_scene(renderer, scene)
                     current_scene = meta["scene_id"]
                 old = (meta["width"], meta["height"])
                 new = (width, height) if width is not None else old

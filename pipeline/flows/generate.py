@@ -27,7 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pipeline.config import CorpusConfig, RunConfig
 from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
 from pipeline.corpus.plan import WorkUnit, plan_units
-from pipeline.corpus.unit import completed_unit, run_unit
+from pipeline.corpus.unit import completed_unit, configure_render_process, run_unit
 from rendering.layout import RunLayout
 
 # Set by the flow for the duration of its run (tasks run in threads of the flow's process);
@@ -122,7 +122,10 @@ def _unit_executor(corpus: CorpusConfig) -> Iterator[None]:
     if corpus.task_runner != "threads":
         yield
         return
-    executor = ProcessPoolExecutor(max_workers=corpus.workers, mp_context=multiprocessing.get_context("spawn"))
+    executor = ProcessPoolExecutor(
+        max_workers=corpus.workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=configure_render_process, initargs=(corpus.workers,),
+    )
     _EXECUTOR = executor
     try:
         yield
