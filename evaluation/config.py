@@ -97,7 +97,14 @@ class EvaluateConfig(BaseModel):
         "(empty: the run's corpus); exact per-corpus counts are recorded in every result",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads per job process (None: cores / workers, at least 1)"
+    )
+    workers: int | None = Field(
+        None, ge=1, le=64,
+        description="(method, task, seed) jobs run side by side, each in its own process "
+        "(None: one per core, at most 4; one on a CUDA device)",
+    )
     nyuv2: NYUv2Source | None = None
     sintel: SintelSource | None = None
 
@@ -162,6 +169,17 @@ class EvaluateConfig(BaseModel):
         """The [evaluate.<dataset>] section an external-dataset task reads."""
         return getattr(self, get_task(task).source)
 
+    def job_processes(self, jobs: int, cores: int, cuda: bool) -> tuple[int, int]:
+        """(processes, torch threads per process) for ``jobs`` jobs on ``cores`` CPU cores.
+
+        One single-threaded process per core by default: the small CPU jobs parallelise better
+        across processes than across torch threads, and a thread count above the cores left free
+        by other work makes OpenMP spin (2 threads on 2 busy cores ran ~5x slower than 1).
+        """
+        workers = self.workers or (1 if cuda else min(4, cores))
+        workers = max(1, min(workers, jobs))
+        return workers, self.threads or max(1, cores // workers)
+
     def fingerprint(self, spec: dict, task: str) -> str:
         """Hash of everything that changes a single (method, task, seed) result: a result file
         written under another fingerprint is stale for this config. Only the data source the
@@ -179,7 +197,8 @@ class EvaluateConfig(BaseModel):
         unused = set(EXTERNAL_DATASETS) - {entry.source}
         keep = self.model_dump(
             mode="json",
-            exclude={"tasks", "methods", "seeds", "device", "threads", "protocol_overrides", "matching", *unused},
+            exclude={"tasks", "methods", "seeds", "device", "threads", "workers", "protocol_overrides", "matching",
+                     *unused},
         )
         keep["protocol"] = self.protocol_for(task)
         if entry.source != CORPUS:

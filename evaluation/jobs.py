@@ -99,3 +99,9 @@ def run_job(job: EvalJob, corpus_dir: str, cfg: EvaluateConfig, spec: dict) -> t
         result["val_pairs_by_source"] = counts
     write_result(Path(job.result), result)
     return result, False
+
+
+def run_job_in_process(job: dict, corpus_dir: str, config: dict, spec: dict) -> tuple[dict, bool]:
+    """:func:`run_job` from small picklable values: the body of a job in a spawned job process
+    (this module imports neither Prefect nor, until a job runs, torch)."""
+    return run_job(EvalJob(**job), corpus_dir, EvaluateConfig.model_validate(config), spec)

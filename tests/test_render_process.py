@@ -7,6 +7,7 @@ import os
 import pytest
 
 from pipeline.corpus import unit
+from pipeline.cores import available_cores
 from rendering.backend import SceneSpec
 
 
@@ -59,7 +60,7 @@ def test_a_failed_load_leaves_no_scene_current():
 
 
 def test_llvmpipe_rasterises_inline_only_with_a_process_per_core(monkeypatch):
-    cores = unit.available_cores()
+    cores = available_cores()
     monkeypatch.delenv("LP_NUM_THREADS", raising=False)
     if cores > 1:
         unit.configure_render_process(cores - 1)  # a spare core: Mesa's default threads stay

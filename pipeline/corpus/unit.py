@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import CorpusConfig
+from pipeline.cores import available_cores
 from pipeline.corpus.manifest import manifest_row, read_unit_summary, rows_to_table, write_parquet_atomic
 from pipeline.corpus.plan import WorkUnit
 from rendering.backend import NavigableSpace, Renderer, SceneSpec
@@ -40,14 +41,6 @@ def configure_render_process(workers: int) -> None:
     """
     if workers >= available_cores():
         os.environ.setdefault("LP_NUM_THREADS", "0")
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its affinity mask, which container CPU sets narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def process_renderer(backend: str, options: dict[str, Any] | None = None) -> Renderer:

@@ -9,6 +9,10 @@ first missing result. Import only after pipeline.prefect_env.configure_prefect.
 from __future__ import annotations
 
 import json
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -16,18 +20,26 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from evaluation.config import EvaluateConfig
-from evaluation.plan import EvalJob, plan_jobs
+from evaluation.plan import EvalJob, pending_jobs, plan_jobs
 from evaluation.tables import protocol_summary
 from rendering.layout import RunLayout
+from pipeline.cores import available_cores
+
+
+# Set by the flow while it runs jobs in several processes (tasks run in threads of the flow's process).
+_EXECUTOR: ProcessPoolExecutor | None = None
 
 
 @task(name="evaluate-one", task_run_name="{job[method]}/{job[task]}/seed-{job[seed]}", cache_policy=NO_CACHE,
       retries=1, retry_delay_seconds=2)
 def evaluate_one(job: dict, corpus_dir: str, config: dict, spec: dict) -> dict:
     """Train and score one head; returns a short summary (reused=True when the result existed)."""
-    from evaluation.jobs import run_job
+    from evaluation.jobs import run_job_in_process
 
-    result, reused = run_job(EvalJob(**job), corpus_dir, EvaluateConfig.model_validate(config), spec)
+    if _EXECUTOR is not None:
+        result, reused = _EXECUTOR.submit(run_job_in_process, job, corpus_dir, config, spec).result()
+    else:
+        result, reused = run_job_in_process(job, corpus_dir, config, spec)
     if not reused:
         get_run_logger().info("%s/%s seed %d: %s", job["method"], job["task"], job["seed"],
                               json.dumps(result["metrics"]))
@@ -38,6 +50,27 @@ def _summary(job: dict, result: dict) -> dict:
     return {"method": job["method"], "task": job["task"], "seed": job["seed"],
             "seconds": result.get("seconds"), "split_by": result.get("split_by", "scene"),
             **{k: v for k, v in result["metrics"].items() if isinstance(v, float)}}
+
+
+def _cuda(cfg: EvaluateConfig) -> bool:
+    if cfg.device == "cpu":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@contextmanager
+def _job_processes(processes: int) -> Iterator[None]:
+    """A spawn pool of job processes for the flow run; every process ends with the block."""
+    global _EXECUTOR
+    executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+    _EXECUTOR = executor
+    try:
+        yield
+    finally:
+        _EXECUTOR = None
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 @task(name="write-tables", cache_policy=NO_CACHE)
@@ -60,7 +93,14 @@ def evaluate_flow(run_dir: str, config: dict, spec: dict, jobs: list[dict] | Non
     layout = RunLayout(Path(run_dir))
     corpus_dir = layout.corpus_dir
     jobs = plan_jobs(layout, cfg) if jobs is None else [EvalJob(**j) for j in jobs]
-    summaries = [evaluate_one(j.as_dict(), str(corpus_dir), config, spec) for j in jobs]
+    processes, threads = cfg.job_processes(len(pending_jobs(jobs, cfg, spec)), available_cores(), _cuda(cfg))
+    job_config = {**config, "threads": threads}  # threads change no result fingerprint
+    if processes == 1:
+        summaries = [evaluate_one(j.as_dict(), str(corpus_dir), job_config, spec) for j in jobs]
+    else:
+        with _job_processes(processes):
+            futures = [evaluate_one.submit(j.as_dict(), str(corpus_dir), job_config, spec) for j in jobs]
+            summaries = [f.result() for f in futures]
     context = {"protocol": protocol_summary(cfg), "steps": cfg.steps,
                "data": {s["task"]: s["split_by"] for s in summaries}}
     out = tables(run_dir, config, context)
