@@ -1,11 +1,14 @@
 """End-to-end pairs/s of the generate flow vs the raw sampler on the same scenes.
 
-  raw sampler    one process: load scene, sample_pair x N (render + co-visibility only)
+  raw sampler    one process: each scene loaded once, sample_pair x N (render + co-visibility only)
   units, 1 proc  the unit body without Prefect: + JPEG/PNG encoding, tar, parquet, fsync
-  flow, w=1/2    generate_corpus through Prefect with 1 and 2 render processes (the embedded
-                 server is started by a warm-up flow first, so its start-up is not counted)
+  flow, w=1/2    run_generate through Prefect with 1 and 2 render processes, each run starting
+                 and stopping its own embedded Prefect server as the CLI does
 
-Overhead = 1 - (pairs/s) / (raw pairs/s x workers). Needs an idle machine to mean anything.
+Overhead = 1 - (pairs/s) / (raw pairs/s x workers), in wall time (needs an idle machine to mean
+anything) and in CPU time (process + children: the render processes and the Prefect server),
+which other jobs on the machine inflate far less. The fixed cost is a 1-pair flow run, split
+into the embedded server's start + stop and the rest.
 
   python benchmarks/generate_overhead.py --scenes 4 --pairs 32 --size 128
 """
@@ -14,25 +17,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
 
 
-def write_config(folder: Path, scenes: int, pairs: int, size: int, workers: int, first_seed: int) -> Path:
+def write_config(folder: Path, scenes: int, pairs: int, size: int, workers: int, first_seed: int,
+                 pairs_per_shard: int = 32) -> Path:
     path = folder / "run.toml"
     path.write_text(
-        f'run_dir = "run"\n[corpus]\npairs_per_scene = {pairs}\npairs_per_shard = {max(1, pairs // 2)}\n'
+        f'run_dir = "run"\n[corpus]\npairs_per_scene = {pairs}\npairs_per_shard = {max(1, min(pairs, pairs_per_shard))}\n'
         f"val_fraction = 0.0\nworkers = {workers}\n[corpus.scenes.procedural]\ncount = {scenes}\n"
         f"first_seed = {first_seed}\n[corpus.sampler]\nwidth = {size}\nheight = {size}\n"
     )
     return path
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (render processes, the server)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=4)
     parser.add_argument("--pairs", type=int, default=32, help="pairs per scene")
+    parser.add_argument("--pairs-per-shard", type=int, default=32)
     parser.add_argument("--size", type=int, default=128)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="crocopipe-bench-"))
@@ -46,51 +59,57 @@ def main() -> None:
     from rendering.backends import create_renderer
     from rendering.sampling import sample_pair
 
+    def config(folder: Path, workers: int, scenes: int = args.scenes, pairs: int = args.pairs, size: int = args.size,
+               first_seed: int = 0):
+        folder.mkdir(exist_ok=True)
+        return load_run_config(write_config(folder, scenes, pairs, size, workers, first_seed, args.pairs_per_shard))
+
     n = args.scenes * args.pairs
-    base = load_run_config(write_config(tmp, args.scenes, args.pairs, args.size, 1, 0))
+    base = config(tmp / "raw", 1)
     renderer = create_renderer("embedded")
-    start = time.perf_counter()
-    for unit in plan_units(base.corpus):
-        scene = SceneSpec(unit.scene_id, unit.scene_uri)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    for scene_spec in {(u.scene_id, u.scene_uri) for u in plan_units(base.corpus)}:
+        scene = SceneSpec(*scene_spec)
         navigable = renderer.load_scene(scene)
-        for i in unit.pair_indices:
+        for i in range(args.pairs):
             sample_pair(renderer, navigable, scene, i, base.corpus.seed, base.corpus.sampler)
-    raw = n / (time.perf_counter() - start)
+    rows = [("raw sampler", 1, time.perf_counter() - wall, cpu_seconds() - cpu)]
     renderer.close()
 
-    folder = tmp / "units"
-    folder.mkdir()
-    cfg = load_run_config(write_config(folder, args.scenes, args.pairs, args.size, 1, 0))
+    cfg = config(tmp / "units", 1)
     units = plan_units(cfg.corpus)
     prepare_corpus_dir(cfg.corpus_dir, cfg.corpus, units)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), cpu_seconds()
     for unit in units:
         run_unit(unit.as_dict(), str(cfg.corpus_dir), cfg.corpus.model_dump_json(), cfg.corpus.content_hash())
-    unit_rate = n / (time.perf_counter() - start)
+    rows.append(("units, no Prefect", 1, time.perf_counter() - wall, cpu_seconds() - cpu))
 
     from pipeline.flows.generate import run_generate
+    from pipeline.flows.history import command_api
 
-    warm = tmp / "warm"
-    warm.mkdir()
-    run_generate(load_run_config(write_config(warm, 1, 1, 32, 1, 1000)))  # starts the embedded server
-    fixed = tmp / "fixed"
-    fixed.mkdir()
-    start = time.perf_counter()
-    run_generate(load_run_config(write_config(fixed, 1, 1, 32, 1, 2000)))
-    print(f"fixed cost of a 1-pair flow run (pool start, scene, merge, card, history): "
-          f"{time.perf_counter() - start:.1f} s")
-    rows = [("raw sampler", 1, raw), ("units, no Prefect", 1, unit_rate)]
+    run_generate(config(tmp / "warm", 1, 1, 1, 32, 1000))  # imports and the database, as a second command finds them
+    wall = time.perf_counter()
+    with command_api():
+        pass
+    server = time.perf_counter() - wall
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    run_generate(config(tmp / "fixed", 1, 1, 1, 32, 2000))
+    fixed, fixed_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    print(f"fixed cost of a 1-pair flow run: {fixed:.1f} s wall ({fixed_cpu:.1f} s CPU), of which the embedded "
+          f"Prefect server's start + stop alone takes {server:.1f} s wall")
     for workers in (1, 2):
-        folder = tmp / f"flow{workers}"
-        folder.mkdir()
-        cfg = load_run_config(write_config(folder, args.scenes, args.pairs, args.size, workers, 0))
-        start = time.perf_counter()
+        cfg = config(tmp / f"flow{workers}", workers)
+        wall, cpu = time.perf_counter(), cpu_seconds()
         run_generate(cfg)
-        rows.append((f"flow, {workers} worker(s)", workers, n / (time.perf_counter() - start)))
-    print(f"{args.scenes} procedural scenes x {args.pairs} pairs at {args.size} px; {os.cpu_count()} CPUs")
-    print(f"{'path':<22} {'pairs/s':>8} {'overhead vs raw x workers':>26}")
-    for name, workers, rate in rows:
-        print(f"{name:<22} {rate:>8.2f} {100 * (1 - rate / (raw * workers)):>25.1f}%")
+        rows.append((f"flow, {workers} worker(s)", workers, time.perf_counter() - wall, cpu_seconds() - cpu))
+    print(f"{args.scenes} procedural scenes x {args.pairs} pairs at {args.size} px, {args.pairs_per_shard} pairs "
+          f"per unit; {os.cpu_count()} CPUs; raw sampler {rows[0][2]:.1f} s wall for {n} pairs")
+    print(f"{'path':<22} {'pairs/s':>8} {'wall overhead vs raw x workers':>31} {'CPU s':>7} {'CPU overhead vs raw':>20}")
+    raw_rate, raw_cpu = n / rows[0][2], rows[0][3]
+    for name, workers, seconds, cpu_s in rows:
+        rate = n / seconds
+        print(f"{name:<22} {rate:>8.2f} {100 * (1 - rate / (raw_rate * workers)):>30.1f}% {cpu_s:>7.1f} "
+              f"{100 * (cpu_s / raw_cpu - 1):>19.1f}%")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ candidate poses per accepted pair. Render processes set llvmpipe's threads as th
 does (pipeline.corpus.unit.configure_render_process) unless --lp-threads says otherwise.
 
     python benchmarks/pairs_per_second.py --scenes procedural:0 procedural:1 --pairs 40 --workers 1 2
+    python benchmarks/pairs_per_second.py --workers 2 --baseline /path/to/older/checkout   # ratio, alternating
 """
 
 from __future__ import annotations
@@ -109,7 +110,14 @@ def main() -> None:
     parser.add_argument("--blas-threads", default="1", help="OPENBLAS/OMP threads per worker process")
     parser.add_argument("--lp-threads", default="auto",
                         help="llvmpipe threads per worker: 'auto' (the generate flow's choice), 'default' (Mesa's), or N")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also run this script of another checkout of the project (e.g. a git worktree of an "
+                        "older commit), alternating with this one, and print CPU ms/pair ratios")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --baseline")
     args = parser.parse_args()
+    if args.baseline:
+        compare_with_baseline(args)
+        return
 
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = args.blas_threads  # inherited by the spawned workers
@@ -122,8 +130,48 @@ def main() -> None:
     for workers in args.workers:
         r = run(args.scenes, args.pairs, workers, config, args.seed, args.backend, args.lp_threads)
         print(f"workers {workers}: {r['pairs_per_s']:.1f} accepted pairs/s ({r['accepted']} accepted, "
-              f"{r['failed']} failed); CPU {r['cpu_ms_per_pair']:.0f} ms/pair (all threads); rendered views/pair {r['views_per_pair']:.2f}, candidate poses/pair "
+              f"{r['failed']} failed); CPU {r['cpu_ms_per_pair']:.1f} ms/pair (all threads); rendered views/pair {r['views_per_pair']:.2f}, candidate poses/pair "
               f"{r['poses_per_pair']:.2f}; scene load {r['load_s_per_scene']:.2f} s/scene; rejections {r['rejections']}")
+
+
+# The renderer-only cost of an accepted pair: two full 256-px frames (~5.6 CPU ms each on llvmpipe)
+# and ~14 screened candidates at 64 px (~0.85 ms each), measured on the idle 2-core machine.
+FLOOR_CPU_MS_256 = 2 * 5.6 + 14 * 0.85
+
+
+def compare_with_baseline(args: argparse.Namespace) -> None:
+    """Alternate this checkout's sampler with the baseline checkout's, same arguments, and print
+    the median CPU ms per accepted pair of each, their ratio, and the distance to the floor."""
+    import re
+    import statistics
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shared = ["--scenes", *args.scenes, "--pairs", str(args.pairs), "--size", str(args.size),
+              "--seed", str(args.seed), "--screen-size", str(args.screen_size),
+              "--max-candidates", str(args.max_candidates), "--blas-threads", args.blas_threads]
+    checkouts = {"this": Path(__file__).resolve().parents[1], "baseline": Path(args.baseline).resolve()}
+    for workers in args.workers:
+        cpu: dict[str, list[float]] = {name: [] for name in checkouts}
+        for round_ in range(args.rounds):
+            for name, root in checkouts.items():
+                extra = ["--lp-threads", args.lp_threads] if name == "this" else []
+                env = {**os.environ, "PYTHONPATH": str(root)}
+                out = subprocess.run(
+                    [sys.executable, str(root / "benchmarks" / "pairs_per_second.py"), *shared, "--workers",
+                     str(workers), *extra], cwd=root, env=env, capture_output=True, text=True, check=True,
+                ).stdout
+                line = next(ln for ln in out.splitlines() if ln.startswith(f"workers {workers}:"))
+                cpu[name].append(float(re.search(r"CPU (\d+(?:\.\d+)?) ms/pair", line).group(1)))
+                print(f"round {round_ + 1} {name:<8} {line}", flush=True)
+        this, base = (statistics.median(cpu[n]) for n in ("this", "baseline"))
+        print(f"workers {workers}: median CPU ms/accepted pair: this {this:.1f}, baseline {base:.1f}, "
+              f"this/baseline {this / base:.2f}x; idle-core estimate {workers} x 1000 / CPU ms = "
+              f"{workers * 1000 / this:.1f} vs {workers * 1000 / base:.1f} pairs/s")
+        if args.size == 256:
+            print(f"  floor (renders only, {FLOOR_CPU_MS_256:.1f} CPU ms/pair): this is {this / FLOOR_CPU_MS_256:.2f}x it, "
+                  f"baseline {base / FLOOR_CPU_MS_256:.2f}x")
 
 
 if __name__ == "__main__":

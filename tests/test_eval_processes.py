@@ -41,12 +41,13 @@ def test_a_job_run_in_a_spawned_job_process_gives_the_in_process_result(tmp_path
 
     from evaluation.jobs import run_job_in_process
     from evaluation.plan import plan_jobs
-    from pipeline.commands.evaluate import resolve_evaluation
     from pipeline.config import load_run_config
+    from pipeline.resolved import resolve_evaluation
 
     run = load_run_config(_complete_run(tmp_path))
-    cfg, spec = resolve_evaluation(run)
-    job = plan_jobs(run.run_dir, cfg, run.corpus_dir)[0]
+    evaluation = resolve_evaluation(run)
+    cfg, spec = evaluation.config, evaluation.spec
+    job = plan_jobs(run.layout, cfg)[0]
     in_process = json.loads(Path(job.result).read_text())
     Path(job.result).unlink()
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
