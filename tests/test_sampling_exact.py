@@ -15,7 +15,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rendering.backend import SceneSpec, create_renderer
+from rendering.backend import SceneSpec
+from rendering.backends import create_renderer
 from rendering.camera import apply_orientation_noise, intrinsics_from_fov, look_at
 from rendering.covisibility import compute_covisibility, frustum_fraction, reprojection_covisibility
 from rendering.covisibility import reprojection_covisibility_at_least
