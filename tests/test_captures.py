@@ -141,6 +141,21 @@ def test_scannet_intrinsics_move_to_half_pixel_centres_and_poses_are_cam_to_worl
     assert np.all(load_depth(frame) == np.float32(1.5))
 
 
+def test_colour_at_twice_the_depth_resolution_is_averaged_onto_the_depth_grid():
+    from rendering.captures.record import CaptureFrame
+
+    K_depth = np.array([[3.0, 0, 2.0], [0, 3.0, 1.0], [0, 0, 1]])  # 4x2 depth grid
+    K_image = np.array([[6.0, 0, 4.0], [0, 6.0, 2.0], [0, 0, 1]])  # 8x4 colour, same camera
+    frame = CaptureFrame("0", None, None, 0.001, K_image, (8, 4), K_depth, (4, 2), np.eye(4), 0.0)
+    rgb = np.zeros((4, 8, 3), np.uint8)
+    rgb[:, :, 0] = np.arange(8) * 20  # red ramps by column: 0, 20, ..., 140
+    rgb[:, :, 1] = (np.arange(4) * 40)[:, None]  # green by row: 0, 40, 80, 120
+    warped = rgb_in_depth_camera(frame, rgb)
+    # depth pixel (c, r) covers colour pixels 2c..2c+1 x 2r..2r+1: their mean
+    assert warped[:, :, 0].tolist() == [[10, 50, 90, 130]] * 2
+    assert warped[:, :, 1].tolist() == [[20] * 4, [100] * 4]
+
+
 def test_arkit_angle_axis_is_world_to_camera():
     # world-to-camera: rotate 90 degrees about z, then translate by (1, 0, 0)
     cam2world = angle_axis_pose_to_cam2world(np.array([0.0, 0.0, math.pi / 2]), np.array([1.0, 0.0, 0.0]))

@@ -11,7 +11,7 @@ from rendering.captures.record import CaptureSequence
 from rendering.covisibility import reprojection_covisibility
 from rendering.backends.embedded import EmbeddedRenderer
 from rendering.mining import MiningConfig, crop_intrinsics, crop_window, mine_sequence, score_candidates
-from tests.capture_layouts import render_sequence, write_scannet, write_tum
+from tests.capture_layouts import render_sequence, write_arkitscenes, write_frames_jsonl, write_scannet, write_tum
 from rendering.captures.record import to_integer_centres
 
 LOOSE = MiningConfig(frame_stride=1, max_frame_gap=10, min_covis=0.2, max_covis=1.0, min_baseline_m=0.0,
@@ -34,10 +34,14 @@ def _truth_scores(rendered, i, j, quantum=None):
                                      rendered.frames[i].cam2world, rendered.frames[j].cam2world)
 
 
-@pytest.mark.parametrize("layout", ["scannet", "tum"])
+@pytest.mark.parametrize("layout", ["scannet", "arkitscenes", "tum", "frames"])
 def test_mined_scores_equal_the_renderers_exact_depth_scores(rendered, tmp_path, layout):
     if layout == "scannet":
         seq, quantum = read_sequence("scannet", write_scannet(tmp_path / "scene0002_00", rendered)), 0.001
+    elif layout == "arkitscenes":
+        seq, quantum = read_sequence("arkitscenes", write_arkitscenes(tmp_path, rendered)), 0.001
+    elif layout == "frames":
+        seq, quantum = read_sequence("frames", write_frames_jsonl(tmp_path / "seq", rendered, depth_scale=0.0005)), 0.0005
     else:
         seq = read_sequence("tum", write_tum(tmp_path, rendered), intrinsics=to_integer_centres(rendered.K_depth))
         quantum = 1 / 5000
