@@ -7,15 +7,16 @@ plausible candidates:
    ``max_frame_gap`` frames apart;
 2. pose pre-filters (vectorised): camera baseline in [min_baseline_m, max_baseline_m], optical
    axes at most ``max_angle_deg`` apart;
-3. frustum overlap estimate: the share of each view's (decimated) surface points landing inside
+3. diversity, checked before any depth is touched (and again before each exact score, as pairs
+   get accepted): at most ``max_pairs_per_frame`` pairs per frame, never a near-duplicate of an
+   accepted pair (both ends within ``duplicate_translation_m`` and ``duplicate_rotation_deg`` of
+   its ends);
+4. frustum overlap estimate: the share of each view's (decimated) surface points landing inside
    the other view, both ways; a candidate whose smaller share is below ``min_covis -
    frustum_margin`` cannot reach the band (this share bounds the score from above, up to the
-   decimation's sampling error);
-4. diversity, checked before any exact score so a candidate it would drop is never scored: at
-   most ``max_pairs_per_frame`` pairs per frame, never a near-duplicate of an accepted pair (both
-   ends within ``duplicate_translation_m`` and ``duplicate_rotation_deg`` of its ends); a
-   keyframe's candidates are taken from the least-filled of ``band_bins`` equal bins of the band
-   (by their estimate) first, at most ``max_exact_per_frame`` of them;
+   decimation's sampling error); a keyframe's remaining candidates are taken from the
+   least-filled of ``band_bins`` equal bins of the band (by their estimate) first, at most
+   ``max_exact_per_frame`` of them;
 5. exact co-visibility both ways with the occlusion test (rendering.covisibility, tolerance
    ``max(abs_tolerance, rel_tolerance * depth)`` for real sensor noise); accepted when in
    [min_covis, max_covis]. ``max_pairs`` then keeps that many, taken from the bins in turn.
@@ -153,12 +154,11 @@ def _keyframes(sequence: CaptureSequence, config: MiningConfig) -> list[int]:
     return list(range(0, len(sequence.frames), config.frame_stride))
 
 
-def _plausible(i: int, partners: np.ndarray, window: _DepthWindow, frames, positions, axes, config: MiningConfig,
-               stats: MiningStats) -> tuple[np.ndarray, np.ndarray]:
-    """Stages 2-3 for reference keyframe ``i``: the partners that pass the pose filters and the
-    frustum estimate, with their estimates (all partners, estimate 1.0, when pre-filters are off)."""
+def _pose_filter(i: int, partners: np.ndarray, positions, axes, config: MiningConfig,
+                 stats: MiningStats) -> np.ndarray:
+    """Stage 2 for reference keyframe ``i``: partners within the baseline and angle limits."""
     if not config.prefilters or partners.size == 0:
-        return partners, np.ones(partners.size)
+        return partners
     baseline = np.linalg.norm(positions[partners] - positions[i], axis=1)
     angle = _angle_deg(axes[i], axes[partners])
     near, far = baseline < config.min_baseline_m, baseline > config.max_baseline_m
@@ -166,7 +166,15 @@ def _plausible(i: int, partners: np.ndarray, window: _DepthWindow, frames, posit
     stats.reject("baseline_below_min", int(near.sum()))
     stats.reject("baseline_above_max", int(far.sum()))
     stats.reject("viewing_angle", int(turned.sum()))
-    partners = partners[~(near | far | turned)]
+    return partners[~(near | far | turned)]
+
+
+def _frustum_filter(i: int, partners: np.ndarray, window: _DepthWindow, frames, config: MiningConfig,
+                    stats: MiningStats) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 3: partners whose frustum estimate can reach the band, with the estimates (all of
+    them, estimate 1.0, when pre-filters are off)."""
+    if not config.prefilters or partners.size == 0:
+        return partners, np.ones(partners.size)
     estimates = np.array([_frustum_estimate(window, frames, i, j) for j in partners])
     low = estimates < config.min_covis - config.frustum_margin
     stats.reject("frustum_overlap", int(low.sum()))
@@ -190,7 +198,8 @@ def score_candidates(sequence: CaptureSequence, config: MiningConfig, load: Dept
         window.forget_before(i)
         partners = np.array(keys[k + 1 : k + 1 + gap], dtype=int)
         stats.candidates += partners.size
-        partners, estimates = _plausible(i, partners, window, frames, positions, axes, config, stats)
+        partners = _pose_filter(i, partners, positions, axes, config, stats)
+        partners, estimates = _frustum_filter(i, partners, window, frames, config, stats)
         if config.prefilters:
             order = np.argsort(estimates, kind="stable")
             chosen = np.sort(order[_spread(order.size, config.max_exact_per_frame)])
@@ -262,6 +271,16 @@ class _Diversity:
                 return True
         return False
 
+    def blocked(self, a: int, b: int, stats: MiningStats) -> bool:
+        """Whether diversity drops the pair now (counting why): a full frame or a near-duplicate."""
+        if self.full(a) or self.full(b):
+            stats.reject("frame_pair_cap")
+            return True
+        if self.duplicate(a, b):
+            stats.reject("near_duplicate")
+            return True
+        return False
+
     def order(self, partners: np.ndarray, estimates: np.ndarray) -> Iterator[tuple[int, float]]:
         """Candidates of one reference, each time from the least-filled band bin (by estimate; fills
         change as pairs are accepted), in a seeded random order within a bin."""
@@ -311,14 +330,14 @@ def _mine(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader,
         window.forget_before(i)
         partners = np.array(keys[k + 1 : k + 1 + gap], dtype=int)
         stats.candidates += partners.size
-        partners, estimates = _plausible(i, partners, window, frames, positions, axes, config, stats)
+        partners = _pose_filter(i, partners, positions, axes, config, stats)
+        partners = np.array([j for j in partners.tolist() if not diversity.blocked(i, j, stats)], dtype=int)
+        partners, estimates = _frustum_filter(i, partners, window, frames, config, stats)
         exact_left = config.max_exact_per_frame if config.prefilters else partners.size
         for j, estimate in diversity.order(partners, estimates):
-            if diversity.full(i) or diversity.full(j):
-                stats.reject("frame_pair_cap")
-            elif diversity.duplicate(i, j):
-                stats.reject("near_duplicate")
-            elif exact_left == 0:
+            if diversity.blocked(i, j, stats):
+                continue
+            if exact_left == 0:
                 stats.reject("exact_per_frame_cap")
             else:
                 exact_left -= 1
