@@ -100,7 +100,7 @@ def test_evaluate_fills_table_and_second_run_does_no_work(run):
 def test_bad_inputs_give_clear_errors(run, tmp_path):
     config, run_dir = run
     bad = _cli(config, "--task", "segmentation")
-    assert bad.returncode == 2 and "unknown task ['segmentation']; allowed: depth, flow, pose, nyuv2" in bad.output
+    assert bad.returncode == 2 and "unknown task ['segmentation']; allowed: depth, flow, pose, correspondence, cross_view_gain, nyuv2" in bad.output
 
     (run_dir / "pretrain" / "mae" / "model.pt").unlink()
     missing = _cli(config)

@@ -121,5 +121,5 @@ def test_crocopipe_pretrain_rejects_bad_configs_before_starting_anything(tmp_pat
     result = runner.invoke(app, ["pretrain", str(tmp_path / "ok.toml"), "--method", "none"])
     assert result.exit_code == 2 and "needs no pretraining" in result.output
     result = runner.invoke(app, ["pretrain", str(tmp_path / "ok.toml")])
-    assert result.exit_code == 2 and "generate the corpus first" in result.output
+    assert result.exit_code == 2 and "no corpus at" in result.output and "generate (or mine) it first" in result.output
     assert not (tmp_path / "run").exists()
