@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from training.data import AugmentConfig, make_loader  # noqa: E402
+from training.pair_loader import AugmentConfig, make_loader  # noqa: E402
 from training.flops import TRAIN_FACTOR, mfu, pretrain_forward_flops  # noqa: E402
 from training.models import build_model  # noqa: E402
 from training.synthetic import write_synthetic_corpus  # noqa: E402

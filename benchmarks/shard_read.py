@@ -5,7 +5,7 @@ Compares, in one process (= one data-loader worker), on the same images:
                  peer; decoded by this script, not the project, so it is the same before and after)
   shard-full     rendering.shards.read_shard: tar + 2 JPEG + 2 depth + meta.json + schema check
   shard-images   tar + the 2 JPEGs only (what an RGB-only loader decodes)
-  loader         the training loader's sample stage (training.data.shard_samples) + its 2 JPEG decodes
+  loader         the training loader's sample stage (training.pair_loader.shard_samples) + its 2 JPEG decodes
   webdataset     stock webdataset.WebDataset(...).decode("rgb8") (depth decoded by its own handlers)
 Readers alternate round by round and are timed in process CPU time (user + system: what one
 worker costs, and steadier than wall time on a shared machine); prints the median of --repeats
@@ -78,7 +78,7 @@ def shard_images(shards: list[Path]) -> int:
 
 
 def loader_samples(shards: list[Path]) -> int:
-    import training.data as loader
+    import training.pair_loader as loader
 
     def fail(exc: Exception) -> bool:
         raise exc

@@ -19,7 +19,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from training.data import AugmentConfig, make_loader
+from training.pair_loader import AugmentConfig, make_loader
 from training.flops import TRAIN_FACTOR, pretrain_forward_flops
 from training.models import build_model
 from training.synthetic import write_synthetic_corpus

@@ -1,6 +1,6 @@
 """Head-train / test arrays of the external datasets (NYUv2 depth, MPI-Sintel flow).
 
-Same input contract as the corpus tasks (evaluation.data): square uint8 images of the model's
+Same input contract as the corpus tasks (evaluation.val_split): square uint8 images of the model's
 input size. Each image is resized so that its short side equals that size and centre-cropped;
 depth is resized by nearest neighbour, flow by nearest neighbour with its vectors scaled by the
 resize factors, so every target is measured in the pixels the model sees. The result records
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from evaluation.data import TaskArrays
-from evaluation.datasets.nyuv2 import EIGEN_CROP
+from evaluation.val_split import TaskArrays
+from evaluation.readers.nyuv2 import EIGEN_CROP
 
 if TYPE_CHECKING:  # the [evaluate.<dataset>] sections (evaluation.config imports the registry)
     from evaluation.config import NYUv2Source, SintelSource
@@ -56,7 +56,7 @@ def nyuv2_arrays(source: NYUv2Source, size: int) -> tuple[TaskArrays, TaskArrays
 
     Depth beyond ``max_depth_m`` (and missing depth) is 0, i.e. neither trained on nor scored.
     """
-    from evaluation.datasets import NYUv2
+    from evaluation.readers import NYUv2
 
     def load(split: str, limit: int | None) -> TaskArrays:
         with NYUv2.with_split(source.labeled_mat, source.splits_mat, split) as ds:
@@ -91,7 +91,7 @@ def sintel_arrays(
 ) -> tuple[TaskArrays, TaskArrays, str]:
     """(train, test, how): frame pairs of one pass, split by scene. ``valid`` excludes only the
     pixels Sintel marks invalid, so EPE is Sintel's published "all pixels" figure (occluded included)."""
-    from evaluation.datasets import SintelFlow
+    from evaluation.readers import SintelFlow
 
     everything = SintelFlow(source.root, pass_name)
     test_scenes = sintel_test_scenes(everything.scenes, source, test_fraction)

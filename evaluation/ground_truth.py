@@ -26,7 +26,7 @@ from rendering.covisibility import DEFAULT_ABS_TOLERANCE_M, DEFAULT_REL_TOLERANC
 
 @dataclass(frozen=True)
 class PairSample:
-    """One decoded pair of the shard schema (DESIGN.md), depths in metres."""
+    """One decoded pair of the shard schema (rendering.shards; README "Formats"), depths in metres."""
 
     key: str
     scene_id: str

@@ -25,7 +25,7 @@ def task_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None,
               sources: tuple[tuple[str, str, float], ...] = ()):
     """Head-train / test arrays of a corpus task and the val pairs taken from each corpus, built
     once per process and reused across methods/seeds. ``sources`` (label, folder, weight): a mixture."""
-    from evaluation.data import read_val_mixture, read_val_pairs, split_by_scene, task_arrays
+    from evaluation.val_split import read_val_mixture, read_val_pairs, split_by_scene, task_arrays
 
     if sources:
         pairs, counts = read_val_mixture([(label, Path(p), w) for label, p, w in sources], max_pairs)
@@ -39,7 +39,7 @@ def task_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None,
 @lru_cache(maxsize=4)
 def zero_shot_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None):
     """Arrays of a training-free task: every val pair read (no head to train, so no split)."""
-    from evaluation.data import read_val_pairs, task_arrays
+    from evaluation.val_split import read_val_pairs, task_arrays
 
     return task_arrays(read_val_pairs(Path(corpus_dir), max_pairs), task_name, size)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from evaluation.config import CORPUS_TASKS, EvaluateConfig
 from evaluation.tasks import CORPUS, external_dataset, get_task
-from evaluation.data import val_shards
+from evaluation.val_split import val_shards
 from rendering.layout import RunLayout
 from training.methods import get_method
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from evaluation.config import TASK_KIND, EvaluateConfig
-from evaluation.data import TaskArrays
+from evaluation.val_split import TaskArrays
 from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol, cosine_lr, count_parameters
 from evaluation.heads import default_head_features, l1_flow_loss, laplacian_flow_loss, pose_loss, silog_loss
 from evaluation.metrics import depth_metrics, flow_metrics, pose_metrics

@@ -88,7 +88,7 @@ class ExternalDataset:
 
 
 def _check_nyuv2(section: Any, task: Task) -> None:
-    from evaluation.datasets import NYUv2, read_nyuv2_split
+    from evaluation.readers import NYUv2, read_nyuv2_split
 
     NYUv2(section.labeled_mat).close()
     read_nyuv2_split(section.splits_mat)
@@ -101,7 +101,7 @@ def _nyuv2_arrays(task: Task, section: Any, size: int, test_fraction: float) -> 
 
 
 def _check_sintel(section: Any, task: Task) -> None:
-    from evaluation.datasets import SintelFlow
+    from evaluation.readers import SintelFlow
 
     SintelFlow(section.root, task.variant)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from evaluation.correspondence import correspondence_metrics, patch_queries
-from evaluation.data import TaskArrays
+from evaluation.val_split import TaskArrays
 from training.cross_view import CrossViewUndefined, cross_view_gain, normalise_views, seeded_masks, uses_reference
 from training.models import CroCoNet, MaskedViT
 

@@ -100,14 +100,14 @@ SceneItem = Annotated[
 class DatasetSource(_Strict):
     """A folder of a scene dataset (HM3D, Replica, ScanNet, ...) whose scenes are discovered there.
 
-    Discovery itself lives in ``rendering.datasets``; this entry only says where to look.
+    Discovery itself lives in ``rendering.scene_datasets``; this entry only says where to look.
     """
 
     root: Path
-    kind: str = Field(description="dataset layout, one of rendering.datasets.DATASET_KINDS")
+    kind: str = Field(description="dataset layout, one of rendering.scene_datasets.DATASET_KINDS")
     split: str | None = Field(None, description="only scenes of this dataset split (HM3D: train, val, minival)")
     limit: int | None = Field(None, ge=1, description="use at most this many scenes (sorted order)")
-    up: str | None = Field(None, description="the files' up axis (default: the kind's, see rendering.datasets)")
+    up: str | None = Field(None, description="the files' up axis (default: the kind's, see rendering.scene_datasets)")
     scale: ScaleOption = Field(None, description="metres per file unit of every scene; 'auto'; unset: metres")
 
     _up = field_validator("up")(classmethod(lambda cls, v: _check_up(v)))
@@ -116,7 +116,7 @@ class DatasetSource(_Strict):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        from rendering.datasets import DATASET_KINDS
+        from rendering.scene_datasets import DATASET_KINDS
 
         if value not in DATASET_KINDS:
             raise ValueError(f"unknown dataset kind {value!r}; allowed: {', '.join(DATASET_KINDS)}")

@@ -31,7 +31,7 @@ class SceneSpec:
     the extent suggests. ``shading``: ``"unlit"`` (albedo only, the default here; corpus configs default to ``"auto"``), ``"lambert"`` (a fixed-direction
     light baked into every surface) or ``"auto"`` (lambert for surfaces without a texture or
     colour variation; see rendering.scenes.shading). Procedural scenes are built +Y up in metres
-    and ignore ``up_axis`` and ``scale``. ``rendering.datasets`` sets ``up_axis`` from the kind.
+    and ignore ``up_axis`` and ``scale``. ``rendering.scene_datasets`` sets ``up_axis`` from the kind.
     """
 
     scene_id: str

@@ -1,6 +1,6 @@
 """Co-visibility of two depth views: how much of each view the other one sees.
 
-Two scores (DESIGN.md, "Co-visibility"):
+Two scores (docs/sampling.md):
 
 * ``reprojection`` (default): every valid pixel of the source view is unprojected, moved into the
   other camera and projected. It counts as co-visible when it lands inside the other image, in

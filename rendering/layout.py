@@ -68,8 +68,8 @@ class CorpusLayout:
     def split_shards(self, split: str) -> list[Path]:
         """The shard files of one split on disk, in shard order (empty when there are none).
 
-        The one listing of a split's shards; pretraining additionally requires the manifest, the
-        record of a finished corpus, to list exactly these (training.data.list_shards).
+        The one listing of a split's shard files; pretraining reads its shard list from the
+        manifest instead, the record of a finished corpus (training.pair_loader.list_shards).
         """
         folder = self.shards_dir(split)
         return sorted(folder.glob(SHARD_GLOB)) if folder.is_dir() else []

@@ -1,4 +1,4 @@
-"""One accepted image pair with everything the shard schema (DESIGN.md) stores about it."""
+"""One accepted image pair with everything the shard schema (rendering.shards) stores about it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CroCo's pair sampler (DESIGN.md, "Pair sampling"), seeded per (corpus seed, scene, pair index).
+"""CroCo's pair sampler (docs/sampling.md), seeded per (corpus seed, scene, pair index).
 
 A pair is drawn with bounded loops only: up to ``max_references`` reference views in total, each
 followed by up to ``max_candidates_per_reference`` second views. Every random draw comes from the

@@ -10,7 +10,7 @@ from evaluation.correspondence import (
     correspondence_metrics,
     patch_queries,
 )
-from evaluation.data import task_arrays
+from evaluation.val_split import task_arrays
 from evaluation.ground_truth import PairSample
 from rendering.camera import unproject_depth
 

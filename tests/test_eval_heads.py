@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from evaluation.config import EvaluateConfig
-from evaluation.data import TaskArrays
+from evaluation.val_split import TaskArrays
 from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol
 from evaluation.heads import (
     DPTHead, PoseHead, geodesic_angle, hook_indices, laplacian_flow_loss, rotation_from_6d, silog_loss,
@@ -130,7 +130,7 @@ def test_protocol_override_fine_tunes_only_that_task():
 
 def _geometric_flow_arrays(size: int = SIZE) -> TaskArrays:
     """Flow of ray-cast pairs (both directions), fitted to ``size`` px as the evaluation does."""
-    from evaluation.data import task_arrays
+    from evaluation.val_split import task_arrays
     from evaluation.ground_truth import PairSample
     from test_eval_ground_truth import analytic_record
 

@@ -185,7 +185,7 @@ def test_flow_ground_truth_on_rendered_pairs(complete_run):
     ground-truth flow matches view 1 on covisible pixels far better than a 2-px-perturbed flow."""
     import numpy as np
 
-    from evaluation.data import read_val_pairs
+    from evaluation.val_split import read_val_pairs
     from evaluation.ground_truth import pair_flow, warp_by_flow
     from pipeline.config import load_run_config
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evaluation.config import EvaluateConfig
-from evaluation.data import task_arrays
+from evaluation.val_split import task_arrays
 from evaluation.runner import load_method_backbone, write_result
 from evaluation.tables import write_tables
 from rendering.layout import RunLayout

@@ -74,14 +74,14 @@ def test_corpora_paths_resolve_against_the_config_file(tmp_path):
 
 
 def test_a_missing_mixture_corpus_is_named(tmp_path, corpora):
-    from training.data import CorpusError
+    from training.pair_loader import CorpusError
 
     with pytest.raises(CorpusError, match=r"pretrain.corpora\[1\] \(nowhere\): corpus folder not found"):
         mixture_sources([CorpusSource(path=corpora[0]), CorpusSource(path=tmp_path / "nowhere")], "", "train")
 
 
 def test_a_resumed_mixture_stream_replays_the_same_batches(corpora):
-    from training.data import AugmentConfig, PairStream
+    from training.pair_loader import AugmentConfig, PairStream
 
     sources = mixture_sources([CorpusSource(path=corpora[0], weight=1.0), CorpusSource(path=corpora[1], weight=3.0)],
                               "", "train")
@@ -116,7 +116,7 @@ def test_a_rendered_and_a_mined_corpus_train_together_with_logged_counts(corpora
 
 
 def test_evaluation_reads_val_pairs_from_each_corpus_in_proportion(corpora):
-    from evaluation.data import allocate, read_val_mixture
+    from evaluation.val_split import allocate, read_val_mixture
 
     assert allocate(10, [1.0, 0.5]) == [7, 3] and allocate(5, [1.0, 1.0, 1.0]) == [2, 2, 1]
     assert sum(allocate(997, [0.3, 0.7, 2.0])) == 997

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rendering.backend import SceneLoadError, SceneSpec
-from rendering.datasets import discover
+from rendering.scene_datasets import discover
 from rendering.scenes import load_scene
 from rendering.scenes.mesh_files import load_mesh_file
 from scene_files import draco_glb, in_file_frame, lfs_pointer, multi_room, write, write_gltf_with_files

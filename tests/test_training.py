@@ -14,7 +14,7 @@ import torch
 
 from training.checkpoint import latest_valid, save_atomic
 from training.config import PretrainConfig
-from training.data import AugmentConfig, CorpusError, PairStream, colour_jitter, list_shards, make_loader
+from training.pair_loader import AugmentConfig, CorpusError, PairStream, colour_jitter, list_shards, make_loader
 from training.models import load_backbone
 from training.synthetic import write_synthetic_corpus
 from training.train import load_config, lr_at, param_groups, peak_lr, train

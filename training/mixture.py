@@ -27,7 +27,7 @@ class MixtureSource:
 
 def mixture_sources(corpora, corpus_dir: str | Path, split: str) -> list[MixtureSource]:
     """The sources of a PretrainConfig's ``corpora`` (or the run's corpus alone when it is empty)."""
-    from training.data import CorpusError, list_shards
+    from training.pair_loader import CorpusError, list_shards
 
     if not corpora:
         return [MixtureSource("corpus", tuple(list_shards(corpus_dir, split)), 1.0)]

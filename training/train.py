@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from training.checkpoint import checkpoint_path, latest_valid, prune, save_atomic
 from training.config import PretrainConfig
-from training.data import AugmentConfig, make_loader
+from training.pair_loader import AugmentConfig, make_loader
 from training.mixture import mixture_sources
 from rendering.atomic import atomic_write_text
 from rendering.layout import PretrainLayout

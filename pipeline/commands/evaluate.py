@@ -23,7 +23,7 @@ def evaluate(
     except (ConfigError, ValueError) as err:
         typer.echo(f"{config}: {err}" if not isinstance(err, ConfigError) else str(err), err=True)
         raise typer.Exit(2) from None
-    from evaluation.data import MissingValSplitError
+    from evaluation.val_split import MissingValSplitError
     from evaluation.plan import MissingCheckpointError, StaleResultError, pending_jobs, plan_jobs, tables_current
 
     cfg, spec, layout = run.evaluation.config, run.evaluation.spec, run.layout

@@ -94,11 +94,11 @@ def resolve_scenes(corpus: CorpusConfig) -> list[SceneSpec]:
 
 
 def _dataset_scenes(source, where: str, shading: str) -> list[SceneSpec]:
-    """Scenes of a dataset folder, found by rendering.datasets (the discovery extension point),
+    """Scenes of a dataset folder, found by rendering.scene_datasets (the discovery extension point),
     with the source's up axis and scale where it sets them."""
     from dataclasses import replace
 
-    from rendering.datasets import DatasetError, discover
+    from rendering.scene_datasets import DatasetError, discover
 
     try:
         found = discover(source.kind, source.root)
@@ -114,7 +114,7 @@ def _dataset_scenes(source, where: str, shading: str) -> list[SceneSpec]:
 
 
 def assign_splits(scene_ids: list[str], corpus: CorpusConfig) -> dict[str, str]:
-    """Scene id -> "train"/"val". Explicit ``val_scenes`` win; otherwise rendering.datasets'
+    """Scene id -> "train"/"val". Explicit ``val_scenes`` win; otherwise rendering.scene_datasets'
     split_by_scene decides from a hash of (seed, scene id): stable under reordering and under
     adding scenes, with at least one val and one train scene when val_fraction > 0."""
     known = set(scene_ids)
@@ -126,7 +126,7 @@ def assign_splits(scene_ids: list[str], corpus: CorpusConfig) -> dict[str, str]:
             )
         val = set(corpus.val_scenes)
     else:
-        from rendering.datasets import split_by_scene
+        from rendering.scene_datasets import split_by_scene
 
         split = split_by_scene([SceneSpec(s, "") for s in scene_ids], corpus.val_fraction, salt=str(corpus.seed))
         val = {spec.scene_id for spec in split["val"]}

@@ -27,7 +27,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 if [ $# -eq 0 ]; then
     set -- -q tests/test_habitat_backend.py tests/test_habitat_cross_backend.py \
-        tests/test_renderer_contract.py tests/test_datasets.py
+        tests/test_renderer_contract.py tests/test_scene_datasets.py
 fi
 
 # What the generation side needs inside the chroot (no torch, no prefect for these tests).

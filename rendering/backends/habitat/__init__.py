@@ -24,7 +24,7 @@ How it maps our contract onto Habitat (habitat-sim 0.2.x):
 * A GLB is loaded as a *stage* through a stage config that states the glTF convention (+Y up,
   -Z front), because habitat-sim treats a bare ``.glb`` as a Z-up Matterport mesh; for a scene
   spec with ``up_axis="z"`` it states the Z-up convention instead (HM3D, MP3D, ... whose specs
-  rendering.datasets builds that way). A URI that already is a ``*.stage_config.json`` is used as
+  rendering.scene_datasets builds that way). A URI that already is a ``*.stage_config.json`` is used as
   it is (it states its own frame). Other mesh formats and procedural scenes go through
   ``rendering.scenes.scene_glb_path``.
 * Unlit albedo, as the contract asks: habitat-sim 0.2 draws textured glTF materials at full

@@ -129,7 +129,7 @@ class HabitatRenderer:
     ``recreate_after_scenes=N`` (0: never) closes and re-creates the simulator before an
     (N+1)-th distinct scene, trading that growth for a re-creation (which itself may leak some GPU
     memory on some drivers). A scene's frame comes from its spec only: ``SceneSpec.up_axis="z"``
-    loads a mesh file as Z-up (Matterport-style datasets, see rendering.datasets), giving the same
+    loads a mesh file as Z-up (Matterport-style datasets, see rendering.scene_datasets), giving the same
     world frame as the embedded renderer and as the datasets' navmeshes and CroCo's released poses.
     ``up_axis`` is not a constructor option (one renderer serves Y-up and Z-up scenes alike);
     passing it raises ValueError.
@@ -156,7 +156,7 @@ class HabitatRenderer:
             # a config may still carry the old backend option: say where the setting lives now
             raise ValueError(
                 f"up_axis={up_axis!r} is not a habitat backend option: a scene's up axis is "
-                "SceneSpec.up_axis (set per dataset kind by rendering.datasets)"
+                "SceneSpec.up_axis (set per dataset kind by rendering.scene_datasets)"
             )
         if not (np.isfinite(near) and np.isfinite(far) and 0.0 < near < far):
             raise ValueError(f"near/far planes must satisfy 0 < near < far, got near={near}, far={far}")

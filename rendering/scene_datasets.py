@@ -222,7 +222,7 @@ def discover(kind: str, root: str | Path) -> list[DiscoveredScene]:
             navmesh=_navmesh_next_to(mesh),
         )
     if not scenes:
-        raise DatasetError(f"no {kind} scenes found under {root} (expected layout: see rendering.datasets)")
+        raise DatasetError(f"no {kind} scenes found under {root} (expected layout: see rendering.scene_datasets)")
     return [scenes[k] for k in sorted(scenes)]
 
 

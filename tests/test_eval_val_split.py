@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from evaluation.data import MissingValSplitError, fit_pair, read_val_pairs, split_by_scene, task_arrays
+from evaluation.val_split import MissingValSplitError, fit_pair, read_val_pairs, split_by_scene, task_arrays
 from evaluation.ground_truth import pair_flow, warp_by_flow
 from test_eval_ground_truth import write_val_corpus
 

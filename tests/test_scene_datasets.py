@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rendering.backend import SceneSpec
-from rendering.datasets import (
+from rendering.scene_datasets import (
     DATASET_KINDS,
     DatasetError,
     discover,

@@ -3,7 +3,7 @@
 These need only numpy, h5py, scipy and OpenCV; the data itself is never downloaded here.
 """
 
-from evaluation.datasets.nyuv2 import NYU_DEPTH_INTRINSICS, NYUv2, read_nyuv2_split
-from evaluation.datasets.sintel import SintelFlow, read_flo, write_flo
+from evaluation.readers.nyuv2 import NYU_DEPTH_INTRINSICS, NYUv2, read_nyuv2_split
+from evaluation.readers.sintel import SintelFlow, read_flo, write_flo
 
 __all__ = ["NYU_DEPTH_INTRINSICS", "NYUv2", "read_nyuv2_split", "SintelFlow", "read_flo", "write_flo"]

@@ -9,7 +9,7 @@ import pytest
 from external_files import flo_bytes as _flo_bytes
 from external_files import write_nyuv2 as _write_nyu
 from external_files import write_nyuv2_splits, write_sintel_scene
-from evaluation.datasets import NYUv2, SintelFlow, read_flo, read_nyuv2_split, write_flo
+from evaluation.readers import NYUv2, SintelFlow, read_flo, read_nyuv2_split, write_flo
 
 
 def test_nyuv2_reads_labeled_mat_and_split(tmp_path):
