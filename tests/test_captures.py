@@ -26,9 +26,8 @@ from tests.capture_layouts import (
 
 
 @pytest.fixture(scope="module")
-def rendered():
-    with EmbeddedRenderer() as renderer:
-        return render_sequence(renderer, n=6)
+def rendered(rendered_capture_sequence):
+    return rendered_capture_sequence
 
 
 def _assert_close(a, b, tol=1e-6):

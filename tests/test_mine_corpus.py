@@ -17,9 +17,8 @@ from pipeline.corpus.mine import merge_mined_corpus, plan_mine_units, run_mine_u
 from pipeline.corpus.verify import verify_corpus
 from pipeline.mine_config import load_mine_config
 from rendering.captures import CaptureError
-from rendering.backends.embedded import EmbeddedRenderer
 from rendering.shards import read_shard
-from tests.capture_layouts import render_sequence, write_arkitscenes, write_scannet
+from tests.capture_layouts import write_arkitscenes, write_scannet
 
 CONFIG = """
 run_dir = "run"
@@ -44,9 +43,8 @@ max_pairs_per_frame = 3
 
 
 @pytest.fixture(scope="module")
-def rendered():
-    with EmbeddedRenderer() as renderer:
-        return render_sequence(renderer, n=6)
+def rendered(rendered_capture_sequence):
+    return rendered_capture_sequence
 
 
 def _make(tmp_path: Path, rendered, crops: bool = False) -> Path:
