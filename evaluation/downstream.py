@@ -1,13 +1,6 @@
 """A pretrained backbone plus a task head, and which of its weights each protocol trains.
 
-* ``depth`` (monocular): DPT head on four encoder blocks of the image.
-* ``flow`` (binocular, view 1 -> view 2): both views encoded, view 1 decoded attending to view 2;
-  DPT head on the encoder's last block and three decoder blocks (CroCo-Flow's layout). The head
-  works in units of ``flow_scale`` pixels (the training flow's RMS): pixel targets are ~100x the
-  freshly initialised head's output, and in pixel units the Laplacian loss's scale channel gets
-  gradients ~|flow| times those of the flow channels, so the flow stalls at zero for dozens of
-  steps. The model still returns pixels (and log b in pixels).
-* ``pose`` (binocular): :class:`PoseHead` on the last decoder block's tokens.
+The heads and forward passes of the kinds of task (depth, flow, pose) are in evaluation.kinds.
 
 Backbones per method: CroCo v1/v2 bring their own encoder and cross-view decoder. MAE has no
 cross-view decoder, so for binocular tasks its pretrained encoder is put in a CroCo v1 network
@@ -26,11 +19,12 @@ import math
 import torch
 from torch import nn
 
-from evaluation.heads import DPTHead, PoseHead, hook_indices
+from evaluation.kinds import KINDS, flow, head_kind
 from training.methods import get_method
 from training.models import IMAGENET_MEAN, IMAGENET_STD, CroCoNet, MaskedViT
-BINOCULAR = ("flow", "pose")
-FLOW_SCALE_DIVISOR = 8.0  # default flow unit = image size / 8 pixels
+
+BINOCULAR = tuple(name for name, kind in KINDS.items() if kind.TWO_VIEW)  # zero-shot kinds read two views too
+FLOW_SCALE_DIVISOR = flow.FLOW_SCALE_DIVISOR
 
 
 def backbone_for_task(method: str, task: str, backbone: MaskedViT) -> tuple[MaskedViT, set[str]]:
@@ -49,10 +43,12 @@ def backbone_for_task(method: str, task: str, backbone: MaskedViT) -> tuple[Mask
 
 
 class DownstreamModel(nn.Module):
+    """A backbone plus the head of a kind of task; the kind (evaluation.kinds) builds the head and
+    runs the forward pass."""
+
     def __init__(self, task: str, backbone: MaskedViT, head_features: int = 64) -> None:
         super().__init__()
-        if task not in ("depth", "flow", "pose"):
-            raise ValueError(f"unknown task {task!r}; allowed: depth, flow, pose")
+        self.kind = head_kind(task)
         self.task = task
         self.backbone = backbone
         spec = backbone.spec
@@ -60,16 +56,7 @@ class DownstreamModel(nn.Module):
         self.img_size = spec.img_size
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if task == "depth":
-            self.enc_hooks = hook_indices(spec.enc_depth)
-            self.head = DPTHead([spec.enc_dim] * 4, 1, head_features)
-        elif task == "flow":
-            self.dec_hooks = hook_indices(spec.dec_depth, 3)
-            self.head = DPTHead([spec.enc_dim] + [spec.dec_dim] * 3, 3, head_features)
-            # Until set_flow_scale: a fixed fraction of the image size (flow grows with it).
-            self.register_buffer("flow_scale", torch.tensor(self.img_size / FLOW_SCALE_DIVISOR))
-        else:
-            self.head = PoseHead(spec.dec_dim)
+        self.kind.build(self, spec, head_features)
 
     def set_depth_prior(self, mean_log_depth: float) -> None:
         """Start the depth head at the training set's mean log-depth (the head's last bias)."""
@@ -92,21 +79,19 @@ class DownstreamModel(nn.Module):
         x = img.permute(0, 3, 1, 2).float() / 255.0
         return (x - self.mean) / self.std
 
+    def two_view_features(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[list, list]:
+        """(encoder blocks of view 1, decoder blocks of view 1 attending to view 2)."""
+        feat1, pos1, blocks1 = self.backbone.encode(x1)
+        feat2, pos2, _ = self.backbone.encode(x2)
+        return blocks1, self.backbone.decode(feat1, pos1, feat2, pos2)
+
     def forward(self, img1: torch.Tensor, img2: torch.Tensor | None = None):
         x1 = self.normalise(img1)
-        if self.task == "depth":
-            _, _, blocks = self.backbone.encode(x1)
-            return self.head([blocks[i] for i in self.enc_hooks], self.grid, self.img_size)  # log-depth
+        if not self.kind.TWO_VIEW:
+            return self.kind.forward(self, x1, None)
         if img2 is None:
             raise ValueError(f"task {self.task!r} needs both views")
-        feat1, pos1, blocks1 = self.backbone.encode(x1)
-        feat2, pos2, _ = self.backbone.encode(self.normalise(img2))
-        dec = self.backbone.decode(feat1, pos1, feat2, pos2)
-        if self.task == "flow":
-            out = self.head([blocks1[-1]] + [dec[i] for i in self.dec_hooks], self.grid, self.img_size)
-            # (flow, log b) in pixels from the head's flow_scale units
-            return torch.cat([out[:, :2] * self.flow_scale, out[:, 2:] + torch.log(self.flow_scale)], dim=1)
-        return self.head(dec[-1])
+        return self.kind.forward(self, x1, self.normalise(img2))
 
 
 def configure_protocol(model: DownstreamModel, pretrained: set[str], protocol: str) -> dict[str, list[nn.Parameter]]:

@@ -24,6 +24,9 @@ from rendering.camera import check_pose, pixel_rays
 from rendering.covisibility import DEFAULT_ABS_TOLERANCE_M, DEFAULT_REL_TOLERANCE, covisible_pixels
 
 
+MIN_BASELINE_M = 1e-3  # below this the translation direction of a pair is undefined
+
+
 @dataclass(frozen=True)
 class PairSample:
     """One decoded pair of the shard schema (rendering.shards; README "Formats"), depths in metres."""
@@ -185,3 +188,17 @@ def crop_pair(pair: PairSample, top: int, left: int, size: int) -> PairSample:
         cam2world1=pair.cam2world1,
         cam2world2=pair.cam2world2,
     )
+
+
+def swapped(pair: PairSample) -> PairSample:
+    return PairSample(
+        key=pair.key + "-swap", scene_id=pair.scene_id, img1=pair.img2, img2=pair.img1,
+        depth1=pair.depth2, depth2=pair.depth1, K1=pair.K2, K2=pair.K1,
+        cam2world1=pair.cam2world2, cam2world2=pair.cam2world1,
+    )
+
+
+def rotation_angle_deg(cam2world1: np.ndarray, cam2world2: np.ndarray) -> float:
+    """Angle of the relative rotation between the two cameras, degrees."""
+    R = relative_pose(cam2world1, cam2world2)[:3, :3]
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))

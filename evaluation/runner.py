@@ -18,8 +18,8 @@ import torch
 from evaluation.config import TASK_KIND, EvaluateConfig
 from evaluation.val_split import TaskArrays
 from evaluation.downstream import DownstreamModel, backbone_for_task, configure_protocol, cosine_lr, count_parameters
-from evaluation.heads import default_head_features, l1_flow_loss, laplacian_flow_loss, pose_loss, silog_loss
-from evaluation.metrics import depth_metrics, flow_metrics, pose_metrics
+from evaluation.heads import default_head_features
+from evaluation.kinds import flow as flow_kind
 from rendering.atomic import atomic_write_text
 from training.methods import get_method
 from training.models import MaskedViT, ModelSpec, build_from_spec, load_backbone
@@ -40,46 +40,19 @@ def _batch(data: TaskArrays, idx: np.ndarray, device: torch.device) -> dict[str,
 
 
 def _loss(model: DownstreamModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    if model.task == "depth":
-        log_pred = model(batch["img1"])[:, 0]
-        depth = batch["depth"]
-        return silog_loss(log_pred, depth, depth > 0)
-    if model.task == "flow":
-        pred = model(batch["img1"], batch["img2"])
-        return laplacian_flow_loss(pred, batch["flow"].permute(0, 3, 1, 2).float(), batch["valid"])
-    r, t = model(batch["img1"], batch["img2"])
-    return pose_loss(r, t, batch["rotation"].float(), batch["direction"].float())
+    return model.kind.loss(model, batch)
 
 
 @torch.no_grad()
 def predict_and_score(model: DownstreamModel, data: TaskArrays, batch_size: int, device: torch.device) -> dict:
     """Metrics of ``model`` on every sample of ``data``."""
     model.eval()
-    preds: list[np.ndarray] = []
-    rots: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(data), batch_size):
         b = _batch(data, np.arange(start, min(start + batch_size, len(data))), device)
-        if model.task == "depth":
-            preds.append(torch.exp(model(b["img1"])[:, 0].float().clamp(-10, 10)).cpu().numpy())
-        elif model.task == "flow":
-            preds.append(model(b["img1"], b["img2"])[:, :2].permute(0, 2, 3, 1).float().cpu().numpy())
-        else:
-            r, t = model(b["img1"], b["img2"])
-            rots.append(r.float().cpu().numpy())
-            preds.append(t.float().cpu().numpy())
-    a = data.arrays
-    if model.task == "depth":
-        pred = np.concatenate(preds)
-        metric = depth_metrics(pred, a["depth"])
-        scaled = depth_metrics(pred, a["depth"], median_scaling=True)
-        return {**metric, **{f"{k}_median_scaled": v for k, v in scaled.items() if k != "n_pixels"}}
-    if model.task == "flow":
-        metrics = flow_metrics(np.concatenate(preds), a["flow"], a["valid"])
-        metrics["zero_flow_epe"] = flow_metrics(np.zeros_like(a["flow"]), a["flow"], a["valid"])["epe"]  # reference
-        if data.to_original_px is not None:  # external-dataset flow: also in the dataset's own pixels
-            metrics["epe_original_px"] = metrics["epe"] * data.to_original_px
-        return metrics
-    return pose_metrics(np.concatenate(rots), np.concatenate(preds), a["rotation"], a["direction"])
+        for key, value in model.kind.predict(model, b).items():
+            parts.setdefault(key, []).append(value)
+    return model.kind.score({k: np.concatenate(v) for k, v in parts.items()}, data)
 
 
 def train_head(
@@ -111,12 +84,7 @@ def train_head(
     return history
 
 
-def flow_scale(train: TaskArrays) -> float:
-    """RMS of the training flow's components on covisible pixels, at least 1 px."""
-    flow = train.arrays["flow"][train.arrays["valid"]]
-    if flow.size == 0:
-        raise ValueError("flow training set has no covisible pixel")
-    return max(1.0, float(np.sqrt(np.mean(np.square(flow, dtype=np.float64)))))
+flow_scale = flow_kind.flow_scale
 
 
 def load_method_backbone(method: str, checkpoint: Path | None, spec: ModelSpec, seed: int) -> MaskedViT:
@@ -153,11 +121,7 @@ def run_one(
     net, pretrained = backbone_for_task(method, kind, copy.deepcopy(backbone))  # fine-tuning edits it
     features = head_features or default_head_features(net.spec.enc_dim)
     model = DownstreamModel(kind, net, features)
-    if kind == "depth":
-        d = train.arrays["depth"]
-        model.set_depth_prior(float(np.log(d[d > 0]).mean()))
-    elif kind == "flow":
-        model.set_flow_scale(flow_scale(train))
+    model.kind.prepare(model, train)  # priors from the training data (mean log-depth, flow unit)
     groups = configure_protocol(model, pretrained, cfg.protocol_for(task))
     model.to(device)
     history = train_head(model, groups, train, cfg, seed, device)

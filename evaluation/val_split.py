@@ -15,11 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evaluation.ground_truth import PairSample, crop_pair, pair_flow, relative_pose
+from evaluation.ground_truth import MIN_BASELINE_M, PairSample, crop_pair, swapped  # noqa: F401  (re-exported)
 from rendering.layout import SHARD_GLOB, CorpusLayout
 from rendering.shards import read_shard
 
-MIN_BASELINE_M = 1e-3  # below this the translation direction of a pair is undefined
 
 
 class MissingValSplitError(FileNotFoundError):
@@ -135,14 +134,6 @@ def fit_pair(pair: PairSample, size: int) -> PairSample:
     return crop_pair(pair, (new_h - size) // 2, (new_w - size) // 2, size)
 
 
-def swapped(pair: PairSample) -> PairSample:
-    return PairSample(
-        key=pair.key + "-swap", scene_id=pair.scene_id, img1=pair.img2, img2=pair.img1,
-        depth1=pair.depth2, depth2=pair.depth1, K1=pair.K2, K2=pair.K1,
-        cam2world1=pair.cam2world2, cam2world2=pair.cam2world1,
-    )
-
-
 @dataclass
 class TaskArrays:
     """Inputs and targets of one task as stacked numpy arrays (first axis = sample)."""
@@ -156,63 +147,13 @@ class TaskArrays:
 
 
 def task_arrays(pairs: list[PairSample], task: str, size: int) -> TaskArrays:
-    """Depth: both views of every pair. Flow and pose: both directions of every pair."""
+    """The arrays of a kind of task (evaluation.kinds) from val pairs fitted to ``size``: depth
+    uses both views of every pair, flow and pose both directions of every pair."""
+    from evaluation.kinds import get_kind
+
+    kind = get_kind(task)
     fitted = [fit_pair(p, size) for p in pairs]
-    if task == "depth":
-        imgs = [im for p in fitted for im in (p.img1, p.img2)]
-        depths = [d for p in fitted for d in (p.depth1, p.depth2)]
-        keep = [i for i, d in enumerate(depths) if np.any(d > 0)]
-        out = {"img1": np.stack([imgs[i] for i in keep]), "depth": np.stack([depths[i] for i in keep])}
-    elif task == "flow":
-        rows = []
-        for p in fitted:
-            for q in (p, swapped(p)):
-                flow, covis = pair_flow(q)
-                if covis.any():
-                    rows.append((q.img1, q.img2, np.nan_to_num(flow), covis))
-        if not rows:
-            raise ValueError("no val pair has a covisible pixel at this resolution")
-        out = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(("img1", "img2", "flow", "valid"))}
-    elif task == "correspondence":
-        out = _correspondence_arrays(fitted)
-    elif task == "cross_view_gain":
-        out = {"img1": np.stack([p.img1 for p in fitted]), "img2": np.stack([p.img2 for p in fitted])}
-    elif task == "pose":
-        rows = []
-        for p in fitted:
-            for q in (p, swapped(p)):
-                T = relative_pose(q.cam2world1, q.cam2world2)
-                if np.linalg.norm(T[:3, 3]) >= MIN_BASELINE_M:
-                    rows.append((q.img1, q.img2, T[:3, :3], T[:3, 3] / np.linalg.norm(T[:3, 3])))
-        if not rows:
-            raise ValueError("every val pair has a zero baseline: relative translation direction undefined")
-        out = {k: np.stack([r[i] for r in rows]) for i, k in enumerate(("img1", "img2", "rotation", "direction"))}
-    else:
-        raise ValueError(f"unknown task {task!r}; allowed: depth, flow, pose, correspondence, cross_view_gain")
+    out = kind.arrays(fitted)
     if len(next(iter(out.values()))) == 0:
         raise ValueError(f"task {task}: no usable sample among {len(pairs)} pairs")
     return TaskArrays(task, out)
-
-
-def rotation_angle_deg(cam2world1: np.ndarray, cam2world2: np.ndarray) -> float:
-    """Angle of the relative rotation between the two cameras, degrees."""
-    R = relative_pose(cam2world1, cam2world2)[:3, :3]
-    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
-
-
-def _correspondence_arrays(fitted: list[PairSample]) -> dict[str, np.ndarray]:
-    """Both directions of every pair with a covisible pixel: images, flow, covisible mask, the
-    pair's co-visibility at this crop (min of the two directions, over H*W) and rotation angle."""
-    rows = []
-    for p in fitted:
-        directions = [(q, *pair_flow(q)) for q in (p, swapped(p))]
-        covis = min(float(mask.mean()) for _, _, mask in directions)
-        angle = rotation_angle_deg(p.cam2world1, p.cam2world2)
-        for q, flow, mask in directions:
-            if mask.any():
-                rows.append((q.img1, q.img2, np.nan_to_num(flow), mask, covis, angle))
-    if not rows:
-        raise ValueError("no val pair has a covisible pixel at this resolution")
-    keys = ("img1", "img2", "flow", "valid", "covis", "rotation_deg")
-    return {k: np.stack([r[i] for r in rows]) if i < 4 else np.asarray([r[i] for r in rows], np.float64)
-            for i, k in enumerate(keys)}
