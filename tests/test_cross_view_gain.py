@@ -96,6 +96,7 @@ def test_real_croco_gain_is_finite_and_mae_is_undefined():
         cross_view_gain(build_model("mae", "test"), img1, img2, mask)
 
 
+@pytest.mark.slow
 def test_pretraining_logs_the_gain_on_held_out_pairs(tmp_path):
     from training.config import PretrainConfig
     from training.synthetic import write_synthetic_corpus

@@ -125,6 +125,7 @@ def test_corpus_results_stay_valid_when_an_external_dataset_is_added(tmp_path):
     assert with_sintel.fingerprint(spec, "sintel_clean") != moved.fingerprint(spec, "sintel_clean")
 
 
+@pytest.mark.slow
 def test_external_dataset_jobs_fill_the_table_beside_the_paper(tmp_path, one_torch_thread):
     from evaluation.jobs import run_job
     from evaluation.plan import pending_jobs, plan_jobs

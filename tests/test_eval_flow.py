@@ -70,6 +70,7 @@ def run(tmp_path):
     return config, run_dir
 
 
+@pytest.mark.slow
 def test_evaluate_fills_table_and_second_run_does_no_work(run):
     config, run_dir = run
     first = _evaluate(config)

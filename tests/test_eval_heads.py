@@ -142,6 +142,7 @@ def _geometric_flow_arrays(size: int = SIZE) -> TaskArrays:
     return task_arrays(pairs, "flow", size)
 
 
+@pytest.mark.slow
 def test_flow_head_overfits_one_batch_of_geometric_flow():
     """Regression: in pixel units the Laplacian loss's scale channel swamped the flow channels
     and the flow stayed at zero for dozens of steps (for every backbone) once flows were many

@@ -90,6 +90,7 @@ def _cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_finished_run_does_no_work(complete_run):
     from pipeline.resolved import resolve_run
     from pipeline.stages import corpus_done, pretrain_done, pretrain_methods
@@ -180,6 +181,7 @@ def test_scheduled_deployment_run_completes(complete_run, tmp_path):
                     proc.kill()
 
 
+@pytest.mark.slow
 def test_flow_ground_truth_on_rendered_pairs(complete_run):
     """Real pairs from the embedded renderer (JPEG, procedural scenes): warping view 2 by the
     ground-truth flow matches view 1 on covisible pixels far better than a 2-px-perturbed flow."""

@@ -84,6 +84,7 @@ def _task_runs_of_last_flow_run(db: Path) -> list[tuple[str, str]]:
         return con.execute("SELECT name, state_type FROM task_run WHERE flow_run_id = ?", (flow_run_id,)).fetchall()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, prefect_server):
     api_url, database = prefect_server
     extra = "pairs_per_scene = 8"

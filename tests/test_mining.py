@@ -169,6 +169,7 @@ def test_materialised_crops_keep_depth_consistent_with_the_adjusted_K(rendered, 
     assert again.score > 0.3
 
 
+@pytest.mark.slow
 def test_the_mining_path_imports_no_torch():
     import subprocess
     import sys

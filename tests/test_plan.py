@@ -68,6 +68,7 @@ def _counted(fn) -> int:
     return counter.get_total_flops()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["test", "tiny"])
 @pytest.mark.parametrize("method", ["croco_v1", "croco_v2", "mae"])
 def test_flop_model_equals_torch_counter(method, preset):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CONFIG = """
 run_dir = "run"
 
@@ -50,6 +52,7 @@ def _crocopipe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=540)
 
 
+@pytest.mark.slow
 def test_run_from_scratch_fills_the_table_and_a_second_run_does_no_work(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(CONFIG)

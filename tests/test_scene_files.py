@@ -216,6 +216,7 @@ def test_render_pairs_takes_up_and_scale_and_refuses_the_wrong_axis(tmp_path: Pa
             assert 1.1 < y < 1.9 and 0 < x < 8 and 0 < z < 8
 
 
+@pytest.mark.slow
 def test_lambert_shading_gives_flat_colours_detail_identical_in_every_render(tmp_path: Path, room: Path):
     from rendering import camera
     from rendering.backends.embedded import EmbeddedRenderer

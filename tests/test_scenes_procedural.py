@@ -41,6 +41,7 @@ def test_same_seed_same_glb_bytes_different_seeds_differ():
     assert not (grid_a.shape == grid_c.shape and np.array_equal(grid_a.mask, grid_c.mask))
 
 
+@pytest.mark.slow
 def test_glb_bytes_do_not_depend_on_the_process(tmp_path: Path):
     """Workers in other processes (other hash seeds) must export the very same file."""
     code = (

@@ -177,6 +177,7 @@ def test_all_shards_unreadable_raises(tmp_path) -> None:
 # ------------------------------------------------------------------ training
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_outputs(corpus, tmp_path) -> None:
     out = tmp_path / "croco_v2"
     cfg = small_config(epochs=12, steps_per_epoch=8, figure_every=40, base_lr=0.05)  # 48 steps

@@ -44,6 +44,7 @@ def losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
 
 
+@pytest.mark.slow
 def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(corpus, tmp_path) -> None:
     cfg = tiny_config(epochs=2, checkpoint_every=2)  # 8 steps
     (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
@@ -68,6 +69,7 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(corpus, tmp_
         assert b[step] == pytest.approx(a[step], rel=1e-4), step
 
 
+@pytest.mark.slow
 def test_two_rank_gloo_ddp_completes_with_equal_steps_and_resumes_alone(corpus, tmp_path) -> None:
     cfg = tiny_config(nproc=2, batch_size=2, accumulation=2, epochs=1, steps_per_epoch=6, warmup_epochs=0,
                       checkpoint_every=3)
@@ -91,6 +93,7 @@ def test_two_rank_gloo_ddp_completes_with_equal_steps_and_resumes_alone(corpus, 
     assert summary["resumed_from"] == 6 and sorted(losses(tmp_path / "alone")) == [7, 8, 9]
 
 
+@pytest.mark.slow
 def test_launcher_reports_the_failing_ranks_traceback(tmp_path) -> None:
     empty = tmp_path / "corpus"
     empty.mkdir()
