@@ -138,14 +138,13 @@ _TASKS = (
     Task("flow", "flow", CORPUS, FLOW_METRICS,
          PaperFigure("paper: Sintel EPE clean / final", "epe", {"croco_v1": "3.00 / 3.60", "mae": "4.63 / 5.24"})),
     Task("pose", "pose", CORPUS, POSE_METRICS),
+    Task("correspondence", "correspondence", CORPUS, CORRESPONDENCE_METRICS, zero_shot=True),
+    Task("cross_view_gain", "cross_view_gain", CORPUS, CROSS_VIEW_METRICS, zero_shot=True),
     Task("nyuv2", "depth", "nyuv2", DEPTH_METRICS, PaperFigure("paper: δ1 (%)", "delta1", _NYU_DELTA1)),
     Task("sintel_clean", "flow", "sintel", SINTEL_METRICS,
          PaperFigure("paper: EPE (orig. px)", "epe_original_px", {"croco_v1": "3.00", "mae": "4.63"}), "clean"),
     Task("sintel_final", "flow", "sintel", SINTEL_METRICS,
          PaperFigure("paper: EPE (orig. px)", "epe_original_px", {"croco_v1": "3.60", "mae": "5.24"}), "final"),
-    # training-free tasks last, so the listed names keep the head tasks together
-    Task("correspondence", "correspondence", CORPUS, CORRESPONDENCE_METRICS, zero_shot=True),
-    Task("cross_view_gain", "cross_view_gain", CORPUS, CROSS_VIEW_METRICS, zero_shot=True),
 )
 TASKS: dict[str, Task] = {t.name: t for t in _TASKS}
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)

@@ -44,7 +44,7 @@ def pretrain(
     for where, folder in corpora:
         manifest = CorpusLayout(Path(folder)).manifest
         if not manifest.is_file():
-            typer.echo(f"{where}: no corpus at {folder} ({manifest.name} missing): generate the corpus first (or mine it)", err=True)
+            typer.echo(f"{where}: no corpus at {folder} ({manifest.name} missing): generate (or mine) it first", err=True)
             raise typer.Exit(2)
     configure_prefect(run.prefect_home)
     from pipeline.flows.pretrain import pretrain_flow
