@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 link.symlink_to(base.layout.corpus_dir.resolve(), target_is_directory=True)
             t1 = time.perf_counter()
             for method in run.pretrain.methods:
-                out = run.layout.root / "pretrain" / method
+                out = run.layout.pretrain(method).root
                 if not is_complete(out, run.pretrain):
                     train(run.pretrain, method, run.layout.corpus_dir, out)
             timings[f"seed{seed}_pretrain_s"] = round(time.perf_counter() - t1, 1)

@@ -127,6 +127,7 @@ def plan_run(run: RunConfig) -> RunPlan:
 
 
 def _evaluate_stage(run: RunConfig, counts: dict, spec, tflops: float, mono, bino) -> StagePlan:
+    from evaluation.kinds import get_kind
     from evaluation.tasks import CORPUS, get_task
 
     cfg = run.evaluate
@@ -138,7 +139,7 @@ def _evaluate_stage(run: RunConfig, counts: dict, spec, tflops: float, mono, bin
     flops = 0
     for task in cfg.tasks:
         entry = get_task(task)
-        forward = mono(spec) if entry.kind == "depth" else bino(spec)
+        forward = bino(spec) if get_kind(entry.kind).TWO_VIEW else mono(spec)
         if entry.zero_shot:
             per_seed = 2 * val_pairs * forward  # both directions / true + mismatched reference
         else:
