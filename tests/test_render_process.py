@@ -70,3 +70,14 @@ def test_llvmpipe_rasterises_inline_only_with_a_process_per_core(monkeypatch):
     monkeypatch.setenv("LP_NUM_THREADS", "3")  # the user's choice wins
     unit.configure_render_process(cores * 2)
     assert os.environ["LP_NUM_THREADS"] == "3"
+
+
+def test_a_warmed_up_pool_has_every_render_process_started_and_configured():
+    workers = max(2, available_cores())  # a process per core: llvmpipe rasterises inline
+    pool = unit.render_process_pool(workers, "embedded", {}, warm_up=True)
+    try:
+        assert len(pool._processes) == workers  # started by the warm-up, before any unit
+        settings = {pool.submit(os.getenv, "LP_NUM_THREADS").result() for _ in range(workers)}
+        assert settings == {os.environ.get("LP_NUM_THREADS", "0")}
+    finally:
+        pool.shutdown(wait=True)

@@ -12,8 +12,10 @@ or on a Dask worker; each process creates its renderer once, on first use, after
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,32 @@ def process_renderer(backend: str, options: dict[str, Any] | None = None) -> Ren
     if key not in cache:
         cache[key] = create_renderer(backend, **(options or {}))
     return cache[key]
+
+
+def render_process_pool(
+    workers: int, backend: str, options: dict[str, Any] | None = None, warm_up: bool = False
+) -> ProcessPoolExecutor:
+    """A spawn pool of ``workers`` render processes (:func:`configure_render_process` first in each).
+
+    ``warm_up`` starts every process now and has it import the sampler and create its renderer,
+    so that this start-up (seconds per process) overlaps whatever the caller does next instead of
+    delaying the first units.
+    """
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=configure_render_process, initargs=(workers,),
+    )
+    if warm_up:
+        for _ in range(workers):  # each submission starts a process while none is idle
+            pool.submit(warm_up_render_process, backend, options)
+    return pool
+
+
+def warm_up_render_process(backend: str, options: dict[str, Any] | None = None) -> None:
+    """Import the sampler and create this process's renderer ahead of its first unit."""
+    import rendering.sampling  # noqa: F401  (numpy, scipy and the camera code: most of the import time)
+
+    process_renderer(backend, options)
 
 
 def process_scene(renderer: Renderer, scene: SceneSpec) -> NavigableSpace:

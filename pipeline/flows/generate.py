@@ -11,7 +11,6 @@ Import this module only after pipeline.prefect_env.configure_prefect.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +26,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pipeline.config import CorpusConfig, RunConfig
 from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
 from pipeline.corpus.plan import WorkUnit, plan_units
-from pipeline.corpus.unit import completed_unit, configure_render_process, run_unit
+from pipeline.corpus.unit import completed_unit, render_process_pool, run_unit
 from rendering.layout import RunLayout
 
 # Set by the flow for the duration of its run (tasks run in threads of the flow's process);
@@ -115,17 +114,15 @@ def generate_corpus(run_dir: str, corpus_json: str) -> dict:
 
 
 @contextmanager
-def _unit_executor(corpus: CorpusConfig) -> Iterator[None]:
+def _unit_executor(corpus: CorpusConfig, warm_up: bool = False) -> Iterator[None]:
     """A spawn process pool of ``workers`` renderers for the flow run (threads task runner; on
-    Dask each unit runs in its Dask worker process instead)."""
+    Dask each unit runs in its Dask worker process instead). A pool that run_generate already
+    opened around the flow, warmed up while the Prefect server started, is used as it is."""
     global _EXECUTOR
-    if corpus.task_runner != "threads":
+    if corpus.task_runner != "threads" or _EXECUTOR is not None:
         yield
         return
-    executor = ProcessPoolExecutor(
-        max_workers=corpus.workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=configure_render_process, initargs=(corpus.workers,),
-    )
+    executor = render_process_pool(corpus.workers, corpus.backend, corpus.backend_options, warm_up=warm_up)
     _EXECUTOR = executor
     try:
         yield
@@ -183,8 +180,10 @@ def run_generate(config: RunConfig, progress: ProgressCallback | None = None, hi
     _PROGRESS = progress
     try:
         # Task results and cache records live in the run folder (the default result storage is a
-        # local folder; an unsaved storage block cannot be passed to tasks in Prefect 3).
-        with command_api(), temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.layout.prefect_results}):
+        # local folder; an unsaved storage block cannot be passed to tasks in Prefect 3). The
+        # render processes start while the Prefect server does.
+        with _unit_executor(config.corpus, warm_up=True), command_api(), \
+                temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.layout.prefect_results}):
             state = flow_fn(str(config.run_dir), config.corpus.model_dump_json(), return_state=True)
             result = state.result()
             flow_run_id = state.state_details.flow_run_id
