@@ -125,3 +125,18 @@ def test_cross_view_interval_must_align_with_logging():
     with pytest.raises(ValueError, match="cross_view_every 15 must be a multiple of log_every 10"):
         PretrainConfig(cross_view_every=15, log_every=10)
     assert PretrainConfig(cross_view_every=0, log_every=7).cross_view_every == 0
+
+
+def test_held_out_views_come_round_robin_from_the_val_shards(tmp_path):
+    from rendering.shards import read_shard
+    from training.cross_view import centre_crop, held_out_views
+    from training.synthetic import write_synthetic_corpus
+
+    assert held_out_views(tmp_path, 32, 4) is None  # no val split
+    shards = write_synthetic_corpus(tmp_path, shards=3, pairs_per_shard=4, size=40, split="val")
+    first_two = [[centre_crop(s["img1"], 32) for s in list(read_shard(p))[:2]] for p in sorted(shards)]
+    views1, views2 = held_out_views(tmp_path, 32, 5)
+    assert views1.shape == (5, 32, 32, 3) and views2.shape == (5, 32, 32, 3)
+    # shard 0 pair 0, shard 1 pair 0, shard 2 pair 0, shard 0 pair 1, shard 1 pair 1
+    expected = [first_two[0][0], first_two[1][0], first_two[2][0], first_two[0][1], first_two[1][1]]
+    assert all(np.array_equal(v, e) for v, e in zip(views1, expected))

@@ -100,21 +100,30 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def held_out_views(corpus_dir: str | Path, crop: int, max_pairs: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Up to ``max_pairs`` val pairs (uint8, centre-cropped), or None when the corpus has no val split."""
+    """Up to ``max_pairs`` val pairs (uint8, centre-cropped), or None when the corpus has fewer than 2.
+
+    Taken round-robin from the val shards (a shard holds one scene), so that a pair's mismatched
+    reference, half the set away, comes from another scene whenever the split has several.
+    """
     from rendering.shards import SHARD_GLOB, read_shard
 
     folder = Path(corpus_dir) / "shards" / "val"
     shards = sorted(folder.glob(SHARD_GLOB)) if folder.is_dir() else []
-    views1, views2 = [], []
-    for shard in shards:
-        for sample in read_shard(shard):
-            views1.append(centre_crop(sample["img1"], crop))
-            views2.append(centre_crop(sample["img2"], crop))
-            if len(views1) >= max_pairs:
-                return np.stack(views1), np.stack(views2)
-    if len(views1) < 2:
+    if not shards:
         return None
-    return np.stack(views1), np.stack(views2)
+    per_shard = -(-max_pairs // len(shards))
+    columns = []
+    for shard in shards:
+        taken = []
+        for sample in read_shard(shard):
+            taken.append((centre_crop(sample["img1"], crop), centre_crop(sample["img2"], crop)))
+            if len(taken) >= per_shard:
+                break
+        columns.append(taken)
+    picked = [col[i] for i in range(per_shard) for col in columns if i < len(col)][:max_pairs]
+    if len(picked) < 2:
+        return None
+    return np.stack([a for a, _ in picked]), np.stack([b for _, b in picked])
 
 
 class CrossViewMonitor:
