@@ -119,6 +119,8 @@ def summarise(errors: list[PairErrors], multiples: tuple[int, ...], patch: int) 
     out["median_epe"] = float(np.median(matched)) if matched.size else float("nan")
     zero = np.concatenate([e.zero_motion for e in errors])
     out["zero_motion_median_epe"] = float(np.median(zero)) if zero.size else float("nan")
+    for m in multiples:  # what features that encode only the position would reach
+        out[f"zero_motion_{recall_key(m)}"] = float(np.mean(zero <= m * patch)) if zero.size else float("nan")
     out["matched_fraction"] = float(matched.size / err.size) if err.size else float("nan")
     out["n_points"] = int(err.size)
     out["n_pairs"] = int(sum(1 for e in errors if e.error.size))

@@ -210,7 +210,9 @@ def correspondence_context(run_dir: Path, methods: list[str], tasks: list[str], 
     chance = {k.removeprefix("enc_chance_"): v for k, v in first["metrics"].items() if k.startswith("enc_chance_")}
     return {"thresholds_px": first.get("thresholds_px", {}), "chance_recall": chance, "bins": bins,
             "matching": first.get("matching", "one_way"),
-            "zero_motion_epe": first["metrics"].get("enc_zero_motion_median_epe")}
+            "zero_motion_epe": first["metrics"].get("enc_zero_motion_median_epe"),
+            "zero_motion_recall": {k.removeprefix("enc_zero_motion_"): v for k, v in first["metrics"].items()
+                                   if k.startswith("enc_zero_motion_recall")}}
 
 
 def _data_notes(tasks: list[str], context: dict) -> list[str]:
@@ -233,6 +235,9 @@ def _data_notes(tasks: list[str], context: dict) -> list[str]:
             + (f"; a random match reaches {', '.join(f'{100 * v:.1f}%' for v in chance.values())}" if chance else "")
             + (f"; matching every point to its own position (zero motion) gives median EPE "
                f"{context['zero_motion_epe']:.2f} px" if context.get("zero_motion_epe") is not None else "")
+            + (f" and recall {', '.join(f'{100 * v:.1f}%' for v in context['zero_motion_recall'].values())}"
+               if context.get("zero_motion_recall") else "")
+            + " (features that carry absolute position, e.g. sin-cos embeddings, lean towards that prior)"
             + ". Deterministic given the weights: the seed changes only the random-init baseline."
         )
     if "cross_view_gain" in tasks:

@@ -123,6 +123,7 @@ def test_thresholds_are_inclusive_multiples_of_the_patch_width():
     assert m["recall_8p"] == pytest.approx(4 / 5)
     assert m["median_epe"] == pytest.approx(5.0)
     assert m["zero_motion_median_epe"] == pytest.approx(5.0)  # the query's own position is candidate 0
+    assert m["zero_motion_recall_1p"] == pytest.approx(2 / 5) and m["zero_motion_recall_8p"] == pytest.approx(4 / 5)
 
 
 def test_bins_by_covisibility_and_rotation():
