@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg, spec = evaluation.config, evaluation.spec
             for job in plan_jobs(run.layout, cfg):
                 run_job(job, str(run.layout.corpus_dir), cfg, spec)
-            write_tables(run.layout.root, list(cfg.methods), list(cfg.tasks), list(cfg.seeds))
+            write_tables(run.layout.root, list(cfg.methods), list(cfg.tasks), list(cfg.seeds),
+                         {"protocol": cfg.protocol, "steps": cfg.steps})
             timings[f"seed{seed}_evaluate_s"] = round(time.perf_counter() - t1, 1)
             per_seed[seed] = {
                 (m, t): json.loads(run.layout.result(m, t, seed).read_text())["metrics"]
