@@ -8,13 +8,38 @@ fast and Prefect reads the right settings.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="CroCo-style pair corpora, pretraining and evaluation as resumable Prefect flows.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # help texts name TOML sections like [corpus]: print them as written
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("crocopipe")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        typer.echo(f"crocopipe {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """CroCo-style pair corpora, pretraining and evaluation as resumable Prefect flows."""
 
 # Command registrations (one line each): app.command("name")(module.function)
 from pipeline.commands import pretrain as _pretrain  # noqa: E402

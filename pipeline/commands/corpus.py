@@ -54,6 +54,12 @@ def generate(config: Path = typer.Argument(..., help="run TOML with a [corpus] s
                        f"{counts['pairs']['train']} train + {counts['pairs']['val']} val pairs in "
                        f"{len(units)} shards (run `crocopipe verify {run.corpus_dir}` to check every byte)")
             return
+        from pipeline.preflight import check_packages
+
+        try:
+            check_packages(run.corpus)  # an optional backend that is missing: before Prefect starts
+        except ConfigError as err:
+            _fail(err, EXIT_BAD_INPUT)
         _generate_locked(run, len(units))
     finally:
         lock.release()

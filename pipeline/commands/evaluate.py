@@ -9,7 +9,7 @@ import typer
 
 
 def evaluate(
-    config: Path = typer.Argument(..., help="run TOML (its \\[evaluate] section; defaults when absent)"),
+    config: Path = typer.Argument(..., help="run TOML (its [evaluate] section; defaults when absent)"),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="evaluate only this method (repeatable)"),
     task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="only this task: depth, flow, pose, correspondence, cross_view_gain, nyuv2, sintel_clean or sintel_final (repeatable)"),
 ) -> None:

@@ -17,7 +17,7 @@ def _fail(message: object, code: int) -> None:
     raise typer.Exit(code)
 
 
-def mine(config: Path = typer.Argument(..., help="TOML with run_dir and a \\[mine] section")) -> None:
+def mine(config: Path = typer.Argument(..., help="TOML with run_dir and a [mine] section")) -> None:
     """Mine pairs from ScanNet / ARKitScenes / TUM / frames.jsonl sequences into <run_dir>/corpus; re-run to resume."""
     from pipeline.config import ConfigError
     from pipeline.corpus.build import CorpusStateError, check_corpus_dir

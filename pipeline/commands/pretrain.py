@@ -9,7 +9,7 @@ import typer
 
 
 def pretrain(
-    config: Path = typer.Argument(..., help="run TOML with a \\[pretrain] section"),
+    config: Path = typer.Argument(..., help="run TOML with a [pretrain] section"),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="train only this method (repeatable)"),
     nproc: Optional[int] = typer.Option(None, help="processes per node (overrides pretrain.nproc)"),
     nnodes: int = typer.Option(1, help="machines taking part (multi-node: run this command on each)"),

@@ -24,6 +24,24 @@ def _load(config: Path):
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
+def _check_packages(run) -> None:
+    """A corpus still to render whose optional backend is missing: exit 2 before Prefect starts."""
+    from pipeline.config import ConfigError
+    from pipeline.preflight import check_packages
+    from pipeline.stages import corpus_done
+
+    try:
+        done = corpus_done(run)
+    except Exception:  # an unplannable corpus: the generate stage reports it
+        done = False
+    try:
+        if not done:
+            check_packages(run.config.corpus)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
 def _finished(run) -> bool:
     from pipeline.stages import all_done
 
@@ -41,6 +59,7 @@ def run(config: Path = typer.Argument(..., help="run TOML with [corpus], [pretra
     if _finished(resolved):
         typer.echo(f"every stage of {resolved.run_dir} is complete; tables: {resolved.layout.results_md}")
         return
+    _check_packages(resolved)
     try:
         lock = RunLock(resolved.run_dir, purpose="run").acquire()
     except RunLockedError as err:
