@@ -98,6 +98,7 @@ def run_job(job: EvalJob, corpus_dir: str, cfg: EvaluateConfig, spec: dict) -> t
     if counts is not None:
         result["val_pairs_by_source"] = counts
     write_result(Path(job.result), result)
+    write_tensorboard(job, result, cfg)
     return result, False
 
 
@@ -105,3 +106,24 @@ def run_job_in_process(job: dict, corpus_dir: str, config: dict, spec: dict) -> 
     """:func:`run_job` from small picklable values: the body of a job in a spawned job process
     (this module imports neither Prefect nor, until a job runs, torch)."""
     return run_job(EvalJob(**job), corpus_dir, EvaluateConfig.model_validate(config), spec)
+
+
+def write_tensorboard(job: EvalJob, result: dict, cfg: EvaluateConfig) -> Path | None:
+    """The job's metrics as TensorBoard scalars and hparams, beside its result file
+    (``<method>/<task>/tensorboard/seed-<s>/``): `tensorboard --logdir <run_dir>` shows them
+    next to the pretraining curves. Skipped (None) when TensorBoard does not import."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    folder = Path(job.result).parent / "tensorboard" / f"seed-{job.seed}"
+    metrics = {k: float(v) for k, v in result["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    writer = SummaryWriter(str(folder))
+    try:
+        for key, value in metrics.items():
+            writer.add_scalar(f"eval/{job.task}/{key}", value, cfg.steps)
+        writer.add_hparams({"method": job.method, "task": job.task, "seed": job.seed, "protocol": cfg.protocol_overrides.get(job.task, cfg.protocol),
+                            "steps": cfg.steps}, {f"final/{k}": v for k, v in metrics.items()}, run_name="hparams")
+    finally:
+        writer.close()
+    return folder

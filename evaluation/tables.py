@@ -292,31 +292,63 @@ def csv_rows(cells: dict, methods: list[str], tasks: list[str]) -> list[dict]:
     return rows
 
 
-def bar_chart(cells: dict, methods: list[str], tasks: list[str], path: Path) -> None:
+def chart_title(context: dict, seeds: list[int]) -> str:
+    """Run, protocol, head steps and seeds: what a reader needs to place the figure."""
+    run = Path(str(context.get("run_dir", ""))).name or "?"
+    spread = "mean ± std across seeds" if len(seeds) > 1 else "one seed: no spread"
+    return (f"run {run} — protocol {context.get('protocol', '?')}, {context.get('steps', '?')} head steps, "
+            f"seeds {', '.join(map(str, seeds))} ({spread})")
+
+
+def bar_chart(cells: dict, methods: list[str], tasks: list[str], path: Path, context: dict | None = None,
+              seeds: list[int] | None = None) -> None:
+    """One panel per metric; seed spread only where there are several seeds; dashed reference
+    lines for random init ("none") and, on flow EPE, for predicting zero flow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    context = context or {}
+    zero = context.get("zero_flow_epe", {})
     metrics = [(t, key, label, scale) for t in tasks for key, label, scale in TASK_METRICS[t]]
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.4 * rows + 0.6), squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, (t, key, label, scale) in zip(axes.flat, metrics):
+        means = []
         for i, m in enumerate(methods):
             cell = cells[(m, t, key)]
             if cell.undefined:
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8)
                 continue
-            ax.bar(i, cell.mean * scale, yerr=cell.std * scale, capsize=4, color=colours(i), alpha=0.8)
-            # every seed's value as a dot: the spread behind the mean
-            ax.scatter([i] * len(cell.values), [v * scale for v in cell.values], s=12, color="black", zorder=3)
+            several = len(cell.values) > 1  # seed spread only where there are seeds
+            ax.bar(i, cell.mean * scale, yerr=cell.std * scale if several else None, capsize=4 if several else 0,
+                   color=colours(i), alpha=0.8)
+            means.append(cell.mean * scale)
+            if several:  # every seed's value as a dot: the spread behind the mean
+                ax.scatter([i] * len(cell.values), [v * scale for v in cell.values], s=12, color="black", zorder=3)
         ax.set_xticks(range(len(methods)), [METHOD_LABELS.get(m, m).split(" (")[0] for m in methods], rotation=20)
-        arrow = "↑" if HIGHER_IS_BETTER[key] else "↓"
-        ax.set_title(f"{t}: {label} {arrow}", fontsize=10)
+        references = []
+        if "none" in methods and len(methods) > 1 and not cells[("none", t, key)].undefined:
+            references.append(("random init", cells[("none", t, key)].mean * scale, "grey", ":"))
+        if key == "epe" and t in zero:
+            references.append((f"zero flow ({zero[t]:.2f})", zero[t] * scale, "black", "--"))
+        for name, value, colour, style in references:
+            ax.axhline(value, color=colour, linestyle=style, linewidth=1.2, label=name)
+        if references:
+            ax.legend(fontsize=7, loc="best")
+        values = means + [v for _, v, _, _ in references]
+        if values and max(abs(v) for v in values) == 0.0:
+            ax.set_ylim(0.0, 1.0)
+            ax.text(0.5, 0.5, "all 0", transform=ax.transAxes, ha="center", va="center", color="grey")
+        arrow = "↑ better" if HIGHER_IS_BETTER[key] else "↓ better"
+        ax.set_title(f"{t}: {label} ({arrow})", fontsize=10)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
+    if seeds is not None:
+        fig.suptitle(chart_title(context, seeds), fontsize=10)
     fig.tight_layout()
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=110)
@@ -346,7 +378,7 @@ def write_tables(
     writer.writeheader()
     writer.writerows(rows)
     _atomic_text(files["csv"], buf.getvalue())
-    bar_chart(cells, methods, tasks, files["png"])
+    bar_chart(cells, methods, tasks, files["png"], context, seeds)
     return {
         **{kind: str(path) for kind, path in files.items()},
         "markdown_text": md,

@@ -61,6 +61,8 @@ from pipeline.commands import render_pairs as _render_pairs  # noqa: E402
 app.command("render-pairs")(_render_pairs.render_pairs)
 from pipeline.commands import mine as _mine  # noqa: E402
 app.command("mine")(_mine.mine)
+from pipeline.commands import ui as _ui  # noqa: E402
+app.command("ui")(_ui.ui)
 
 
 def main() -> None:

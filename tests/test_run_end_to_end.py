@@ -4,6 +4,7 @@ embedded server for the whole command), the table filled, and a second invocatio
 import csv
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,11 @@ def test_run_from_scratch_fills_the_table_and_a_second_run_does_no_work(tmp_path
     first = _crocopipe("run", str(config), cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("generate", "pretrain", "evaluate"):
-        assert f'{stage}: {{"status": "done"' in first.stdout, first.stdout
+        assert f"{stage}: done" in first.stdout, first.stdout
+    # Not a terminal: plain progress lines, no Prefect log line in between, a clean exit.
+    assert "generate: 2/2 units" in first.stderr and "evaluate: 6/6 jobs" in first.stderr, first.stderr[-3000:]
+    assert not re.search(r"\| (INFO|WARNING|ERROR) +\|", first.stderr), first.stderr[-3000:]
+    assert "Error logging to API" not in first.stderr + first.stdout
 
     run_dir = tmp_path / "run"
     rows = list(csv.DictReader((run_dir / "tables" / "results.csv").open()))

@@ -259,3 +259,22 @@ def test_atomic_save_leaves_no_partial_file(tmp_path) -> None:
     save_atomic({"model": {"w": torch.ones(3)}}, tmp_path / "ck" / "step-00000001.pt")
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["step-00000001.pt"]
     assert latest_valid(tmp_path / "nothing") is None
+
+
+def test_tensorboard_gets_scalars_reconstructions_and_hparams(corpus, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "mae"
+    cfg = small_config(epochs=1, steps_per_epoch=2, figure_every=1, tensorboard=True)
+    train(cfg, "mae", corpus, out)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"pretrain/loss", "pretrain/lr"} <= set(events.Tags()["scalars"])
+    assert "pretrain/reconstruction" in events.Tags()["images"]
+    hparams = EventAccumulator(str(out / "tensorboard" / "hparams"))
+    hparams.Reload()
+    assert "final/loss" in hparams.Tags()["scalars"]
+    import cv2
+
+    figure = cv2.imread(str(sorted((out / "figures").glob("recon-*.png"))[-1]))
+    assert figure.shape[1] == round(2.3 * 3 * 90)  # MAE: masked input, prediction, target (no reference)

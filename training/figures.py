@@ -32,23 +32,31 @@ def reconstruction_images(img1: torch.Tensor, img2: torch.Tensor, out: PretrainO
     return {"masked input": masked_in, "reference": img2, "prediction": recon, "target": img1}
 
 
-def save_reconstruction(path: Path, img1: torch.Tensor, img2: torch.Tensor, out: PretrainOutput, patch: int, rows: int = 4) -> Path:
+def save_reconstruction(path: Path, img1: torch.Tensor, img2: torch.Tensor, out: PretrainOutput, patch: int,
+                        rows: int = 4, title: str = "", uses_reference: bool = True) -> Path:
+    """A grid of up to ``rows`` pairs: masked input, (reference view,) prediction, target, under a
+    title that names the method, step and loss. Single-view methods (MAE) get no reference column."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = reconstruction_images(img1, img2, out, patch)
+    if not uses_reference:
+        panels.pop("reference")
     n = min(rows, img1.shape[0])
-    fig, axes = plt.subplots(n, 4, figsize=(8, 2 * n), squeeze=False)
+    cols = len(panels)
+    fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.3 * n + 0.5), squeeze=False)
     for r in range(n):
-        for c, (title, imgs) in enumerate(panels.items()):
+        for c, (label, imgs) in enumerate(panels.items()):
             axes[r, c].imshow(_to_rgb(imgs[r]))
             axes[r, c].set_axis_off()
             if r == 0:
-                axes[r, c].set_title(title, fontsize=9)
+                axes[r, c].set_title(label, fontsize=12)
+    if title:
+        fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=80)
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
     return path

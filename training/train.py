@@ -178,8 +178,8 @@ def model_args(method: str, model: MaskedViT) -> dict:
 
 
 class MetricsLog:
-    """metrics.jsonl (+ TensorBoard when installed). On resume, lines after the resume step are
-    dropped so a step is never logged twice."""
+    """metrics.jsonl (+ TensorBoard: scalars, reconstruction figures, hparams with the final loss).
+    On resume, lines after the resume step are dropped so a step is never logged twice."""
 
     def __init__(self, out: Path, resume_step: int, tensorboard: bool) -> None:
         self.path = PretrainLayout(out).metrics
@@ -192,8 +192,9 @@ class MetricsLog:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step + 1)
-            except ImportError:
-                log.info("tensorboard not installed: metrics go to metrics.jsonl only")
+            except ImportError as err:
+                log.warning("[pretrain] tensorboard = true but TensorBoard does not import (%s): metrics go to "
+                            "metrics.jsonl only; reinstall with `pip install tensorboard` or set tensorboard = false", err)
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as fh:
@@ -203,9 +204,29 @@ class MetricsLog:
                 if k != "step" and isinstance(v, (int, float)):
                     self.writer.add_scalar(f"pretrain/{k}", v, record["step"])
 
+    def image(self, tag: str, png: Path, step: int) -> None:
+        """A figure already written as PNG (the reconstruction grid) as a TensorBoard image."""
+        if self.writer is None:
+            return
+        import cv2
+
+        bgr = cv2.imread(str(png), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            self.writer.add_image(tag, bgr[:, :, ::-1].copy(), step, dataformats="HWC")
+
+    def hparams(self, hparams: dict, final: dict) -> None:
+        """The run's settings beside its final metrics (TensorBoard's HPARAMS tab)."""
+        if self.writer is not None:
+            self.writer.add_hparams(hparams, {f"final/{k}": v for k, v in final.items()}, run_name="hparams")
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def last_metrics_record(path: Path) -> dict | None:
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+    return json.loads(lines[-1]) if lines else None
 
 
 # ---------------------------------------------------------------- the loop
@@ -354,7 +375,11 @@ def train(
             window_loss.zero_()
             window_steps, window_first, window_t0 = 0, done + 1, time.perf_counter()
         if d.main and (done % cfg.figure_every == 0 or done == total):
-            save_reconstruction(files.figures / f"recon-{done:08d}.png", img1, img2, result, spec.patch_size)
+            figure = save_reconstruction(files.figures / f"recon-{done:08d}.png", img1, img2, result, spec.patch_size,
+                                         title=f"{method}, step {done}/{total}, loss {step_loss:.4f}",
+                                         uses_reference=get_method(method).pretrains_on == "pairs")
+            if metrics is not None:
+                metrics.image("pretrain/reconstruction", figure, done)
         if done % cfg.checkpoint_every == 0 or done == total:
             save(done)
             if fault_after_step is not None and done == fault_after_step:
@@ -373,6 +398,10 @@ def train(
                      "config": cfg.model_dump(mode="json")}, files.weights)
         files.summary.write_text(json.dumps(summary, indent=2))
         if metrics is not None:
+            last = last_metrics_record(files.metrics)
+            metrics.hparams({"method": method, "preset": cfg.preset, "batch_size": cfg.batch_size,
+                             "peak_lr": float(peak), "steps": total, "crop": cfg.crop},
+                            {"loss": float(last["loss"])} if last else {})
             metrics.close()
     if d.world > 1:
         dist.barrier()

@@ -29,7 +29,17 @@ def _corpus_dir(path: Path) -> Path:
     return inner.root if inner.info.exists() else path
 
 
-def generate(config: Path = typer.Argument(..., help="run TOML with a [corpus] section")) -> None:
+VERBOSE_HELP = "also print Prefect's own log lines (always in <run_dir>/prefect/prefect.log)"
+QUIET_HELP = "print only errors and the final summary"
+PLAIN_HELP = "plain progress lines instead of the live display (the default when output is not a terminal)"
+
+
+def generate(
+    config: Path = typer.Argument(..., help="run TOML with a [corpus] section"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
+) -> None:
     """Render the configured pair corpus into <run_dir>/corpus; re-run to resume after a crash."""
     from pipeline.config import ConfigError, load_run_config
     from pipeline.corpus.build import CorpusStateError, check_corpus_dir, finished_corpus
@@ -60,37 +70,39 @@ def generate(config: Path = typer.Argument(..., help="run TOML with a [corpus] s
             check_packages(run.corpus)  # an optional backend that is missing: before Prefect starts
         except ConfigError as err:
             _fail(err, EXIT_BAD_INPUT)
-        _generate_locked(run, len(units))
+        _generate_locked(run, verbose, quiet, plain)
     finally:
         lock.release()
 
 
-def _generate_locked(run, n_units: int) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _generate_locked(run, verbose: bool, quiet: bool, plain: bool) -> None:
+    import time
 
     from pipeline.prefect_env import configure_prefect
 
-    configure_prefect(run.prefect_home)
+    home = configure_prefect(run.prefect_home, verbose=verbose)
+    from pipeline.console import Display, choose_mode, generate_stage, human_seconds
     from pipeline.flows.generate import run_generate
+    from pipeline.resolved import resolved
 
-    with Progress(TextColumn("[bold]units"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}")) as bar:
-        task_id = bar.add_task("", total=n_units)
-
-        def on_unit(summary: dict) -> None:
-            state = "reused" if summary["reused"] else f"{summary['pairs_written']} pairs"
-            bar.update(task_id, completed=summary["done"], description=f"{summary['unit_id']} ({state})")
-
-        try:
-            result = run_generate(run, progress=on_unit)
-        except Exception as err:  # the flow's own error, already logged by Prefect
-            _fail(f"generation failed: {err}. Completed units are kept; re-run the command to resume.", EXIT_FAILED)
+    display = Display([generate_stage(resolved(run), time.time())], mode=choose_mode(quiet, plain))
+    if display.mode != "quiet":
+        display.console.print(f"crocopipe generate {run.run_dir} (Prefect log: {home / 'prefect.log'})",
+                              markup=False, highlight=False, soft_wrap=True)
+    t0 = time.perf_counter()
+    try:
+        with display:
+            result = run_generate(run)
+    except Exception as err:  # the flow's own error, already logged by Prefect
+        _fail(f"generation failed: {err}. Completed units are kept; re-run the command to resume "
+              f"(details: {home / 'prefect.log'}).", EXIT_FAILED)
+    seconds = time.perf_counter() - t0
     counts = result["counts"]
     typer.echo(
         f"corpus {result['corpus_id']} in {result['corpus_dir']}: {counts['pairs']['train']} train + "
         f"{counts['pairs']['val']} val pairs in {result['units']} shards "
         f"({result['units_reused']} units reused, {counts['failed_pairs']} pairs failed); "
-        f"{result['task_runs_recorded']} task runs recorded in Prefect"
+        f"{result['task_runs_recorded']} task runs recorded in Prefect; {human_seconds(seconds)}"
     )
 
 

@@ -12,6 +12,9 @@ def evaluate(
     config: Path = typer.Argument(..., help="run TOML (its [evaluate] section; defaults when absent)"),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="evaluate only this method (repeatable)"),
     task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="only this task: depth, flow, pose, correspondence, cross_view_gain, nyuv2, sintel_clean or sintel_final (repeatable)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also print Prefect's own log lines (always in <run_dir>/prefect/prefect.log)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors and the final summary"),
+    plain: bool = typer.Option(False, "--plain", help="plain progress lines instead of the live display (the default when output is not a terminal)"),
 ) -> None:
     """Train heads on the held-out val scenes (probe or fine-tune) and write <run_dir>/tables/."""
     from pipeline.config import ConfigError
@@ -36,10 +39,16 @@ def evaluate(
     if not todo and tables_current(layout, jobs):
         typer.echo(f"{len(jobs)} evaluations ({len(jobs)} already done); tables up to date: {layout.results_md}")
         return
-    configure_prefect(layout.prefect_home)
-    from pipeline.flows.evaluate import evaluate_flow
+    import time
 
-    out = evaluate_flow(str(layout.root), cfg.model_dump(mode="json"), spec, [j.as_dict() for j in jobs])
-    typer.echo(f"{out['jobs']} evaluations ({out['reused']} already done)")
+    configure_prefect(layout.prefect_home, verbose=verbose)
+    from pipeline.console import Display, choose_mode, evaluate_stage, human_seconds
+    from pipeline.flows.evaluate import evaluate_flow
+    from pipeline.flows.history import command_api
+
+    t0 = time.perf_counter()
+    with Display([evaluate_stage(run, time.time())], mode=choose_mode(quiet, plain)), command_api():
+        out = evaluate_flow(str(layout.root), cfg.model_dump(mode="json"), spec, [j.as_dict() for j in jobs])
+    typer.echo(f"{out['jobs']} evaluations ({out['reused']} already done) in {human_seconds(time.perf_counter() - t0)}")
     for kind, path in out["tables"].items():
         typer.echo(f"{kind}: {path}")

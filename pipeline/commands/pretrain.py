@@ -17,6 +17,9 @@ def pretrain(
     rdzv_endpoint: Optional[str] = typer.Option(None, help="host:port of node 0 for multi-node rendezvous"),
     rdzv_id: str = typer.Option("crocopipe", help="job id shared by all nodes of one run"),
     retries: int = typer.Option(1, min=0, help="task retries; each retry resumes from the last checkpoint"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also print Prefect's and torchrun's log lines (always in <run_dir>/prefect/prefect.log)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors and the final summary"),
+    plain: bool = typer.Option(False, "--plain", help="plain progress lines instead of the live display (the default when output is not a terminal)"),
 ) -> None:
     """Pretrain CroCo v1/v2 and MAE with torchrun (gloo on CPU, NCCL on GPU), resumable."""
     from pipeline.config import ConfigError, load_run_config
@@ -46,10 +49,16 @@ def pretrain(
         if not manifest.is_file():
             typer.echo(f"{where}: no corpus at {folder} ({manifest.name} missing): generate (or mine) it first", err=True)
             raise typer.Exit(2)
-    configure_prefect(run.prefect_home)
+    configure_prefect(run.prefect_home, verbose=verbose)
+    from pipeline.console import Display, choose_mode, pretrain_stage
+    from pipeline.flows.history import command_api
     from pipeline.flows.pretrain import pretrain_flow
+    from pipeline.resolved import resolved
 
     launch = {"nnodes": nnodes, "node_rank": node_rank, "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id}
-    results = pretrain_flow(str(run.run_dir), cfg.model_dump(mode="json"), methods, launch, retries)
+    display = Display([pretrain_stage(resolved(run.model_copy(update={"pretrain": cfg})), methods)],
+                      mode=choose_mode(quiet, plain))
+    with display, command_api():
+        results = pretrain_flow(str(run.run_dir), cfg.model_dump(mode="json"), methods, launch, retries)
     for m, path in results.items():
         typer.echo(f"{m}: {path}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -51,7 +50,17 @@ def _finished(run) -> bool:
         return False
 
 
-def run(config: Path = typer.Argument(..., help="run TOML with [corpus], [pretrain] and [evaluate]")) -> None:
+VERBOSE_HELP = "also print Prefect's own log lines (always in <run_dir>/prefect/prefect.log)"
+QUIET_HELP = "print only errors and the final summary"
+PLAIN_HELP = "plain progress lines instead of the live display (the default when output is not a terminal)"
+
+
+def run(
+    config: Path = typer.Argument(..., help="run TOML with [corpus], [pretrain] and [evaluate]"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
+) -> None:
     """Generate the corpus, pretrain every method, evaluate them and write the tables; re-run to resume."""
     from pipeline.corpus.lock import RunLock, RunLockedError
 
@@ -68,24 +77,61 @@ def run(config: Path = typer.Argument(..., help="run TOML with [corpus], [pretra
     try:
         from pipeline.prefect_env import configure_prefect
 
-        configure_prefect(resolved.layout.prefect_home)
+        home = configure_prefect(resolved.layout.prefect_home, verbose=verbose)
+        from pipeline.console import choose_mode, human_seconds
         from pipeline.flows.history import command_api
         from pipeline.flows.run import run_flow
 
+        display = _run_display(resolved, choose_mode(quiet, plain))
+        if display.mode != "quiet":
+            display.console.print(f"crocopipe run {resolved.run_dir} (Prefect log: {home / 'prefect.log'})",
+                                  markup=False, highlight=False, soft_wrap=True)
         t0 = time.perf_counter()
         try:
             # One API for the whole command: the stages' subflows reuse it instead of starting and
             # stopping an embedded server of their own under the running parent flow.
-            with command_api():
+            with display, command_api():
                 stages = run_flow(str(Path(config).resolve()), resolved)
         except Exception as err:
-            typer.echo(f"error: run failed: {err}. Finished work is kept; re-run the command to resume.", err=True)
+            typer.echo(f"error: run failed: {err}. Finished work is kept; re-run the command to resume "
+                       f"(details: {home / 'prefect.log'}).", err=True)
             raise typer.Exit(EXIT_FAILED) from None
     finally:
         lock.release()
     for name, info in stages.items():
-        typer.echo(f"{name}: {json.dumps(info)}")
-    typer.echo(f"total: {time.perf_counter() - t0:.1f} s")
+        typer.echo(_stage_line(name, info, human_seconds))
+    typer.echo(f"total: {human_seconds(time.perf_counter() - t0)}")
+
+
+def _run_display(resolved, mode: str):
+    """The live display of the three stages; complete ones are marked skipped from the start."""
+    from pipeline.console import Display, evaluate_stage, generate_stage, pretrain_stage
+    from pipeline.stages import corpus_done, pretrain_done, pretrain_methods
+
+    started = time.time()
+    display = Display([generate_stage(resolved, started), pretrain_stage(resolved, pretrain_methods(resolved)),
+                       evaluate_stage(resolved, started)], mode=mode)
+    if corpus_done(resolved):
+        display.skip("generate", "skipped (corpus complete)")
+    if pretrain_done(resolved):
+        display.skip("pretrain", "skipped (weights complete)")
+    return display
+
+
+def _stage_line(name: str, info: dict, human_seconds) -> str:
+    """'generate: done, 8 units (0 reused), 1 min 05 s' -- the stage's result for people."""
+    parts = [str(info.get("status", ""))]
+    if "units" in info:
+        parts.append(f"{info['units']} units ({info.get('units_reused', 0)} reused)")
+    if "methods" in info:
+        parts.append(", ".join(info["methods"]))
+    if "jobs" in info:
+        parts.append(f"{info['jobs']} jobs ({info.get('reused', 0)} reused)")
+    if "markdown" in info:
+        parts.append(str(info["markdown"]))
+    if "seconds" in info:
+        parts.append(human_seconds(float(info["seconds"])))
+    return f"{name}: " + ", ".join(p for p in parts if p)
 
 
 def schedule(

@@ -8,7 +8,6 @@ first missing result. Import only after pipeline.prefect_env.configure_prefect.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +21,8 @@ from prefect.cache_policies import NO_CACHE
 from evaluation.config import EvaluateConfig
 from evaluation.plan import EvalJob, pending_jobs, plan_jobs
 from evaluation.tables import protocol_summary
+from pipeline.flows.artifact_images import markdown_cell, png_markdown
+from pipeline.flows.names import flow_run_namer
 from rendering.layout import RunLayout
 from pipeline.cores import available_cores
 
@@ -30,7 +31,7 @@ from pipeline.cores import available_cores
 _EXECUTOR: ProcessPoolExecutor | None = None
 
 
-@task(name="evaluate-one", task_run_name="{job[method]}/{job[task]}/seed-{job[seed]}", cache_policy=NO_CACHE,
+@task(name="evaluate-one", task_run_name="evaluate {job[method]} {job[task]} seed {job[seed]}", cache_policy=NO_CACHE,
       retries=1, retry_delay_seconds=2)
 def evaluate_one(job: dict, corpus_dir: str, config: dict, spec: dict) -> dict:
     """Train and score one head; returns a short summary (reused=True when the result existed)."""
@@ -41,8 +42,9 @@ def evaluate_one(job: dict, corpus_dir: str, config: dict, spec: dict) -> dict:
     else:
         result, reused = run_job_in_process(job, corpus_dir, config, spec)
     if not reused:
-        get_run_logger().info("%s/%s seed %d: %s", job["method"], job["task"], job["seed"],
-                              json.dumps(result["metrics"]))
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in result["metrics"].items() if isinstance(v, (int, float)))
+        get_run_logger().info("%s %s seed %d: %s", job["method"], job["task"], job["seed"], metrics)
     return {**_summary(job, result), "reused": reused}
 
 
@@ -73,7 +75,24 @@ def _job_processes(processes: int) -> Iterator[None]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-@task(name="write-tables", cache_policy=NO_CACHE)
+def artifact_rows(rows: list[dict]) -> list[dict]:
+    """The CSV rows for people: values in the label's unit (percent where it says %), labels
+    that render as written."""
+    shown = []
+    for row in rows:
+        scale = 100.0 if row["label"].endswith("(%)") else 1.0
+        digits = 1 if scale == 100.0 else 3
+        std = f" ± {row['std'] * scale:.{digits}f}" if row["n_seeds"] > 1 else ""
+        shown.append({
+            "method": row["method"], "task": row["task"], "metric": markdown_cell(row["label"]),
+            "value": f"n/a ({row['undefined']})" if row.get("undefined") else f"{row['mean'] * scale:.{digits}f}{std}",
+            "seeds": row["seeds"],
+            "paper": markdown_cell(row["paper"]) if row["paper"] else "",
+        })
+    return shown
+
+
+@task(name="write-tables", task_run_name="write tables", cache_policy=NO_CACHE)
 def tables(run_dir: str, config: dict, context: dict) -> dict:
     from evaluation.tables import write_tables
 
@@ -81,7 +100,7 @@ def tables(run_dir: str, config: dict, context: dict) -> dict:
     return write_tables(Path(run_dir), list(cfg.methods), list(cfg.tasks), list(cfg.seeds), context)
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", flow_run_name=flow_run_namer("evaluate", "run_dir"))
 def evaluate_flow(run_dir: str, config: dict, spec: dict, jobs: list[dict] | None = None) -> dict:
     """Evaluate every configured (method, task, seed) on the run's val split; write the tables.
 
@@ -104,9 +123,10 @@ def evaluate_flow(run_dir: str, config: dict, spec: dict, jobs: list[dict] | Non
     context = {"protocol": protocol_summary(cfg), "steps": cfg.steps,
                "data": {s["task"]: s["split_by"] for s in summaries}}
     out = tables(run_dir, config, context)
-    create_table_artifact(out["rows"], key="evaluation-table",
-                          description="methods x tasks (mean/std across seeds; 'paper' = published figure)")
-    create_markdown_artifact(out["markdown_text"], key="evaluation-summary", description="downstream evaluation")
+    create_table_artifact(artifact_rows(out["rows"]), key="evaluation-table",
+                          description="methods x tasks (mean/std across seeds, in the label's unit; 'paper' = published figure)")
+    create_markdown_artifact(out["markdown_text"] + "\n" + png_markdown("Results", Path(out["png"])),
+                             key="evaluation-summary", description="downstream evaluation with its figure")
     reused = sum(s["reused"] for s in summaries)
     return {"jobs": len(jobs), "reused": reused, "tables": {k: out[k] for k in ("markdown", "csv", "png")},
             "summaries": summaries}

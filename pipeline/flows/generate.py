@@ -27,7 +27,9 @@ from pipeline.config import CorpusConfig, RunConfig
 from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
 from pipeline.corpus.plan import WorkUnit, plan_units
 from pipeline.corpus.unit import completed_unit, render_process_pool, run_unit
-from rendering.layout import RunLayout
+from pipeline.flows.artifact_images import png_markdown
+from pipeline.flows.names import flow_run_namer
+from rendering.layout import CorpusLayout, RunLayout
 
 # Set by the flow for the duration of its run (tasks run in threads of the flow's process);
 # None on a Dask worker, where the unit then runs inline in that worker process.
@@ -62,7 +64,7 @@ def render_unit(unit: dict, corpus_dir: str, corpus_json: str, config_hash: str)
     }
 
 
-@task(name="merge-corpus", cache_policy=NO_CACHE)
+@task(name="merge-corpus", task_run_name="merge corpus", cache_policy=NO_CACHE)
 def merge_units(corpus_dir: str, corpus_json: str, units: list[dict]) -> dict:
     """manifest.parquet + corpus.json + dataset card from the complete units."""
     corpus = CorpusConfig.model_validate_json(corpus_json)
@@ -90,7 +92,7 @@ def _summary_markdown(corpus_dir: str, merged: dict, reused: int, total: int) ->
     return "\n".join(lines)
 
 
-@flow(name="generate_corpus", log_prints=False)
+@flow(name="generate_corpus", flow_run_name=flow_run_namer("generate", "run_dir"), log_prints=False)
 def generate_corpus(run_dir: str, corpus_json: str) -> dict:
     """Generate (or finish) the corpus of a run (its [corpus] section as JSON, already validated);
     returns counts and the flow's unit count."""
@@ -103,8 +105,11 @@ def generate_corpus(run_dir: str, corpus_json: str) -> dict:
     with _unit_executor(corpus):
         merged, reused = _render_and_merge(units, corpus_dir, corpus_json, config_hash)
 
-    create_markdown_artifact(_summary_markdown(str(corpus_dir), merged, reused, len(units)),
-                             key="corpus-summary", description="pair corpus summary")
+    card = CorpusLayout(corpus_dir).card_dir
+    figures = "\n".join(png_markdown(title, card / name) for title, name in
+                        (("Contact sheet", "contact_sheet.png"), ("Co-visibility histogram", "overlap_histogram.png")))
+    create_markdown_artifact(_summary_markdown(str(corpus_dir), merged, reused, len(units)) + "\n" + figures,
+                             key="corpus-summary", description="pair corpus summary, contact sheet, histogram")
     create_table_artifact(
         [{k: s[k] for k in ("path", "split", "samples", "size", "sha256")} for s in merged["shards"]],
         key="corpus-shards",

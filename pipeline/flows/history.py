@@ -83,7 +83,13 @@ def command_api() -> Iterator[str]:
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server.api_url
+            try:
+                yield server.api_url
+            finally:
+                # Send what the client still holds (the flows' last log lines, the last state
+                # events) while the server is up: stopping it first loses them, and the log
+                # worker then retries at exit ("Error logging to API") for over a minute.
+                drain_client_workers()  # drain_all also stops the workers
     finally:
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()

@@ -12,12 +12,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from pipeline.flows.names import flow_run_namer
 from rendering.layout import PretrainLayout, RunLayout
 from training.config import PretrainConfig
 from training.launch import LaunchOptions, run_torchrun
 
 
-@task(name="pretrain-method", retries=1, retry_delay_seconds=5, persist_result=False)
+@task(name="pretrain-method", task_run_name="pretrain {method}", retries=1, retry_delay_seconds=5, persist_result=False)
 def pretrain_method(method: str, config: dict, corpus_dir: str, out_dir: str, launch: dict) -> str:
     """Train one method to completion; returns the path of its final weights."""
     logger = get_run_logger()
@@ -34,7 +35,7 @@ def _final_loss(out: PretrainLayout) -> str:
     return f"{json.loads(lines[-1])['loss']:.4f}" if lines else "-"
 
 
-@flow(name="pretrain")
+@flow(name="pretrain", flow_run_name=flow_run_namer("pretrain", "methods"))
 def pretrain_flow(run_dir: str, config: dict, methods: list[str], launch: dict | None = None, retries: int = 1) -> dict[str, str]:
     """Pretrain `methods` on <run_dir>/corpus into <run_dir>/pretrain/<method>/."""
     cfg = PretrainConfig.model_validate(config)

@@ -14,11 +14,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from pipeline.flows.names import flow_run_namer
 from pipeline.resolved import ResolvedRun, resolve_run
 from pipeline.stages import corpus_done, evaluation_plan, pretrain_done, pretrain_methods
 
 
-@flow(name="crocopipe-run", validate_parameters=False)
+@flow(name="crocopipe-run", flow_run_name=flow_run_namer("run", "config_path"), validate_parameters=False)
 def run_flow(config_path: str, resolved: Any = None) -> dict:
     """The whole study for one run config; returns per-stage status and wall time (s).
 
