@@ -95,10 +95,10 @@ def write_logging_config(home: Path, verbose: bool = False) -> Path:
     handlers = "[file, console]" if verbose else "[file]"
     log_file = str(home / LOG_FILE).replace("$", "$$")
     text = _LOGGING_YAML.format(log_file=json_string(log_file), handlers=handlers)
+    from rendering.atomic import atomic_write_text
+
     path = home / LOGGING_CONFIG_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path
 
 
