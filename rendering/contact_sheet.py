@@ -1,4 +1,5 @@
-"""Contact sheets: a grid of pairs (image 1 | image 2 | colourised depth 1) with captions.
+"""Contact sheets: a grid of pairs (image 1 | image 2 | colourised depth 1 | co-visibility of
+view 1 in view 2) with captions.
 
 For people to look at a corpus or a ``render-pairs`` run at a glance; numbers live in meta.json.
 """
@@ -28,6 +29,7 @@ class SheetItem:
     img2: np.ndarray
     depth1: np.ndarray | None
     caption: str
+    overlay: np.ndarray | None = None  # RGB: view 1 with the pixels view 2 does not see dimmed red
 
 
 def _scores_text(scores: CovisScores | float | None) -> str:
@@ -38,8 +40,36 @@ def _scores_text(scores: CovisScores | float | None) -> str:
     return f"covis {float(scores):.2f}"
 
 
+def covisibility_overlay(img1: np.ndarray, depth1: np.ndarray, K1, pose1, depth2: np.ndarray, K2, pose2) -> np.ndarray:
+    """View 1 with the pixels that view 2 also sees in their own colours and the others dimmed
+    and tinted red (no depth: black): where the pair overlaps, at a glance."""
+    from rendering.covisibility import covisible_pixels
+
+    depth1 = np.asarray(depth1, np.float32)
+    covisible, _, _, _ = covisible_pixels(depth1, np.asarray(K1, np.float64), np.asarray(pose1, np.float64),
+                                          np.asarray(depth2, np.float32), np.asarray(K2, np.float64),
+                                          np.asarray(pose2, np.float64))
+    out = np.asarray(img1, np.float32).copy()
+    hidden = ~covisible
+    out[hidden] = out[hidden] * 0.3 + np.array([150.0, 0.0, 0.0], np.float32)
+    out[depth1 <= 0] = 0.0
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def sample_item(sample: dict, label: str = "") -> SheetItem:
+    """A decoded shard sample (rendering.shards.read_shard) with depth and co-visibility panels."""
+    meta = sample["meta"]
+    overlay = covisibility_overlay(sample["img1"], sample["depth1"], meta["K1"], meta["cam2world1"],
+                                   sample["depth2"], meta["K2"], meta["cam2world2"])
+    caption = (f"{label or sample['__key__']}\ncovis {meta['covis']:.2f} "
+               f"(1>2 {meta['covis_1to2']:.2f}, 2>1 {meta['covis_2to1']:.2f})")
+    return SheetItem(sample["img1"], sample["img2"], sample["depth1"], caption, overlay)
+
+
 def _item(entry: object, position: int) -> SheetItem:
-    """Accept a PairRecord, ``(img1, img2, caption)`` or ``(img1, img2, scores, label)``."""
+    """Accept a SheetItem, a PairRecord, ``(img1, img2, caption)`` or ``(img1, img2, scores, label)``."""
+    if isinstance(entry, SheetItem):
+        return entry
     if isinstance(entry, PairRecord):
         caption = f"{entry.scene_id} #{entry.pair_index}\n{_scores_text(entry.covis)}"
         return SheetItem(entry.img1, entry.img2, entry.depth1, caption)
@@ -92,6 +122,8 @@ def _cell(item: SheetItem, position: int) -> Image.Image:
     panels = [_rgb_panel(item.img1, f"entry {position} img1"), _rgb_panel(item.img2, f"entry {position} img2")]
     if item.depth1 is not None:
         panels.append(_fit(Image.fromarray(colorize_depth(item.depth1), "RGB")))
+    if item.overlay is not None:
+        panels.append(_rgb_panel(item.overlay, f"entry {position} co-visibility overlay"))
     width = sum(p.width for p in panels) + GAP * (len(panels) - 1)
     cell = Image.new("RGB", (width, PANEL_HEIGHT + CAPTION_HEIGHT), BACKGROUND)
     x = 0

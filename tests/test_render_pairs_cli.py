@@ -154,3 +154,21 @@ def test_colorized_depth_is_black_where_invalid_and_spans_the_map():
     rgb = colorize_depth(depth)
     assert rgb[0, 0].tolist() == [0, 0, 0]
     assert len({tuple(p) for p in rgb.reshape(-1, 3)[1:]}) == 3
+
+
+def test_contact_sheet_sample_item_adds_depth_and_covisibility_panels():
+    from rendering.contact_sheet import SheetItem, covisibility_overlay
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    depth = np.full((16, 16), 2.0, np.float32)
+    K = np.array([[16.0, 0, 8], [0, 16.0, 8], [0, 0, 1]])
+    pose = np.eye(4)
+    same = covisibility_overlay(img, depth, K, pose, depth, K, pose)
+    assert np.array_equal(same, img)  # the same view sees every pixel: colours unchanged
+    moved = pose.copy()
+    moved[0, 3] = 1.5  # 1.5 m to the right: the left part of view 1 leaves view 2
+    overlay = covisibility_overlay(img, depth, K, pose, depth, K, moved)
+    assert (overlay[:, :4] != img[:, :4]).any() and np.array_equal(overlay[:, -4:], img[:, -4:])
+    sheet = contact_sheet([SheetItem(img, img, depth, "a", overlay)])
+    assert sheet.shape[1] > 4 * 128  # image 1, image 2, depth, overlay

@@ -82,24 +82,39 @@ def _column(table: pa.Table, name: str, split: str) -> np.ndarray:
     return values[splits == split]
 
 
+DIRECTIONS = (("covis_1to2", "view 1 seen by view 2"), ("covis_2to1", "view 2 seen by view 1"),
+              ("covis", "pair score (min)"))
+
+
 def histogram_png(info: dict, table: pa.Table) -> bytes:
+    """One panel per split: both directions and the pair score, the min_covis threshold, and the
+    rejection counts of the candidates that did not make it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    splits = [s for s in ("train", "val") if _column(table, "covis", s).size] or ["train"]
+    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4.0), dpi=100, squeeze=False)
     bins = np.linspace(0.0, 1.0, 41)
-    for split in ("train", "val"):
-        values = _column(table, "covis", split)
-        if values.size:
-            ax.hist(values, bins=bins, alpha=0.6, label=f"{split} ({values.size})")
     min_covis = info["thresholds"].get("min_covis")
-    if isinstance(min_covis, (int, float)):
-        ax.axvline(min_covis, color="k", linestyle="--", linewidth=1, label=f"min_covis {min_covis}")
-    ax.set_xlabel("pair co-visibility (min of both directions, / H*W)")
-    ax.set_ylabel("pairs")
-    ax.legend(loc="upper left", fontsize=8)
+    for ax, split in zip(axes.flat, splits):
+        for column, label in DIRECTIONS:
+            values = _column(table, column, split)
+            if values.size:
+                filled = column == "covis"
+                ax.hist(values, bins=bins, histtype="stepfilled" if filled else "step", alpha=0.35 if filled else 1.0,
+                        linewidth=1.5, label=f"{label}")
+        if isinstance(min_covis, (int, float)):
+            ax.axvline(min_covis, color="k", linestyle="--", linewidth=1, label=f"min_covis {min_covis}")
+        pairs = info["counts"]["pairs"].get(split, 0)
+        scenes = info["counts"].get("scenes", {}).get(split, "?")
+        ax.set_title(f"{split}: {pairs} pairs from {scenes} scenes", fontsize=10)
+        ax.set_xlabel("co-visibility (fraction of H*W)")
+        ax.set_ylabel("pairs")
+        ax.legend(loc="upper left", fontsize=8)
+    rejected = ", ".join(f"{k} {v}" for k, v in info.get("rejections", {}).items()) or "none"
+    fig.suptitle(f"Pair overlap of corpus {info.get('corpus_id', '?')} — rejected candidates: {rejected}", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -107,21 +122,25 @@ def histogram_png(info: dict, table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def contact_sheet_png(corpus_dir: Path, info: dict, max_pairs: int = 8) -> bytes:
-    """The first pair of up to ``max_pairs`` shards (rendering.contact_sheet's layout)."""
+def contact_sheet_png(corpus_dir: Path, info: dict, max_scenes: int = 24) -> bytes:
+    """The first pair of every scene (up to ``max_scenes``): RGB, depth and co-visibility overlay."""
     import cv2
 
-    from rendering.contact_sheet import contact_sheet
+    from rendering.contact_sheet import contact_sheet, sample_item
 
-    entries = []
+    wanted = sum(len(ids) for ids in info.get("scenes", {}).values()) or max_scenes
+    entries, seen = [], set()
     for shard in info["shards"]:
-        if len(entries) >= max_pairs:
+        if len(entries) >= min(wanted, max_scenes):
             break
         if shard["samples"] == 0:
             continue
         sample = next(read_shard(Path(corpus_dir) / shard["path"]))
-        entries.append((sample["img1"], sample["img2"], float(sample["meta"]["covis"]),
-                        f"{sample['__key__']} ({shard['split']})"))
+        scene = sample["meta"].get("scene_id", sample["__key__"])
+        if scene in seen:
+            continue
+        seen.add(scene)
+        entries.append(sample_item(sample, f"{sample['__key__']} ({shard['split']})"))
     sheet = contact_sheet(entries) if entries else np.full((32, 256, 3), 255, np.uint8)
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(sheet[:, :, ::-1]))
     if not ok:
