@@ -376,7 +376,7 @@ def train(
             window_steps, window_first, window_t0 = 0, done + 1, time.perf_counter()
         if d.main and (done % cfg.figure_every == 0 or done == total):
             figure = save_reconstruction(files.figures / f"recon-{done:08d}.png", img1, img2, result, spec.patch_size,
-                                         title=f"{method}, step {done}/{total}, loss {step_loss:.4f}",
+                                         title=f"{method}, step {done}/{total}, loss {float(result.loss.detach()):.4f}",
                                          uses_reference=get_method(method).pretrains_on == "pairs")
             if metrics is not None:
                 metrics.image("pretrain/reconstruction", figure, done)
