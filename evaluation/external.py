@@ -11,16 +11,13 @@ in the dataset's own pixels, as published.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from evaluation.val_split import TaskArrays
+from evaluation.external_sections import NYUv2Source, SintelSource
 from evaluation.readers.nyuv2 import EIGEN_CROP
-
-if TYPE_CHECKING:  # the [evaluate.<dataset>] sections (evaluation.config imports the registry)
-    from evaluation.config import NYUv2Source, SintelSource
+from evaluation.val_split import TaskArrays
 
 NYU_IMAGE_SHAPE = (480, 640)
 

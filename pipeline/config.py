@@ -204,14 +204,10 @@ class PlanAssumptions(_Strict):
     render_pairs_per_s: float = Field(8.0, gt=0, description="accepted pairs per second per render worker")
 
 
-class RunConfig(_Strict):
-    """One run: where it lives and the settings of each stage."""
+class RunFolderConfig(_Strict):
+    """A config that owns a run folder: where it lives and the file it was read from."""
 
     run_dir: Path
-    corpus: CorpusConfig
-    pretrain: PretrainConfig | None = None
-    evaluate: EvaluateConfig | None = None
-    plan: PlanAssumptions = Field(default_factory=PlanAssumptions)
     _source: Path | None = PrivateAttr(None)
 
     @property
@@ -231,6 +227,15 @@ class RunConfig(_Strict):
     @property
     def prefect_home(self) -> Path:
         return self.layout.prefect_home
+
+
+class RunConfig(RunFolderConfig):
+    """One run: where it lives and the settings of each stage."""
+
+    corpus: CorpusConfig
+    pretrain: PretrainConfig | None = None
+    evaluate: EvaluateConfig | None = None
+    plan: PlanAssumptions = Field(default_factory=PlanAssumptions)
 
 
 @lru_cache(maxsize=1)

@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.config import ConfigError, _resolve, format_validation_error, read_toml
-from rendering.layout import RunLayout
+from pipeline.config import ConfigError, RunFolderConfig, _resolve, format_validation_error, read_toml
 from rendering.mining import MiningConfig
 
 EXECUTION_FIELDS = frozenset({"workers", "threads_per_worker"})
@@ -98,26 +97,8 @@ class MineConfig(_Strict):
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class MineRunConfig(_Strict):
-    run_dir: Path
+class MineRunConfig(RunFolderConfig):
     mine: MineConfig
-    _source: Path | None = PrivateAttr(None)
-
-    @property
-    def source(self) -> Path | None:
-        return self._source
-
-    @property
-    def layout(self) -> RunLayout:
-        return RunLayout(self.run_dir)
-
-    @property
-    def corpus_dir(self) -> Path:
-        return self.layout.corpus_dir
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.layout.prefect_home
 
 
 def load_mine_config(path: Path | str) -> MineRunConfig:

@@ -205,6 +205,7 @@ def test_flow_ground_truth_on_rendered_pairs(complete_run):
     assert np.mean(errors) < 0.6 * np.mean(perturbed), (errors, perturbed)
 
 
+@pytest.mark.slow
 def test_zero_shot_tasks_on_rendered_pairs(complete_run):
     """Correspondence and cross-view gain through the plain job path on real rendered val pairs."""
     import json

@@ -20,6 +20,7 @@ def load_check():
     return module
 
 
+@pytest.mark.slow
 def test_dry_run_measures_training_and_loader_and_writes_json_and_markdown(tmp_path, capsys) -> None:
     check = load_check()
     assert check.main([str(tmp_path), "--dry-run", "--sections", "training", "loader"]) == 0

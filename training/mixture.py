@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.corpus_shards import CorpusError, list_shards
+
 
 @dataclass(frozen=True)
 class MixtureSource:
@@ -27,8 +29,6 @@ class MixtureSource:
 
 def mixture_sources(corpora, corpus_dir: str | Path, split: str) -> list[MixtureSource]:
     """The sources of a PretrainConfig's ``corpora`` (or the run's corpus alone when it is empty)."""
-    from training.pair_loader import CorpusError, list_shards
-
     if not corpora:
         return [MixtureSource("corpus", tuple(list_shards(corpus_dir, split)), 1.0)]
     sources = []

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from rendering.layout import CorpusLayout
 from rendering.shards import decode_rgb as decode_rgb_bytes
 from rendering.shards import iter_raw_samples
+from training.corpus_shards import CorpusError, list_shards  # noqa: F401  (re-exported)
 from training.mixture import MixtureSource, mix
 from training.models.croco import IMAGENET_MEAN, IMAGENET_STD
 
@@ -34,41 +34,6 @@ log = logging.getLogger(__name__)
 # Paper recipe: 224 crops from 256 renders; other crop sizes first rescale by the same ratio.
 CROP_CONTEXT = 256 / 224
 MAX_CONSECUTIVE_ERRORS = 64
-
-
-class CorpusError(RuntimeError):
-    """The corpus is missing, empty or unreadable."""
-
-
-def list_shards(corpus_dir: str | Path, split: str = "train") -> list[str]:
-    """Shard paths of one split, from the corpus manifest (one row per pair: shard, split)."""
-    import pyarrow.parquet as pq
-
-    corpus = Path(corpus_dir)
-    manifest = CorpusLayout(corpus).manifest
-    if not corpus.is_dir():
-        raise CorpusError(f"corpus folder not found: {corpus}")
-    if not manifest.is_file():
-        raise CorpusError(f"no manifest.parquet in {corpus}: the corpus is missing or incomplete")
-    try:
-        table = pq.read_table(manifest, columns=["shard", "split"])
-    except Exception as exc:
-        raise CorpusError(f"cannot read {manifest} (need columns 'shard' and 'split'): {exc}") from exc
-    rows = table.to_pydict()
-    names = sorted({s for s, sp in zip(rows["shard"], rows["split"]) if sp == split and s})
-    if not names:
-        raise CorpusError(f"{manifest} lists no shards for split {split!r}")
-    paths, missing = [], []
-    for name in names:
-        for candidate in (corpus / name, CorpusLayout(corpus).shards_dir(split) / name):
-            if candidate.is_file():
-                paths.append(str(candidate))
-                break
-        else:
-            missing.append(name)
-    if missing:
-        raise CorpusError(f"{len(missing)} shard(s) listed in {manifest} are missing, e.g. {missing[:3]}")
-    return paths
 
 
 @dataclass(frozen=True)
