@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from evaluation.correspondence import correspondence_metrics, patch_queries
-    from evaluation.data import read_val_pairs, task_arrays
+    from evaluation.val_split import read_val_pairs, task_arrays
     from evaluation.runner import load_method_backbone
     from evaluation.zero_shot import patch_features
     from training.cross_view import normalise_views
