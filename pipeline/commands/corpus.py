@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 1, 2, 3
+from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, PLAIN_HELP, QUIET_HELP, VERBOSE_HELP
 
 
 def _fail(message: object, code: int) -> None:
@@ -27,11 +27,6 @@ def _corpus_dir(path: Path) -> Path:
 
     inner = RunLayout(path).corpus
     return inner.root if inner.info.exists() else path
-
-
-VERBOSE_HELP = "also print Prefect's own log lines (always in <run_dir>/prefect/prefect.log)"
-QUIET_HELP = "print only errors and the final summary"
-PLAIN_HELP = "plain progress lines instead of the live display (the default when output is not a terminal)"
 
 
 def generate(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 1, 2, 3
+from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED
 
 
 def _fail(message: object, code: int) -> None:

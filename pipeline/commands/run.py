@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 1, 2, 3
+from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, PLAIN_HELP, QUIET_HELP, VERBOSE_HELP
 
 
 def _load(config: Path):
@@ -48,11 +48,6 @@ def _finished(run) -> bool:
         return all_done(run)
     except (FileNotFoundError, ValueError):  # missing val split / checkpoints: the flow will say
         return False
-
-
-VERBOSE_HELP = "also print Prefect's own log lines (always in <run_dir>/prefect/prefect.log)"
-QUIET_HELP = "print only errors and the final summary"
-PLAIN_HELP = "plain progress lines instead of the live display (the default when output is not a terminal)"
 
 
 def run(

@@ -20,7 +20,8 @@ from typing import Optional
 
 import typer
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_LOCKED = 1, 2, 3
+from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED
+
 STARTUP_TIMEOUT_S = 600.0
 
 
