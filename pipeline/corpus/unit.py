@@ -86,14 +86,15 @@ def process_scene(renderer: Renderer, scene: SceneSpec) -> NavigableSpace:
     without reloading when it is current already: consecutive units of a scene in one worker
     then pay for the scene once (a procedural scene costs 0.1-0.8 s to build, about as much as
     rendering a 32-pair unit at 256 px). Every scene load on a process renderer goes through here."""
-    current: dict[int, tuple[tuple, NavigableSpace]] = _LOCAL.__dict__.setdefault("scenes", {})
+    # Entries hold their renderer, so that an id is never reused for another renderer while cached.
+    current: dict[int, tuple[Renderer, tuple, NavigableSpace]] = _LOCAL.__dict__.setdefault("scenes", {})
     key = (scene, _file_stamp(scene.uri))  # a mesh file edited in place is loaded again
     loaded = current.get(id(renderer))
-    if loaded is not None and loaded[0] == key:
-        return loaded[1]
+    if loaded is not None and loaded[0] is renderer and loaded[1] == key:
+        return loaded[2]
     current.pop(id(renderer), None)  # a failed load leaves no scene current
     navigable = renderer.load_scene(scene)
-    current[id(renderer)] = (key, navigable)
+    current[id(renderer)] = (renderer, key, navigable)
     return navigable
 
 
