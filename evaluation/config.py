@@ -57,6 +57,10 @@ class EvaluateConfig(BaseModel):
     matching: Literal["one_way", "mutual"] = Field(
         "one_way", description="correspondence: nearest neighbour view 1 -> view 2, or mutual nearest neighbours"
     )
+    position_centred: bool = Field(
+        False, description="correspondence: subtract each grid position's mean feature over the set before matching "
+        "(removes the position prior of absolute-position features)"
+    )
     max_pairs: int | None = Field(None, gt=0, description="cap on val pairs read (None = all)")
     corpora: list[CorpusSource] = Field(
         default_factory=list,
@@ -157,14 +161,18 @@ class EvaluateConfig(BaseModel):
         entry = get_task(task)
         if entry.zero_shot:  # no head: only what selects and shapes the pairs counts
             keep = self.model_dump(mode="json", include={"max_pairs", "crop_size"})
+            if self.corpora:  # only when set, so results made before the key existed stay valid
+                keep["corpora"] = self.model_dump(mode="json", include={"corpora"})["corpora"]
             if task == "correspondence":
                 keep["matching"] = self.matching
+                if self.position_centred:  # only when set, so results made before the option stay valid
+                    keep["position_centred"] = True
             blob = json.dumps({"evaluate": keep, "spec": spec, "task": task}, sort_keys=True)
             return hashlib.sha256(blob.encode()).hexdigest()[:16]
         unused = set(EXTERNAL_DATASETS) - {entry.source}
         keep = self.model_dump(
             mode="json",
-            exclude={"tasks", "methods", "seeds", "device", "threads", "workers", "protocol_overrides", "matching",
+            exclude={"tasks", "methods", "seeds", "device", "threads", "workers", "protocol_overrides", "matching", "position_centred",
                      *unused},
         )
         keep["protocol"] = self.protocol_for(task)

@@ -37,11 +37,18 @@ def task_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None,
 
 
 @lru_cache(maxsize=4)
-def zero_shot_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None):
-    """Arrays of a training-free task: every val pair read (no head to train, so no split)."""
-    from evaluation.val_split import read_val_pairs, task_arrays
+def zero_shot_data(corpus_dir: str, task_name: str, size: int, max_pairs: int | None,
+                   sources: tuple[tuple[str, str, float], ...] = ()):
+    """Arrays of a training-free task and the val pairs taken from each corpus: every val pair
+    read (no head to train, so no split). ``sources`` (label, folder, weight): a mixture."""
+    from evaluation.val_split import read_val_mixture, read_val_pairs, task_arrays
 
-    return task_arrays(read_val_pairs(Path(corpus_dir), max_pairs), task_name, size)
+    if sources:
+        pairs, counts = read_val_mixture([(label, Path(p), w) for label, p, w in sources], max_pairs)
+    else:
+        pairs = read_val_pairs(Path(corpus_dir), max_pairs)
+        counts = {"corpus": len(pairs)}
+    return task_arrays(pairs, task_name, size), counts
 
 
 def external_data(task_name: str, section, size: int, test_fraction: float):
@@ -79,10 +86,11 @@ def run_job(job: EvalJob, corpus_dir: str, cfg: EvaluateConfig, spec: dict) -> t
             import torch
 
             torch.set_num_threads(cfg.threads)
-        data = zero_shot_data(corpus_dir, job.task, spec["img_size"], cfg.max_pairs)
+        sources = val_sources(cfg, corpus_dir) if cfg.corpora else ()
+        data, counts = zero_shot_data(corpus_dir, job.task, spec["img_size"], cfg.max_pairs, sources)
         result = run_zero_shot(job.task, job.method, backbone, data, cfg, job.seed, pick_device(cfg.device))
         result.update(split_by="none (every val pair; nothing is trained)", checkpoint=job.checkpoint,
-                      fingerprint=fingerprint, spec=spec)
+                      fingerprint=fingerprint, spec=spec, val_pairs_by_source=counts)
         write_result(Path(job.result), result)
         return result, False
     if get_task(job.task).source != CORPUS:

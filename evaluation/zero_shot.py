@@ -32,8 +32,14 @@ def patch_features(backbone: MaskedViT, img1: torch.Tensor, img2: torch.Tensor) 
     return out
 
 
+def position_centred(f1: np.ndarray, f2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both views' (N, G*G, C) features minus the mean feature of each grid position over the set."""
+    mean = np.concatenate([f1, f2]).mean(axis=0, keepdims=True)
+    return f1 - mean, f2 - mean
+
+
 def run_correspondence(backbone: MaskedViT, data: TaskArrays, matching: str, batch_size: int,
-                       device: torch.device) -> dict:
+                       device: torch.device, centred: bool = False) -> dict:
     """Correspondence metrics per feature set, keys prefixed ``enc_`` / ``dec_`` (+ ``bins``)."""
     backbone = backbone.to(device).eval()
     a = data.arrays
@@ -51,13 +57,16 @@ def run_correspondence(backbone: MaskedViT, data: TaskArrays, matching: str, bat
     bins: dict = {}
     thresholds: dict = {}
     for name, (f1, f2) in feats.items():
-        m = correspondence_metrics(np.concatenate(f1), np.concatenate(f2), queries, patch, a["covis"],
-                                   a["rotation_deg"], matching)
+        x1, x2 = np.concatenate(f1), np.concatenate(f2)
+        if centred:
+            x1, x2 = position_centred(x1, x2)
+        m = correspondence_metrics(x1, x2, queries, patch, a["covis"], a["rotation_deg"], matching)
         bins[name] = m.pop("bins")
         thresholds = m.pop("thresholds_px")
         metrics.update({f"{name}_{k}": v for k, v in m.items()})
     undefined = {} if "dec" in feats else {"dec": "single-view decoder: no view-1 tokens conditioned on view 2"}
     return {"metrics": metrics, "bins": bins, "thresholds_px": thresholds, "matching": matching,
+            "position_centred": centred,
             "patch_size": patch, "undefined": undefined}
 
 
@@ -79,7 +88,7 @@ def run_zero_shot(task: str, method: str, backbone: MaskedViT, data: TaskArrays,
     """The result dict of a training-free task (same shape as a head task's, without training)."""
     t0 = time.perf_counter()
     if task == "correspondence":
-        out = run_correspondence(backbone, data, cfg.matching, cfg.batch_size, device)
+        out = run_correspondence(backbone, data, cfg.matching, cfg.batch_size, device, cfg.position_centred)
     elif task == "cross_view_gain":
         out = run_cross_view_gain(backbone, data, seed, cfg.batch_size, device)
     else:

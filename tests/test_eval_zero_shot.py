@@ -90,3 +90,35 @@ def test_zero_shot_fingerprint_ignores_head_settings():
     assert mutual.fingerprint(spec, "depth") == a.fingerprint(spec, "depth")
     with pytest.raises(ValueError, match="matching"):
         EvaluateConfig(matching="nearest")
+
+
+def test_position_centring_removes_a_position_code():
+    """Features = a strong code of the grid position + an exact code of the 3-D point: raw
+    matching follows the position (zero motion), centred matching finds the true points."""
+    from evaluation.correspondence import correspondence_metrics, patch_queries
+    from evaluation.zero_shot import position_centred
+    from tests.test_eval_correspondence import PATCH, _arrays_and_features
+
+    import dataclasses
+
+    rng = np.random.default_rng(5)
+    pairs = []
+    for i, k in enumerate((1, 2, 3, 1, 2, 3, 1, 2)):
+        p = _plane_pair(k, key=f"c{i}")
+        move = np.eye(4)
+        move[:2, 3] = rng.uniform(-3, 3, 2)  # both cameras moved: other 3-D points at every position
+        pairs.append(dataclasses.replace(p, cam2world1=move @ p.cam2world1, cam2world2=move @ p.cam2world2))
+    a, f1, f2 = _arrays_and_features(pairs)
+    code = 10.0 * np.random.default_rng(0).normal(size=(1, f1.shape[1], 16))
+    pad = np.zeros(f1.shape[:2] + (16,))
+    g1 = np.concatenate([f1, pad], -1) + np.concatenate([np.zeros_like(f1[:1]), code], -1)
+    g2 = np.concatenate([f2, pad], -1) + np.concatenate([np.zeros_like(f2[:1]), code], -1)
+    q = patch_queries(a["flow"], a["valid"], PATCH)
+    raw = correspondence_metrics(g1, g2, q, PATCH, a["covis"], a["rotation_deg"])
+    assert raw["median_epe"] == pytest.approx(raw["zero_motion_median_epe"])  # the position wins
+    c1, c2 = position_centred(g1, g2)
+    centred = correspondence_metrics(c1, c2, q, PATCH, a["covis"], a["rotation_deg"])
+    assert centred["recall_1p"] > 0.9 > raw["recall_1p"]
+    spec = preset_spec("test").to_dict()
+    assert EvaluateConfig(position_centred=True).fingerprint(spec, "correspondence") != \
+        EvaluateConfig().fingerprint(spec, "correspondence")
