@@ -128,7 +128,10 @@ class Display:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.poll()  # the final state
+        try:
+            self.poll()  # the final state
+        except Exception:  # the display never fails the command it shows
+            pass
         if self._progress is not None:
             self._progress.stop()
 
