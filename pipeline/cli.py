@@ -66,7 +66,37 @@ app.command("ui")(_ui.ui)
 
 
 def main() -> None:
-    app()
+    """The console script: the command under supervision (pipeline.supervise); a command stopped by
+    Ctrl-C, SIGTERM or SIGHUP keeps its finished work and exits with 128 + the signal number."""
+    import os
+    import sys
+
+    from pipeline.supervise import supervised_command
+
+    with supervised_command() as state:
+        try:
+            app()
+        except SystemExit as exit_:
+            code = exit_.code
+        except KeyboardInterrupt:
+            code = 1
+        else:
+            code = 0
+    if state.signum is not None:
+        typer.echo(f"stopped by {signal_name(state.signum)}: finished work is kept; run the same command "
+                   "again to resume", err=True)
+        # Everything is already stopped and saved (lock released, children gone, Prefect events
+        # sent); skip the interpreter's own teardown, which takes seconds after an interrupt.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + state.signum)
+    sys.exit(code)
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 if __name__ == "__main__":

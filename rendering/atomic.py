@@ -8,6 +8,7 @@ over the target.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,35 @@ def temporary_name(final: Path, suffix: str = "") -> Path:
     """Hidden sibling of ``final``; ``suffix`` keeps an extension writers infer the format from."""
     final = Path(final)
     return final.with_name(f".{final.name}.{os.getpid()}.tmp{suffix}")
+
+
+def is_temporary_name(name: str) -> bool:
+    """A name of this project's atomic-write temporaries: hidden, with ``.tmp`` in it
+    (``.pairs-000003.tar.<pid>.tmp``, ``.step-00000030.pt.<pid>.tmp``, ``.recon-00000010.png.<pid>.tmp.png``)."""
+    return name.startswith(".") and ".tmp" in name
+
+
+def temporary_files(folder: Path) -> list[Path]:
+    """Atomic-write temporaries anywhere under ``folder`` (a killed writer leaves them behind)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob(".*") if is_temporary_name(p.name))
+
+
+def remove_temporary_files(folder: Path) -> list[Path]:
+    """Delete the temporaries under ``folder``; returns what was removed.
+
+    Only for a caller that holds the folder's run lock: then no live writer owns them.
+    """
+    removed = []
+    for path in temporary_files(folder):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def fsync_dir(path: Path) -> None:

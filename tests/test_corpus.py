@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_run_config
 from pipeline.corpus import (
-    RunLock,
     merge_corpus,
     plan_units,
     prepare_corpus_dir,
@@ -340,9 +339,19 @@ def test_other_config_never_overwrites_an_existing_corpus(corpus_dir, tmp_path):
 
 
 def test_second_concurrent_run_is_refused(tmp_path):
+    import subprocess
+    import sys
+
     path = write_config(tmp_path)
-    with RunLock(tmp_path / "run"):
+    code = f"from pipeline.corpus import RunLock; RunLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); input()"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])  # another command holds the run folder
+    try:
+        assert holder.stdout.readline().strip() == "held"
         result = CliRunner().invoke(app, ["generate", str(path)])
+    finally:
+        holder.kill()
+        holder.wait()
     assert result.exit_code == 3
     assert "in use by another run" in result.output and "pid" in result.output
     assert not (tmp_path / "run" / "corpus").exists()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from rendering.layout import PretrainLayout
+from rendering.processes import tied_command
 from training.config import PretrainConfig
 
 
@@ -105,8 +106,10 @@ def run_torchrun(
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.nproc)))
     on_line("launch: " + " ".join(cmd))
     tail: deque[str] = deque(maxlen=40)
+    # torchrun dies with this process, and its trainers (in a new session of their own) with it:
+    # see rendering/processes.py and training.train.main.
     with open(log_dir / "output.log", "w") as log_file, subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+        tied_command(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:

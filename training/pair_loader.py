@@ -11,6 +11,7 @@ uninterrupted run would have seen (exact as long as no sample was skipped as bad
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from rendering.processes import die_with_parent
 from rendering.shards import decode_rgb as decode_rgb_bytes
 from rendering.shards import iter_raw_samples
 from training.corpus_shards import CorpusError, list_shards  # noqa: F401  (re-exported)
@@ -245,6 +247,11 @@ class PairStream(torch.utils.data.IterableDataset):
                 counts = [0] * len(self.sources)
 
 
+def _die_with_trainer(trainer_pid: int, _worker_id: int) -> None:
+    """A DataLoader worker never outlives its trainer, however the trainer dies."""
+    die_with_parent(trainer_pid)
+
+
 def make_loader(
     shards: list[str],
     aug: AugmentConfig,
@@ -263,6 +270,7 @@ def make_loader(
         batch_size=None,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        worker_init_fn=functools.partial(_die_with_trainer, os.getpid()) if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
         prefetch_factor=2 if num_workers > 0 else None,
     )

@@ -28,14 +28,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from rendering.processes import die_with_parent
+from rendering.atomic import atomic_write_text, remove_temporary_files
 from training.checkpoint import checkpoint_path, latest_valid, prune, save_atomic
 from training.config import PretrainConfig
 from training.pair_loader import AugmentConfig, make_loader
 from training.mixture import mixture_sources
-from rendering.atomic import atomic_write_text
 from rendering.layout import PretrainLayout
 from training.cross_view import CrossViewMonitor
 from training.figures import save_reconstruction
+from training.jsonl import read_records
 from training.methods import PRETRAINED_METHODS, get_method
 from training.models import MaskedViT, build_from_spec, preset_spec
 
@@ -179,13 +181,15 @@ def model_args(method: str, model: MaskedViT) -> dict:
 
 class MetricsLog:
     """metrics.jsonl (+ TensorBoard: scalars, reconstruction figures, hparams with the final loss).
-    On resume, lines after the resume step are dropped so a step is never logged twice."""
+    On resume, lines after the resume step are dropped so a step is never logged twice, and so is
+    a partial last line a kill left."""
 
     def __init__(self, out: Path, resume_step: int, tensorboard: bool) -> None:
         self.path = PretrainLayout(out).metrics
         if self.path.exists():
-            kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
-            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+            records, _ = read_records(self.path)
+            kept = [r for r in records if r.get("step", 0) <= resume_step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.writer = None
         if tensorboard:
             try:
@@ -250,6 +254,8 @@ def train(
     ckpt_dir = files.checkpoints
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
+        for path in remove_temporary_files(files.root):  # of checkpoint/model/figure writes a kill cut short
+            log.info("removed %s, left by an interrupted run", path)
         files.saved_config.write_text(cfg.model_dump_json(indent=2))
 
     log.info("rank %d of %d on %s: %s, %d shard(s) of split %r from %s", d.rank, d.world, d.device, method,
@@ -424,6 +430,7 @@ def load_config(path: Path) -> PretrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    launcher = os.getppid()  # first thing: the agent that started us, before it could be gone
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True, help="PretrainConfig JSON or run TOML")
     parser.add_argument("--method", required=True, choices=PRETRAINED_METHODS)
@@ -431,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder for this method")
     parser.add_argument("--fault-after-step", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        # torchrun starts trainers in a new session: a kill of the command's process group misses
+        # them, so each trainer dies with its torchrun agent instead (rendering/processes.py).
+        die_with_parent(launcher)
     rank = os.environ.get("RANK", "0")
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

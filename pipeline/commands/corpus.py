@@ -38,7 +38,7 @@ def generate(
     """Render the configured pair corpus into <run_dir>/corpus; re-run to resume after a crash."""
     from pipeline.config import ConfigError, load_run_config
     from pipeline.corpus.build import CorpusStateError, check_corpus_dir, finished_corpus
-    from pipeline.corpus.lock import RunLock, RunLockedError
+    from pipeline.run_lock import RunLock, RunLockedError
     from pipeline.corpus.plan import CorpusPlanError, plan_units
 
     try:
@@ -143,7 +143,7 @@ def regenerate(
     """Re-render the stored poses of a manifest, optionally at another resolution or backend."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pipeline.corpus.lock import RunLock, RunLockedError
+    from pipeline.run_lock import RunLock, RunLockedError
     from pipeline.corpus.manifest import ManifestError
     from pipeline.corpus.regenerate import RegenerateError, regenerate_corpus
 

@@ -28,27 +28,38 @@ def evaluate(
         raise typer.Exit(2) from None
     from evaluation.val_split import MissingValSplitError
     from evaluation.plan import MissingCheckpointError, StaleResultError, pending_jobs, plan_jobs, tables_current
+    from pipeline.run_lock import RunLock, RunLockedError
 
     cfg, spec, layout = run.evaluation.config, run.evaluation.spec, run.layout
-    try:  # the checks the flow would make, here before a Prefect server is started
-        jobs = plan_jobs(layout, cfg)
-        todo = pending_jobs(jobs, cfg, spec)
-    except (MissingCheckpointError, MissingValSplitError, StaleResultError, ValueError) as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(2) from None
-    if not todo and tables_current(layout, jobs):
-        typer.echo(f"{len(jobs)} evaluations ({len(jobs)} already done); tables up to date: {layout.results_md}")
-        return
-    import time
+    try:  # before the checks, so that a run folder in use is reported as such (a missing one is not created)
+        lock = RunLock(layout.root, purpose="evaluate").acquire() if layout.root.is_dir() else None
+    except RunLockedError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(3) from None
+    try:
+        try:  # the checks the flow would make, here before a Prefect server is started
+            jobs = plan_jobs(layout, cfg)
+            todo = pending_jobs(jobs, cfg, spec)
+        except (MissingCheckpointError, MissingValSplitError, StaleResultError, ValueError) as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(2) from None
+        if not todo and tables_current(layout, jobs):
+            typer.echo(f"{len(jobs)} evaluations ({len(jobs)} already done); tables up to date: {layout.results_md}")
+            return
+        lock = lock or RunLock(layout.root, purpose="evaluate").acquire()
+        import time
 
-    configure_prefect(layout.prefect_home, verbose=verbose)
-    from pipeline.console import Display, choose_mode, evaluate_stage, human_seconds
-    from pipeline.flows.evaluate import evaluate_flow
-    from pipeline.flows.history import command_api
+        configure_prefect(layout.prefect_home, verbose=verbose)
+        from pipeline.console import Display, choose_mode, evaluate_stage, human_seconds
+        from pipeline.flows.evaluate import evaluate_flow
+        from pipeline.flows.history import command_api
 
-    t0 = time.perf_counter()
-    with Display([evaluate_stage(run, time.time())], mode=choose_mode(quiet, plain)), command_api():
-        out = evaluate_flow(str(layout.root), cfg.model_dump(mode="json"), spec, [j.as_dict() for j in jobs])
+        t0 = time.perf_counter()
+        with Display([evaluate_stage(run, time.time())], mode=choose_mode(quiet, plain)), command_api(layout.root):
+            out = evaluate_flow(str(layout.root), cfg.model_dump(mode="json"), spec, [j.as_dict() for j in jobs])
+    finally:
+        if lock is not None:
+            lock.release()
     typer.echo(f"{out['jobs']} evaluations ({out['reused']} already done) in {human_seconds(time.perf_counter() - t0)}")
     for kind, path in out["tables"].items():
         typer.echo(f"{kind}: {path}")

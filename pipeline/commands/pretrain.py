@@ -49,16 +49,26 @@ def pretrain(
         if not manifest.is_file():
             typer.echo(f"{where}: no corpus at {folder} ({manifest.name} missing): generate (or mine) it first", err=True)
             raise typer.Exit(2)
-    configure_prefect(run.prefect_home, verbose=verbose)
-    from pipeline.console import Display, choose_mode, pretrain_stage
-    from pipeline.flows.history import command_api
-    from pipeline.flows.pretrain import pretrain_flow
-    from pipeline.resolved import resolved
+    from pipeline.run_lock import RunLock, RunLockedError
 
-    launch = {"nnodes": nnodes, "node_rank": node_rank, "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id}
-    display = Display([pretrain_stage(resolved(run.model_copy(update={"pretrain": cfg})), methods)],
-                      mode=choose_mode(quiet, plain))
-    with display, command_api():
-        results = pretrain_flow(str(run.run_dir), cfg.model_dump(mode="json"), methods, launch, retries)
+    try:
+        lock = RunLock(run.run_dir, purpose="pretrain").acquire()
+    except RunLockedError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(3) from None
+    try:
+        configure_prefect(run.prefect_home, verbose=verbose)
+        from pipeline.console import Display, choose_mode, pretrain_stage
+        from pipeline.flows.history import command_api
+        from pipeline.flows.pretrain import pretrain_flow
+        from pipeline.resolved import resolved
+
+        launch = {"nnodes": nnodes, "node_rank": node_rank, "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id}
+        display = Display([pretrain_stage(resolved(run.model_copy(update={"pretrain": cfg})), methods)],
+                          mode=choose_mode(quiet, plain))
+        with display, command_api(run.run_dir):
+            results = pretrain_flow(str(run.run_dir), cfg.model_dump(mode="json"), methods, launch, retries)
+    finally:
+        lock.release()
     for m, path in results.items():
         typer.echo(f"{m}: {path}")

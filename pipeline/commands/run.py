@@ -57,7 +57,7 @@ def run(
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Generate the corpus, pretrain every method, evaluate them and write the tables; re-run to resume."""
-    from pipeline.corpus.lock import RunLock, RunLockedError
+    from pipeline.run_lock import RunLock, RunLockedError
 
     resolved = _load(config)
     if _finished(resolved):
@@ -85,7 +85,7 @@ def run(
         try:
             # One API for the whole command: the stages' subflows reuse it instead of starting and
             # stopping an embedded server of their own under the running parent flow.
-            with display, command_api():
+            with display, command_api(resolved.run_dir):
                 stages = run_flow(str(Path(config).resolve()), resolved)
         except Exception as err:
             typer.echo(f"error: run failed: {err}. Finished work is kept; re-run the command to resume "
@@ -164,5 +164,8 @@ def schedule(
     typer.echo(f"serving deployment 'crocopipe-run/{deployment}' on cron {cron!r}; Ctrl-C stops it")
     from prefect.schedules import Cron
 
+    from pipeline.flows.embedded_server import run_folder_tag
+
+    # each scheduled run takes the run folder's lock itself (pipeline.flows.run)
     run_flow.serve(name=deployment, schedules=[Cron(cron, timezone=timezone or "UTC")],
-                   parameters={"config_path": str(Path(config).resolve())})
+                   parameters={"config_path": str(Path(config).resolve())}, tags=[run_folder_tag(resolved.run_dir)])

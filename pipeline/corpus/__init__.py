@@ -5,7 +5,7 @@ called and tested on its own.
 """
 
 from pipeline.corpus.build import CORPUS_FILE, MANIFEST_FILE, CorpusStateError, merge_corpus, prepare_corpus_dir
-from pipeline.corpus.lock import RunLock, RunLockedError
+from pipeline.run_lock import RunLock, RunLockedError
 from pipeline.corpus.plan import CorpusPlanError, WorkUnit, plan_units
 from pipeline.corpus.unit import completed_unit, run_unit
 from pipeline.corpus.verify import VerifyReport, verify_corpus

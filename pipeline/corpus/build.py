@@ -17,7 +17,7 @@ from pipeline.corpus.plan import SPLITS, WorkUnit
 from pipeline.corpus.unit import completed_unit
 from rendering.layout import CORPUS_FILE, MANIFEST_FILE, PLAN_FILE, CorpusLayout  # noqa: F401  (re-exported)
 from rendering.pair import SCHEMA_VERSION
-from rendering.shards import atomic_write_bytes
+from rendering.atomic import atomic_write_bytes, remove_temporary_files
 
 
 class CorpusStateError(RuntimeError):
@@ -57,8 +57,7 @@ def prepare_corpus_dir(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkU
     layout = CorpusLayout(corpus_dir)
     for folder in [corpus_dir, layout.units_dir, layout.card_dir, *(layout.shards_dir(s) for s in SPLITS)]:
         folder.mkdir(parents=True, exist_ok=True)
-        for leftover in folder.glob(".*.tmp"):  # written by a run that was killed; we hold the lock
-            leftover.unlink()
+    remove_temporary_files(corpus_dir)  # written by a run that was killed; we hold the run lock
     plan = {
         "config_hash": config_hash,
         "code_version": code_version(),

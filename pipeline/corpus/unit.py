@@ -12,7 +12,6 @@ or on a Dask worker; each process creates its renderer once, on first use, after
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -64,10 +63,9 @@ def render_process_pool(
     so that this start-up (seconds per process) overlaps whatever the caller does next instead of
     delaying the first units.
     """
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=configure_render_process, initargs=(workers,),
-    )
+    from pipeline.process_pool import tied_executor
+
+    pool = tied_executor(workers, configure_render_process, (workers,))  # its processes die with this one
     if warm_up:
         for _ in range(workers):  # each submission starts a process while none is idle
             pool.submit(warm_up_render_process, backend, options)

@@ -8,7 +8,6 @@ first missing result. Import only after pipeline.prefect_env.configure_prefect.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -23,8 +22,11 @@ from evaluation.plan import EvalJob, pending_jobs, plan_jobs
 from evaluation.tables import protocol_summary
 from pipeline.flows.artifact_images import markdown_cell, png_markdown
 from pipeline.flows.names import flow_run_namer
+from pipeline.run_lock import RunLock
 from rendering.layout import RunLayout
 from pipeline.cores import available_cores
+from pipeline.process_pool import tied_process_pool
+from rendering.atomic import remove_temporary_files
 
 
 # Set by the flow while it runs jobs in several processes (tasks run in threads of the flow's process).
@@ -66,13 +68,12 @@ def _cuda(cfg: EvaluateConfig) -> bool:
 def _job_processes(processes: int) -> Iterator[None]:
     """A spawn pool of job processes for the flow run; every process ends with the block."""
     global _EXECUTOR
-    executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
-    _EXECUTOR = executor
     try:
-        yield
+        with tied_process_pool(processes) as executor:  # they die with this process, too
+            _EXECUTOR = executor
+            yield
     finally:
         _EXECUTOR = None
-        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def artifact_rows(rows: list[dict]) -> list[dict]:
@@ -111,18 +112,21 @@ def evaluate_flow(run_dir: str, config: dict, spec: dict, jobs: list[dict] | Non
     cfg = EvaluateConfig.model_validate(config)
     layout = RunLayout(Path(run_dir))
     corpus_dir = layout.corpus_dir
-    jobs = plan_jobs(layout, cfg) if jobs is None else [EvalJob(**j) for j in jobs]
-    processes, threads = cfg.job_processes(len(pending_jobs(jobs, cfg, spec)), available_cores(), _cuda(cfg))
-    job_config = {**config, "threads": threads}  # threads change no result fingerprint
-    if processes == 1:
-        summaries = [evaluate_one(j.as_dict(), str(corpus_dir), job_config, spec) for j in jobs]
-    else:
-        with _job_processes(processes):
-            futures = [evaluate_one.submit(j.as_dict(), str(corpus_dir), job_config, spec) for j in jobs]
-            summaries = [f.result() for f in futures]
-    context = {"protocol": protocol_summary(cfg), "steps": cfg.steps,
-               "data": {s["task"]: s["split_by"] for s in summaries}}
-    out = tables(run_dir, config, context)
+    with RunLock(layout.root, purpose="evaluate"):  # inherited when the command holds it
+        for folder in (layout.eval_dir, layout.tables_dir):
+            remove_temporary_files(folder)  # left by a killed run
+        jobs = plan_jobs(layout, cfg) if jobs is None else [EvalJob(**j) for j in jobs]
+        processes, threads = cfg.job_processes(len(pending_jobs(jobs, cfg, spec)), available_cores(), _cuda(cfg))
+        job_config = {**config, "threads": threads}  # threads change no result fingerprint
+        if processes == 1:
+            summaries = [evaluate_one(j.as_dict(), str(corpus_dir), job_config, spec) for j in jobs]
+        else:
+            with _job_processes(processes):
+                futures = [evaluate_one.submit(j.as_dict(), str(corpus_dir), job_config, spec) for j in jobs]
+                summaries = [f.result() for f in futures]
+        context = {"protocol": protocol_summary(cfg), "steps": cfg.steps,
+                   "data": {s["task"]: s["split_by"] for s in summaries}}
+        out = tables(run_dir, config, context)
     create_table_artifact(artifact_rows(out["rows"]), key="evaluation-table",
                           description="methods x tasks (mean/std across seeds, in the label's unit; 'paper' = published figure)")
     create_markdown_artifact(out["markdown_text"] + "\n" + png_markdown("Results", Path(out["png"])),

@@ -11,6 +11,7 @@ Import this module only after pipeline.prefect_env.configure_prefect.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +30,9 @@ from pipeline.corpus.plan import WorkUnit, plan_units
 from pipeline.corpus.unit import completed_unit, render_process_pool, run_unit
 from pipeline.flows.artifact_images import png_markdown
 from pipeline.flows.names import flow_run_namer
+from pipeline.process_pool import kill_pool
+from pipeline.run_lock import RunLock
+from rendering.atomic import remove_temporary_files
 from rendering.layout import CorpusLayout, RunLayout
 
 # Set by the flow for the duration of its run (tasks run in threads of the flow's process);
@@ -36,6 +40,12 @@ from rendering.layout import CorpusLayout, RunLayout
 _EXECUTOR: ProcessPoolExecutor | None = None
 ProgressCallback = Callable[[dict], None]
 _PROGRESS: ProgressCallback | None = None
+# Set when the flow is interrupted: queued and retried units stop instead of rendering inline.
+_STOPPING = threading.Event()
+
+
+class GenerationStopped(RuntimeError):
+    """The flow was interrupted; unfinished units are left to the next run."""
 
 
 @task(
@@ -43,12 +53,15 @@ _PROGRESS: ProgressCallback | None = None
     task_run_name="unit {unit[unit_id]}",
     retries=2,
     retry_delay_seconds=2,
+    retry_condition_fn=lambda _task, _run, _state: not _STOPPING.is_set(),
     cache_policy=INPUTS + TASK_SOURCE,
     persist_result=True,
     result_serializer="json",
 )
 def render_unit(unit: dict, corpus_dir: str, corpus_json: str, config_hash: str) -> dict:
     """Render one unit (or find it complete); returns its short summary."""
+    if _STOPPING.is_set():
+        raise GenerationStopped("generation is stopping; the unit is left for the next run")
     if _EXECUTOR is not None:
         summary = _EXECUTOR.submit(run_unit, unit, corpus_dir, corpus_json, config_hash).result()
     else:
@@ -99,11 +112,11 @@ def generate_corpus(run_dir: str, corpus_json: str) -> dict:
     corpus = CorpusConfig.model_validate_json(corpus_json)
     corpus_dir = RunLayout(Path(run_dir)).corpus_dir
     units = plan_units(corpus)
-    prepare_corpus_dir(corpus_dir, corpus, units)
-    config_hash = corpus.content_hash()
-
-    with _unit_executor(corpus):
-        merged, reused = _render_and_merge(units, corpus_dir, corpus_json, config_hash)
+    with RunLock(Path(run_dir), purpose="generate"):  # inherited when the command holds it
+        prepare_corpus_dir(corpus_dir, corpus, units)
+        config_hash = corpus.content_hash()
+        with _unit_executor(corpus, corpus_dir):
+            merged, reused = _render_and_merge(units, corpus_dir, corpus_json, config_hash)
 
     card = CorpusLayout(corpus_dir).card_dir
     figures = "\n".join(png_markdown(title, card / name) for title, name in
@@ -119,21 +132,36 @@ def generate_corpus(run_dir: str, corpus_json: str) -> dict:
 
 
 @contextmanager
-def _unit_executor(corpus: CorpusConfig, warm_up: bool = False) -> Iterator[None]:
+def _unit_executor(corpus: CorpusConfig, corpus_dir: Path, warm_up: bool = False) -> Iterator[None]:
     """A spawn process pool of ``workers`` renderers for the flow run (threads task runner; on
     Dask each unit runs in its Dask worker process instead). A pool that run_generate already
-    opened around the flow, warmed up while the Prefect server started, is used as it is."""
+    opened around the flow, warmed up while the Prefect server started, is used as it is.
+
+    The workers die with this process (pipeline.process_pool). When the flow is interrupted, they
+    are killed at once rather than waited for, their partial shards are removed, and no further
+    unit starts (nor retries): finished units are kept for the next run."""
     global _EXECUTOR
-    if corpus.task_runner != "threads" or _EXECUTOR is not None:
+    if corpus.task_runner != "threads":
         yield
         return
-    executor = render_process_pool(corpus.workers, corpus.backend, corpus.backend_options, warm_up=warm_up)
-    _EXECUTOR = executor
+    outer = _EXECUTOR is not None
+    if not outer:
+        _STOPPING.clear()
+        _EXECUTOR = render_process_pool(corpus.workers, corpus.backend, corpus.backend_options, warm_up=warm_up)
+    executor = _EXECUTOR
     try:
         yield
+    except BaseException:
+        _STOPPING.set()
+        kill_pool(executor)
+        remove_temporary_files(corpus_dir)
+        raise
+    else:
+        if not outer:
+            executor.shutdown(wait=True, cancel_futures=True)
     finally:
-        _EXECUTOR = None
-        executor.shutdown(wait=True, cancel_futures=True)
+        if not outer:
+            _EXECUTOR = None
 
 
 def _render_and_merge(units: list[WorkUnit], corpus_dir: Path, corpus_json: str, config_hash: str) -> tuple[dict, int]:
@@ -187,7 +215,7 @@ def run_generate(config: RunConfig, progress: ProgressCallback | None = None, hi
         # Task results and cache records live in the run folder (the default result storage is a
         # local folder; an unsaved storage block cannot be passed to tasks in Prefect 3). The
         # render processes start while the Prefect server does.
-        with _unit_executor(config.corpus, warm_up=True), command_api(), \
+        with _unit_executor(config.corpus, config.corpus_dir, warm_up=True), command_api(config.run_dir), \
                 temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.layout.prefect_results}):
             state = flow_fn(str(config.run_dir), config.corpus.model_dump_json(), return_state=True)
             result = state.result()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from uuid import UUID
 
 
@@ -64,32 +65,38 @@ def wait_for_task_run_history(flow_run_id: UUID, expected: int, timeout: float =
 
 
 @contextmanager
-def command_api() -> Iterator[str]:
+def command_api(run_dir: Path | None = None) -> Iterator[str]:
     """The Prefect API for one command: the configured server, or one embedded server started
     here and exported as PREFECT_API_URL, so that worker processes (Dask) report to it instead
-    of each starting an embedded server of their own. The server stops when the block ends."""
+    of each starting an embedded server of their own. The server stops when the block ends, and
+    dies with the command if it is killed (pipeline.flows.embedded_server).
+
+    With ``run_dir`` (the run folder whose lock the caller holds), flow runs started in the block
+    carry the run folder's tag, and runs a killed command left unfinished are marked Crashed."""
+    from prefect import tags
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    configured = PREFECT_API_URL.value()
-    if configured:
-        yield configured
-        return
-    from prefect.server.api.server import SubprocessASGIServer
+    from pipeline.flows.embedded_server import TiedServer, mark_crashed_runs, run_folder_tag
 
-    # The recorder flushes every 5 s by default; 1 s shortens the wait for a complete history.
-    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
-    server = SubprocessASGIServer()
-    server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            try:
-                yield server.api_url
-            finally:
-                # Send what the client still holds (the flows' last log lines, the last state
-                # events) while the server is up: stopping it first loses them, and the log
-                # worker then retries at exit ("Error logging to API") for over a minute.
-                drain_client_workers()  # drain_all also stops the workers
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
+    configured = PREFECT_API_URL.value()
+    with ExitStack() as stack:
+        if configured:
+            url = configured
+        else:
+            # The recorder flushes every 5 s by default; 1 s shortens the wait for a complete history.
+            os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
+            server = TiedServer()
+            server.start()
+            stack.callback(server.stop)
+            url = os.environ["PREFECT_API_URL"] = server.api_url
+            stack.callback(os.environ.pop, "PREFECT_API_URL", None)
+            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+            # Runs before the server stops: send what the client still holds (the flows' last log
+            # lines, the last state events) while the server is up; stopping it first loses them,
+            # and the log worker then retries at exit ("Error logging to API") for over a minute
+            # (after an interrupt, the interpreter's exit would wait on it).
+            stack.callback(drain_client_workers)  # drain_all also stops the workers
+        if run_dir is not None:
+            mark_crashed_runs(run_dir)
+            stack.enter_context(tags(run_folder_tag(run_dir)))
+        yield url

@@ -6,15 +6,16 @@ training run resumes from the method's latest checkpoint, so no finished step is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from pipeline.flows.names import flow_run_namer
+from pipeline.run_lock import RunLock
 from rendering.layout import PretrainLayout, RunLayout
 from training.config import PretrainConfig
+from training.jsonl import read_records
 from training.launch import LaunchOptions, run_torchrun
 
 
@@ -31,8 +32,8 @@ def _final_loss(out: PretrainLayout) -> str:
     metrics = out.metrics
     if not metrics.is_file():
         return "-"
-    lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
-    return f"{json.loads(lines[-1])['loss']:.4f}" if lines else "-"
+    records, _ = read_records(metrics)
+    return f"{records[-1]['loss']:.4f}" if records else "-"
 
 
 @flow(name="pretrain", flow_run_name=flow_run_namer("pretrain", "methods"))
@@ -41,10 +42,11 @@ def pretrain_flow(run_dir: str, config: dict, methods: list[str], launch: dict |
     cfg = PretrainConfig.model_validate(config)
     layout = RunLayout(Path(run_dir))
     results = {}
-    for method in methods:
-        results[method] = pretrain_method.with_options(retries=retries)(
-            method, cfg.model_dump(mode="json"), str(layout.corpus_dir), str(layout.pretrain(method).root), launch or {}
-        )
+    with RunLock(layout.root, purpose="pretrain"):  # inherited when the command holds it
+        for method in methods:
+            results[method] = pretrain_method.with_options(retries=retries)(
+                method, cfg.model_dump(mode="json"), str(layout.corpus_dir), str(layout.pretrain(method).root), launch or {}
+            )
     rows = "\n".join(f"| {m} | {cfg.preset} | {cfg.total_steps} | {_final_loss(layout.pretrain(m))} | {p} |"
                      for m, p in results.items())
     create_markdown_artifact(

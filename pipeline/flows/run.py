@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 
+from pipeline.flows.embedded_server import mark_crashed_runs, run_folder_tag
 from pipeline.flows.names import flow_run_namer
 from pipeline.resolved import ResolvedRun, resolve_run
+from pipeline.run_lock import RunLock
 from pipeline.stages import corpus_done, evaluation_plan, pretrain_done, pretrain_methods
 
 
@@ -27,7 +29,10 @@ def run_flow(config_path: str, resolved: Any = None) -> dict:
     which has already resolved the config, passes the ResolvedRun as ``resolved``.
     """
     run: ResolvedRun = resolved if resolved is not None else resolve_run(config_path, evaluate=True)
-    return run_stages(run)
+    # The lock is inherited when the command holds it; a scheduled run takes it here.
+    with RunLock(run.run_dir, purpose="run"), tags(run_folder_tag(run.run_dir)):
+        mark_crashed_runs(run.run_dir)
+        return run_stages(run)
 
 
 def run_stages(run: ResolvedRun) -> dict:

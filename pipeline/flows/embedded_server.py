@@ -1,0 +1,99 @@
+"""The embedded Prefect server of one command, and the truth about runs a killed command left.
+
+:class:`TiedServer` is Prefect's ephemeral server started through rendering.processes, so it dies
+with the command even when the command is SIGKILLed (Prefect's own stop runs only at a normal
+interpreter exit). :func:`mark_crashed_runs` fixes the history a killed command leaves: its flow
+and task runs stay "Running" in the run's database forever; the next command of the same run
+folder (which holds the run lock, so no other command of that folder can be running) marks them
+Crashed. Flow runs are recognised by the run-folder tag every command puts on its flow runs.
+Import only after pipeline.prefect_env.configure_prefect.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from uuid import UUID
+
+import prefect
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import get_current_settings
+
+from rendering.processes import tied_command
+
+RUN_FOLDER_TAG = "crocopipe-run:"
+UNFINISHED = ("RUNNING", "PENDING")
+_SWEPT: set[str] = set()  # run folders already swept by this process (sweep once, before any flow)
+
+
+class TiedServer(SubprocessASGIServer):
+    """Prefect's ephemeral API server (uvicorn, UI off) as a child that dies with this process
+    (and stops when the command's block ends, or with the command's other children)."""
+
+    def _run_uvicorn_command(self) -> subprocess.Popen:
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
+                   "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+        env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
+               # what Prefect's own ephemeral server sets: no UI, ephemeral mode
+               "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        # Its own session: a terminal's Ctrl-C reaches the command's process group, and the server
+        # must outlive that moment so that the command can still record how its runs ended.
+        return subprocess.Popen(tied_command(command), env=env, start_new_session=True)
+
+
+def run_folder_tag(run_dir: Path) -> str:
+    """The tag on every flow run of a run folder (absolute path, so a shared server tells them apart)."""
+    return RUN_FOLDER_TAG + str(Path(run_dir).resolve())
+
+
+def _current_flow_runs(client) -> set[UUID]:
+    """This process's own running flow run and its parents (never to be marked crashed)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    ids: set[UUID] = set()
+    run = context.flow_run if context is not None else None
+    while run is not None:
+        ids.add(run.id)
+        parent_task = run.parent_task_run_id
+        run = client.read_flow_run(client.read_task_run(parent_task).flow_run_id) if parent_task else None
+    return ids
+
+
+def mark_crashed_runs(run_dir: Path) -> int:
+    """Mark Crashed every unfinished flow run (and its unfinished task runs) of ``run_dir`` that
+    belongs to no live command; call with the run lock held. Returns the flow runs marked."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags,
+        TaskRunFilter, TaskRunFilterState, TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    key = str(Path(run_dir).resolve())
+    if key in _SWEPT:
+        return 0
+    _SWEPT.add(key)
+    unfinished = [StateType(s) for s in UNFINISHED]
+    message = f"the command running it was killed; marked by the next command on {key} (pid {os.getpid()})"
+    marked = 0
+    with get_client(sync_client=True) as client:
+        own = _current_flow_runs(client)
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[run_folder_tag(run_dir)]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=unfinished))))
+        for run in runs:
+            if run.id in own:
+                continue
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=unfinished))))
+            for task_run in tasks:
+                client.set_task_run_state(task_run.id, Crashed(message=message), force=True)
+            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            marked += 1
+    return marked
