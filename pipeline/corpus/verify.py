@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.corpus.build import CORPUS_FILE, MANIFEST_FILE
 from rendering.layout import CorpusLayout
 from pipeline.corpus.manifest import LOCATION_COLUMNS, ManifestError, flatten_meta, read_manifest
-from rendering.shards import SHARD_GLOB, ShardReadError, file_sha256, read_shard
+from rendering.shards import SHARD_GLOB, ShardReadError, file_sha256, read_shard, temporary_files
 
 
 @dataclass
@@ -126,5 +126,8 @@ def verify_corpus(corpus_dir: Path) -> VerifyReport:
     total = info.get("counts", {}).get("pairs_total")
     if total is not None and total != len(rows):
         report.problems.append(f"corpus.json counts {total} pairs, the manifest has {len(rows)} rows")
+    for path in temporary_files(corpus_dir):
+        report.problems.append(f"leftover temporary file {path.relative_to(corpus_dir).as_posix()} "
+                               "(from a killed run; the next `crocopipe generate` removes it)")
     return report
 
