@@ -34,6 +34,7 @@ def generate(
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
+    repair: bool = typer.Option(False, "--repair", help="verify every byte first and re-render what is damaged"),
 ) -> None:
     """Render the configured pair corpus into <run_dir>/corpus; re-run to resume after a crash."""
     from pipeline.config import ConfigError, load_run_config
@@ -52,6 +53,8 @@ def generate(
     except RunLockedError as err:
         _fail(err, EXIT_LOCKED)
     try:
+        if repair:
+            _remove_damage(run.corpus_dir, units)
         info = finished_corpus(run.corpus_dir, run.corpus, units)
         if info is not None:  # nothing to do: answer in seconds, without starting Prefect
             counts = info["counts"]
@@ -68,6 +71,25 @@ def generate(
         _generate_locked(run, verbose, quiet, plain)
     finally:
         lock.release()
+
+
+def _remove_damage(corpus_dir: Path, units) -> None:
+    """`generate --repair`: verify, then delete what is damaged so that generation redoes exactly it."""
+    from pipeline.corpus.repair import repair_corpus
+    from pipeline.corpus.verify import verify_corpus
+    from rendering.layout import CorpusLayout
+
+    if not CorpusLayout(corpus_dir).info.is_file():
+        typer.echo(f"{corpus_dir} holds no finished corpus yet: generating it (temporaries of killed runs are removed)")
+        return
+    report = verify_corpus(corpus_dir)
+    if report.ok:
+        typer.echo(f"verify: {report.summary()}; nothing to repair")
+        return
+    typer.echo(report.summary())
+    removed = repair_corpus(corpus_dir, report, units)
+    typer.echo(f"repair: removed {len(removed)} damaged or stray file(s): {', '.join(removed)}; "
+               f"re-rendering {len(report.damaged_units)} unit(s) and merging the manifest again")
 
 
 def _generate_locked(run, verbose: bool, quiet: bool, plain: bool) -> None:
