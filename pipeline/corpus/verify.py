@@ -2,8 +2,8 @@
 
 Every shard listed in corpus.json must exist with the recorded size and sha256 and decode under
 the sample schema; no unlisted shard may sit in shards/; every listed shard must have its unit
-file (units/<unit-id>.parquet) recording the same shard, hash and rows; no unit file may be
-foreign to corpus.json; every manifest row must have its sample in the shard it names (with the
+file (units/<unit-id>.parquet) recording the same shard, hash and rows, and no unit file may be
+foreign to corpus.json (except in a regenerated corpus, which has no units); every manifest row must have its sample in the shard it names (with the
 same metadata) and every sample must have its row; no temporary file of a killed run may be left.
 
 Besides the readable problems, the report says what repairs them (pipeline.corpus.repair):
@@ -89,10 +89,12 @@ def _check(corpus_dir: Path, report: VerifyReport) -> None:
     report.manifest_rows = len(rows or [])
 
     samples = _check_shards(corpus_dir, listed, report)
-    unit_keys = _check_units(layout, listed, report)
+    has_units = "regenerated_from" not in info  # `regenerate` writes a corpus in one piece, without units/
+    unit_keys = _check_units(layout, listed, report) if has_units else {}
     if rows is not None:
         _check_manifest(rows, listed, samples, report)
-        _check_units_against_manifest(rows, listed, unit_keys, report)
+        if has_units:
+            _check_units_against_manifest(rows, listed, unit_keys, report)
         total = info.get("counts", {}).get("pairs_total")
         if total is not None and total != len(rows):
             report.problems.append(f"corpus.json counts {total} pairs, the manifest has {len(rows)} rows")
