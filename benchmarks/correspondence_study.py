@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.jobs import run_job
     from evaluation.plan import plan_jobs
     from evaluation.tables import TASK_METRICS, write_tables
-    from pipeline.corpus.lock import RunLock
+    from pipeline.run_lock import RunLock
     from pipeline.resolved import resolve_evaluation
     from pipeline.config import load_run_config
     from training.launch import is_complete

@@ -21,7 +21,7 @@ def mine(config: Path = typer.Argument(..., help="TOML with run_dir and a [mine]
     """Mine pairs from ScanNet / ARKitScenes / TUM / frames.jsonl sequences into <run_dir>/corpus; re-run to resume."""
     from pipeline.config import ConfigError
     from pipeline.corpus.build import CorpusStateError, check_corpus_dir
-    from pipeline.corpus.lock import RunLock, RunLockedError
+    from pipeline.run_lock import RunLock, RunLockedError
     from pipeline.corpus.mine import finished_mined_corpus, plan_mine_units
     from pipeline.corpus.plan import CorpusPlanError
     from pipeline.mine_config import load_mine_config

@@ -9,7 +9,6 @@ Import this module only after pipeline.prefect_env.configure_prefect.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -25,6 +24,8 @@ from pipeline.corpus.build import prepare_corpus_dir
 from pipeline.corpus.mine import MineUnit, merge_mined_corpus, plan_mine_units, run_mine_unit
 from pipeline.corpus.unit import completed_unit
 from pipeline.mine_config import MineConfig, MineRunConfig
+from pipeline.process_pool import tied_process_pool
+from pipeline.run_lock import RunLock
 
 _EXECUTOR: ProcessPoolExecutor | None = None
 _PROGRESS: Callable[[dict], None] | None = None
@@ -56,6 +57,11 @@ def mine_corpus(config_path: str) -> dict:
 
     config: MineRunConfig = load_mine_config(config_path)
     units = plan_mine_units(config.mine)
+    with RunLock(config.layout.root, purpose="mine"):  # inherited when the command holds it
+        return _mine(config, units)
+
+
+def _mine(config: MineRunConfig, units: list) -> dict:
     prepare_corpus_dir(config.corpus_dir, config.mine, units)
     config_hash = config.mine.content_hash()
     mine_json = config.mine.model_dump_json()
@@ -90,10 +96,11 @@ def run_mine(config: MineRunConfig, progress: Callable[[dict], None] | None = No
     global _EXECUTOR, _PROGRESS
     from pipeline.flows.history import command_api, wait_for_task_run_history
 
-    executor = ProcessPoolExecutor(max_workers=config.mine.workers, mp_context=multiprocessing.get_context("spawn"))
-    _EXECUTOR, _PROGRESS = executor, progress
+    _PROGRESS = progress
     try:
-        with command_api(), temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.layout.prefect_results}):
+        with tied_process_pool(config.mine.workers) as executor, command_api(config.layout.root), \
+                temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.layout.prefect_results}):
+            _EXECUTOR = executor  # its workers die with this process (pipeline.process_pool)
             flow_fn = mine_corpus.with_options(task_runner=ThreadPoolTaskRunner(max_workers=config.mine.workers))
             state = flow_fn(str(config.source), return_state=True)
             result = state.result()
@@ -102,5 +109,4 @@ def run_mine(config: MineRunConfig, progress: Callable[[dict], None] | None = No
                 state.state_details.flow_run_id, expected=result["units"] + 1, timeout=history_timeout)
     finally:
         _EXECUTOR, _PROGRESS = None, None
-        executor.shutdown(wait=True, cancel_futures=True)
     return result
