@@ -107,13 +107,14 @@ def test_repair_renders_only_the_damaged_unit(clean, tmp_path):
 def test_generate_repair_command(clean, tmp_path):
     shutil.copytree(clean, tmp_path / "f")
     corpus = tmp_path / "f" / "run" / "corpus"
-    for kind in ("flipped shard byte", "missing unit file", "duplicate manifest row", "leftover temporary"):
-        DAMAGE[kind][0](corpus)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CROCOPIPE_"))}
     env.update(PYTHONPATH=str(REPO))
+    DAMAGE["flipped shard byte"][0](corpus)
     plain = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", "run.toml"], cwd=tmp_path / "f", env=env,
                            capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0 and "already complete" in plain.stdout  # sizes match: only verify sees it
+    for kind in ("missing unit file", "duplicate manifest row", "leftover temporary"):
+        DAMAGE[kind][0](corpus)
     fixed = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", "run.toml", "--repair"],
                            cwd=tmp_path / "f", env=env, capture_output=True, text=True, timeout=600)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr

@@ -214,3 +214,39 @@ def test_killed_or_interrupted_generate_leaves_no_process_and_no_partial_file(tm
         states = [s for (s,) in con.execute("SELECT state_type FROM flow_run ORDER BY created")]
         running_tasks = con.execute("SELECT count(*) FROM task_run WHERE state_type = 'RUNNING'").fetchone()[0]
     assert states[-1] == "COMPLETED" and "RUNNING" not in states and running_tasks == 0, states
+
+
+@pytest.mark.slow
+def test_two_evaluates_on_one_run_folder_one_runs_the_other_exits_3(tmp_path):
+    from test_eval_run import CONFIG
+
+    from pipeline.config import load_run_config
+    from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
+    from pipeline.corpus.plan import plan_units
+    from pipeline.corpus.unit import run_unit
+    from training.train import train
+
+    (tmp_path / "run.toml").write_text(CONFIG)
+    run = load_run_config(tmp_path / "run.toml")
+    units = plan_units(run.corpus)
+    prepare_corpus_dir(run.corpus_dir, run.corpus, units)
+    for unit in units:
+        run_unit(unit.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json(), run.corpus.content_hash())
+    merge_corpus(run.corpus_dir, run.corpus, units)
+    train(run.pretrain, "croco_v1", run.corpus_dir, run.run_dir / "pretrain" / "croco_v1")
+
+    first = _command("evaluate", "run.toml", cwd=tmp_path)
+    lock = tmp_path / "run" / ".crocopipe.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.is_file() and lock.read_text() and json.loads(lock.read_text())["pid"] == first.pid):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    second = subprocess.run([sys.executable, "-m", "pipeline.cli", "evaluate", "run.toml"], cwd=tmp_path, env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    output, _ = first.communicate(timeout=600)
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert f"in use by another run (crocopipe evaluate pid {first.pid} on" in second.stderr
+    assert first.returncode == 0, output
+    results = sorted(p.relative_to(tmp_path / "run" / "eval").as_posix() for p in (tmp_path / "run" / "eval").rglob("*.json"))
+    assert results == ["croco_v1/pose/seed-0.json", "none/pose/seed-0.json"]
+    assert (tmp_path / "run" / "tables" / "results.md").is_file()
