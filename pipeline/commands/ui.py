@@ -67,7 +67,8 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="address to serve on (default: loopback only)"),
 ) -> None:
     """Open a run's Prefect history (flow runs, task runs, logs, artifacts) in the Prefect UI."""
-    from pipeline.corpus.lock import RunLock, RunLockedError
+    from pipeline.run_lock import RunLock, RunLockedError
+    from rendering.processes import tied_command
     from rendering.layout import RunLayout
 
     layout = RunLayout(run_dir)
@@ -88,8 +89,9 @@ def ui(
         port = port or free_port(host)
         api = f"http://{host}:{port}/api"
         log = open(home / "ui-server.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port), "--no-services"],
+        process = subprocess.Popen(  # tied: the server dies with this command, even on SIGKILL
+            tied_command([sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port),
+                          "--no-services"]),
             env=server_env(home, host, port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
