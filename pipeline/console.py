@@ -329,21 +329,29 @@ def pretrain_stage(run, methods: list[str]) -> StageProbe:
     return StageProbe("pretrain", "steps", probe)
 
 
-def evaluate_stage(run, started: float) -> StageProbe:
-    """Evaluation jobs: results already current count as done; the plan is made once the
+def evaluate_stage(run, started: float, jobs: list | None = None, pending: set[str] | None = None) -> StageProbe:
+    """Evaluation jobs: results already current count as done. ``jobs`` and the results still
+    ``pending``: the plan when the command has made it; otherwise it is made once, when the
     checkpoints it needs exist."""
     plan: dict[str, object] = {}
+    if jobs is not None:
+        todo = pending or set()
+        plan["paths"] = [(Path(j.result), j.result in todo, f"{j.method} {j.task} seed {j.seed}") for j in jobs]
 
     def probe() -> tuple[int, int, str]:
         if "paths" not in plan:
             from evaluation.plan import pending_jobs, plan_jobs
+            from training.methods import get_method
 
             evaluation = run.evaluation
-            try:
+            methods = [m for m in evaluation.config.methods if get_method(m).pretrained]
+            if not all(run.layout.weights(m).is_file() for m in methods):
+                return 0, 0, ""  # pretraining still running: plan once its weights exist
+            try:  # once: planning opens the external datasets' files
                 jobs = plan_jobs(run.layout, evaluation.config)
+                pending = {j.result for j in pending_jobs(jobs, evaluation.config, evaluation.spec)}
             except (FileNotFoundError, ValueError):
-                return 0, 0, ""
-            pending = {j.result for j in pending_jobs(jobs, evaluation.config, evaluation.spec)}
+                jobs, pending = [], set()  # the evaluate stage reports the problem itself
             plan["paths"] = [(Path(j.result), j.result in pending, f"{j.method} {j.task} seed {j.seed}") for j in jobs]
         rows = plan["paths"]
         done, last, newest = 0, "", 0.0

@@ -55,7 +55,8 @@ def evaluate(
         from pipeline.flows.history import command_api
 
         t0 = time.perf_counter()
-        with Display([evaluate_stage(run, time.time())], mode=choose_mode(quiet, plain)), command_api(layout.root):
+        stage = evaluate_stage(run, time.time(), jobs, {j.result for j in todo})
+        with Display([stage], mode=choose_mode(quiet, plain)), command_api(layout.root):
             out = evaluate_flow(str(layout.root), cfg.model_dump(mode="json"), spec, [j.as_dict() for j in jobs])
     finally:
         if lock is not None:
