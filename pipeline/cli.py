@@ -59,6 +59,8 @@ from pipeline.commands import plan as _plan  # noqa: E402
 app.command("plan")(_plan.plan)
 from pipeline.commands import render_pairs as _render_pairs  # noqa: E402
 app.command("render-pairs")(_render_pairs.render_pairs)
+from pipeline.commands import scenes as _scenes  # noqa: E402
+app.command("scenes")(_scenes.scenes)
 from pipeline.commands import mine as _mine  # noqa: E402
 app.command("mine")(_mine.mine)
 from pipeline.commands import ui as _ui  # noqa: E402

@@ -34,7 +34,8 @@ from rendering.sampling import SamplerConfig
 from training.config import PretrainConfig
 
 # Corpus fields that change how a corpus is produced but not what it contains.
-EXECUTION_FIELDS = frozenset({"workers", "task_runner", "dask_address"})
+# on_scene_error decides which scenes are used, not what any unit of a used scene contains.
+EXECUTION_FIELDS = frozenset({"workers", "task_runner", "dask_address", "on_scene_error"})
 
 
 class ConfigError(ValueError):
@@ -160,6 +161,9 @@ class CorpusConfig(_Strict):
     depth_scale: float = Field(0.001, gt=0.0, le=1.0, description="metres per uint16 depth unit")
     shading: ShadingOption = Field(
         "auto", description="unlit, lambert, or auto (a fixed Lambert term on flat-coloured surfaces)"
+    )
+    on_scene_error: Literal["fail", "skip"] = Field(
+        "fail", description="a scene the scene check refuses: fail the run before any unit, or skip it"
     )
     backend: str = Field("embedded", description="renderer backend, one of rendering.backends.BACKENDS")
     backend_options: dict[str, str | int | float | bool] = Field(default_factory=dict)

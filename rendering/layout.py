@@ -9,6 +9,7 @@ split's shard files; nothing here writes.
 <run>/pretrain/   <method>/model.pt, checkpoints/, metrics.jsonl, summary.json, figures/
 <run>/eval/       <method>/<task>/seed-<s>.json
 <run>/tables/     results.md, results.csv, results.png
+<run>/scenes/     check.md, check.json: the scene check's report; cache/: one result per scene content
 <run>/prefect/    the embedded Prefect server's home (results/ holds task results)
 ```
 """
@@ -170,6 +171,11 @@ class RunLayout:
     @property
     def results_md(self) -> Path:
         return self.tables["markdown"]
+
+    @property
+    def scene_check_dir(self) -> Path:
+        """The scene check's report (check.md, check.json) and its per-scene cache."""
+        return self.root / "scenes"
 
     @property
     def prefect_home(self) -> Path:

@@ -216,7 +216,7 @@ class NavigableGrid:
 # Floor finding for arbitrary meshes
 # ------------------------------------------------------------------------------------------------
 
-_MAX_PAIRS_PER_CHUNK = 4_000_000
+_MAX_PAIRS_PER_CHUNK = 250_000  # bounds the working memory of the floor search
 MAX_GRID_CELLS = 25_000_000  # 500 x 500 m at 0.1 m: beyond any building, so likely stray vertices
 
 
@@ -262,20 +262,35 @@ def _triangle_cell_pairs(tri_xz: np.ndarray, origin: np.ndarray, s: float, shape
         start = stop
 
 
+def _query_slices(n: np.ndarray, budget: int = _MAX_PAIRS_PER_CHUNK):
+    """Consecutive query ranges whose (query, item) pair counts stay within ``budget``."""
+    ends = np.cumsum(n)
+    start = 0
+    while start < len(n):
+        base = ends[start - 1] if start > 0 else 0
+        stop = max(int(np.searchsorted(ends, base + budget, side="right")), start + 1)
+        yield start, stop
+        start = stop
+
+
 def _group_any(
     query_cells: np.ndarray, item_cells_sorted: np.ndarray, test
 ) -> np.ndarray:
-    """For each query, whether ``test(query_idx, item_idx)`` holds for any item in the same cell."""
+    """For each query, whether ``test(query_idx, item_idx)`` holds for any item in the same cell
+    (queries handled in slices, so memory stays bounded whatever the item count per cell)."""
     starts = np.searchsorted(item_cells_sorted, query_cells, side="left")
     stops = np.searchsorted(item_cells_sorted, query_cells, side="right")
     n = stops - starts
     result = np.zeros(len(query_cells), dtype=bool)
-    if n.sum() == 0:
-        return result
-    q = np.repeat(np.arange(len(query_cells)), n)
-    item = np.repeat(starts, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
-    hit = test(q, item)
-    result[np.unique(q[hit])] = True
+    for lo, hi in _query_slices(n):
+        count = n[lo:hi]
+        total = int(count.sum())
+        if total == 0:
+            continue
+        q = np.repeat(np.arange(lo, hi), count)
+        item = np.repeat(starts[lo:hi], count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+        hit = test(q, item)
+        result[q[hit]] = True
     return result
 
 
@@ -298,7 +313,9 @@ def find_navigable_floor(
     free candidate of each cell is kept; cells next to obstacles or to height jumps of at least
     ``step_height`` are eroded by ``agent_radius``; finally only connected regions (4-neighbours
     whose heights differ by less than ``step_height``) of at least ``min_region_area_m2`` remain,
-    which drops table and shelf tops. Everything is vectorised over (triangle, cell) pairs.
+    which drops table and shelf tops. Everything is vectorised over (triangle, cell) pairs, in chunks
+of at most a million pairs, so the working memory is bounded and the time linear in the pairs
+(for a fixed cell size: in the triangles and the area they cover).
     """
     for name, value in [("cell_size", cell_size), ("agent_height", agent_height),
                         ("step_height", step_height)]:
@@ -339,75 +356,92 @@ def find_navigable_floor(
     # 2-D barycentric set-up on the XZ projection (signed area in XZ; zero for vertical triangles).
     a, b, c = xz[:, 0], xz[:, 1], xz[:, 2]
     det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
-    flat_enough = np.abs(det) > 1e-12
-    # Edge normals for the separating-axis overlap test between triangle and cell square.
+    steep = np.abs(ny) < 1e-3
+    sampled = (np.abs(det) > 1e-12) & ~steep  # triangles a vertical ray can hit
+    # Separating-axis overlap of triangle and cell square, per triangle: the cell centre's
+    # projection on each edge normal must lie within the triangle's projected interval widened by
+    # the cell's half-extent along that normal. Precomputed per triangle, so a (triangle, cell)
+    # pair costs three dot products.
     edges = np.stack([b - a, c - b, a - c], axis=1)  # (F, 3, 2)
     axes = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)  # (F, 3, 2)
     proj = np.einsum("fke,fve->fkv", axes, xz)  # (F, 3 axes, 3 vertices)
-    proj_lo, proj_hi = proj.min(axis=2), proj.max(axis=2)
+    half = 0.5 * s + 1e-6 * s
+    reach = half * (np.abs(axes[..., 0]) + np.abs(axes[..., 1]))
+    lo_bound = proj.min(axis=2) - reach - 1e-12
+    hi_bound = proj.max(axis=2) + reach + 1e-12
+    ax_x, ax_z = np.ascontiguousarray(axes[..., 0]), np.ascontiguousarray(axes[..., 1])
+    # A triangle whose bounding box is one cell wide (or deep) overlaps every cell of it: the
+    # test is skipped for those (wall panels, small triangles).
+    lo_cell = np.floor((xz.min(axis=1) - origin) / s)
+    hi_cell = np.floor((xz.max(axis=1) - origin) / s)
+    needs_test = np.all(hi_cell > lo_cell, axis=1)
     # Plane y = p0 + px * x + pz * z for non-vertical triangles (to bound y inside a cell).
     with np.errstate(divide="ignore", invalid="ignore"):
         px = -normals[:, 0] / normals[:, 1]
         pz = -normals[:, 2] / normals[:, 1]
         p0 = tris[:, 0, 1] - px * tris[:, 0, 0] - pz * tris[:, 0, 2]
-    steep = np.abs(ny) < 1e-3
+    # Only a triangle spanning more than one cell has a y range inside one cell smaller than its own.
+    clamp = ~steep & np.any(hi_cell > lo_cell, axis=1)
+    corner_dx = np.array([-half, half, -half, half])
+    corner_dz = np.array([-half, -half, half, half])
 
     sample_cell, sample_y, sample_up = [], [], []
     occ_cell, occ_lo, occ_hi = [], [], []
-    eps = 1e-6 * s
-    half = 0.5 * s + eps
     for tri, rows, cols in _triangle_cell_pairs(xz, origin, s, shape):
         cx = origin[0] + (cols + 0.5) * s
         cz = origin[1] + (rows + 0.5) * s
         cell = rows * ncols + cols
-        # Conservative overlap of the triangle's XZ footprint with the cell (bbox already holds).
-        ax = axes[tri]  # (P, 3, 2)
-        centre_proj = ax[..., 0] * cx[:, None] + ax[..., 1] * cz[:, None]
-        radius = half * (np.abs(ax[..., 0]) + np.abs(ax[..., 1]))
-        overlap = np.all(
-            (centre_proj + radius >= proj_lo[tri] - 1e-12) & (centre_proj - radius <= proj_hi[tri] + 1e-12),
-            axis=1,
-        )
-        t_ov = tri[overlap]
+        overlap = np.ones(len(tri), dtype=bool)
+        test = needs_test[tri]
+        if np.any(test):
+            t, tx, tz = tri[test], cx[test], cz[test]
+            ok = np.ones(len(t), dtype=bool)
+            for k in range(3):
+                centre = ax_x[t, k] * tx + ax_z[t, k] * tz
+                ok &= (centre >= lo_bound[t, k]) & (centre <= hi_bound[t, k])
+            overlap[test] = ok
+        t_ov, c_ov = tri[overlap], cell[overlap]
         ylo, yhi = tri_ylo[t_ov], tri_yhi[t_ov]
-        plane = ~steep[t_ov]
+        plane = clamp[t_ov]
         if np.any(plane):
             tp = t_ov[plane]
             ccx, ccz = cx[overlap][plane], cz[overlap][plane]
-            corner_y = (
-                p0[tp][:, None]
-                + px[tp][:, None] * (ccx[:, None] + np.array([-half, half, -half, half]))
-                + pz[tp][:, None] * (ccz[:, None] + np.array([-half, -half, half, half]))
-            )
+            corner_y = (p0[tp][:, None] + px[tp][:, None] * (ccx[:, None] + corner_dx)
+                        + pz[tp][:, None] * (ccz[:, None] + corner_dz))
             ylo_p = np.maximum(ylo[plane], corner_y.min(axis=1))
             yhi_p = np.minimum(yhi[plane], corner_y.max(axis=1))
             ylo[plane], yhi[plane] = np.minimum(ylo_p, yhi_p), np.maximum(ylo_p, yhi_p)
-        occ_cell.append(cell[overlap])
+        occ_cell.append(c_ov.astype(np.int32))
         occ_lo.append(ylo)
         occ_hi.append(yhi)
 
         # Exact surface samples at cell centres (vertical rays) for non-vertical triangles.
-        fe = flat_enough[tri] & ~steep[tri]
+        fe = sampled[tri]
         t = tri[fe]
         px_, pz_ = cx[fe], cz[fe]
         d = det[t]
-        w1 = ((px_ - a[t, 0]) * (c[t, 1] - a[t, 1]) - (c[t, 0] - a[t, 0]) * (pz_ - a[t, 1])) / d
-        w2 = ((b[t, 0] - a[t, 0]) * (pz_ - a[t, 1]) - (px_ - a[t, 0]) * (b[t, 1] - a[t, 1])) / d
+        ax0, az0 = a[t, 0], a[t, 1]
+        w1 = ((px_ - ax0) * (c[t, 1] - az0) - (c[t, 0] - ax0) * (pz_ - az0)) / d
+        w2 = ((b[t, 0] - ax0) * (pz_ - az0) - (px_ - ax0) * (b[t, 1] - az0)) / d
         w0 = 1.0 - w1 - w2
         tol = -1e-9
         inside = (w0 >= tol) & (w1 >= tol) & (w2 >= tol)
         t_in = t[inside]
         y = (w0[inside] * ys[t_in, 0] + w1[inside] * ys[t_in, 1] + w2[inside] * ys[t_in, 2])
-        sample_cell.append(cell[fe][inside])
+        sample_cell.append(cell[fe][inside].astype(np.int32))
         sample_y.append(y)
         sample_up.append(ny[t_in])
 
+    # The per-triangle set-up is not needed any more: free it before the per-cell phase.
+    del tris, xz, normals, norm, edges, axes, proj, reach, lo_bound, hi_bound, ax_x, ax_z, a, b, c, det, ys
+    del px, pz, p0
     occ_cell = np.concatenate(occ_cell)
     occ_lo = np.concatenate(occ_lo)
     occ_hi = np.concatenate(occ_hi)
     sample_cell = np.concatenate(sample_cell)
     sample_y = np.concatenate(sample_y)
     sample_ny = np.concatenate(sample_up)
+    del sample_up
 
     cos_slope = np.cos(np.radians(max_slope_deg))
     is_cand = sample_ny >= cos_slope
@@ -418,6 +452,7 @@ def find_navigable_floor(
     # 1) Nothing in the body's way between step height and head height.
     order = np.argsort(occ_cell, kind="stable")
     occ_cell_s, occ_lo_s, occ_hi_s = occ_cell[order], occ_lo[order], occ_hi[order]
+    del order, occ_cell, occ_lo, occ_hi
     lo_band, hi_band = cand_h + step_height, cand_h + agent_height
     blocked = _group_any(
         cand_cell,
@@ -425,8 +460,10 @@ def find_navigable_floor(
         lambda q, i: (occ_lo_s[i] < hi_band[q]) & (occ_hi_s[i] > lo_band[q]),
     )
     # 2) Not inside a closed solid: the first surface straight above must face down (or be absent).
+    del occ_cell_s, occ_lo_s, occ_hi_s
     order = np.lexsort((sample_y, sample_cell))
     sc_s, sy_s, sny_s = sample_cell[order], sample_y[order], sample_ny[order]
+    del order
     first_above = _first_above(cand_cell, lo_band, sc_s, sy_s)
     has_above = first_above >= 0
     inside_solid = np.zeros_like(blocked)
@@ -458,15 +495,18 @@ def _first_above(
     stops = np.searchsorted(cells_sorted, query_cell, side="right")
     n = stops - starts
     out = np.full(len(query_cell), -1, dtype=np.int64)
-    if n.sum() == 0:
-        return out
-    q = np.repeat(np.arange(len(query_cell)), n)
-    item = np.repeat(starts, n) + (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
-    above = y_sorted[item] > query_y[q]
-    # Samples are sorted by y inside a cell, so the first "above" per query is the lowest one.
-    q_above, item_above = q[above], item[above]
-    first = np.unique(q_above, return_index=True)
-    out[first[0]] = item_above[first[1]]
+    for lo, hi in _query_slices(n):
+        count = n[lo:hi]
+        total = int(count.sum())
+        if total == 0:
+            continue
+        q = np.repeat(np.arange(lo, hi), count)
+        item = np.repeat(starts[lo:hi], count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+        above = y_sorted[item] > query_y[q]
+        # Samples are sorted by y inside a cell, so the first "above" per query is the lowest one.
+        q_above, item_above = q[above], item[above]
+        first = np.unique(q_above, return_index=True)
+        out[first[0]] = item_above[first[1]]
     return out
 
 

@@ -8,7 +8,27 @@ import numpy as np
 
 from rendering.scene_uri import key_slug
 
-SCHEMA_VERSION = 2  # 2: depth members are .npy (1: 16-bit PNG)
+SCHEMA_VERSION = 3  # 3: meta.json records information1/information2; 2: depth members are .npy (1: 16-bit PNG)
+INFORMATION_BLOCK = 8  # pixels per side of the blocks image_information looks at
+INFORMATION_RANGE = 4  # levels (of 255) a block must span in some colour channel to count
+
+
+def image_information(rgb: np.ndarray) -> float:
+    """Fraction of 8x8 pixel blocks whose values span at least 4 of 255 levels in some channel.
+
+    A view of one flat-coloured surface scores 0 (every block is one colour); edges between
+    differently lit or coloured surfaces mark the blocks they cross; a texture marks nearly every
+    block, even a faint one. It depends on the image alone, so it can be checked per view and
+    recomputed from stored images.
+    """
+    image = np.asarray(rgb)
+    b = INFORMATION_BLOCK
+    h, w = (image.shape[0] // b) * b, (image.shape[1] // b) * b
+    if h == 0 or w == 0:
+        return float(image.size > 0 and int(np.ptp(image)) >= INFORMATION_RANGE)
+    blocks = image[:h, :w].reshape(h // b, b, w // b, b, -1)
+    spread = blocks.max(axis=(1, 3)).astype(np.int16) - blocks.min(axis=(1, 3))
+    return float(np.mean(spread.max(axis=-1) >= INFORMATION_RANGE))
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,8 @@ class PairRecord:
             **self.covis.as_dict(),
             "valid1": self.valid1,
             "valid2": self.valid2,
+            "information1": image_information(self.img1),
+            "information2": image_information(self.img2),
             "attempts": int(self.attempts),
             "rejections": {k: int(v) for k, v in sorted(self.rejections.items())},
         }

@@ -26,7 +26,7 @@ from rendering.camera import (
     yaw_pitch_roll_rotation,
 )
 from rendering.covisibility import compute_covisibility, frustum_fraction, reprojection_covisibility_at_least
-from rendering.pair import CovisScores, PairRecord
+from rendering.pair import CovisScores, PairRecord, image_information
 
 UP = np.array([0.0, 1.0, 0.0])
 
@@ -37,6 +37,8 @@ CANDIDATE_DEGENERATE_POSE = "candidate_degenerate_pose"  # eye on the look-at ta
 COVIS_BELOW_MIN = "covis_below_min"
 FRUSTUM_BELOW_MIN = "frustum_below_min"  # rejected before rendering: too little of view 1 in view 2
 COVIS_ABOVE_MAX = "covis_above_max"
+REFERENCE_LOW_INFORMATION = "reference_low_information"  # a flat view: nothing to complete from
+CANDIDATE_LOW_INFORMATION = "candidate_low_information"
 SCREEN_PREFIX = "screen_"  # the same reasons, decided on the low-resolution screening render
 
 
@@ -61,6 +63,14 @@ class SamplerConfig(BaseModel):
     min_covis: float = Field(0.5, ge=0.0, le=1.0, description="least pair co-visibility kept")
     max_covis: float = Field(1.0, ge=0.0, le=1.0, description="largest pair co-visibility kept")
     covis_method: Literal["reprojection", "croco_nn"] = "reprojection"
+    min_image_information: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="least image information of each view (rendering.pair.image_information: the fraction "
+        "of 8x8 pixel blocks spanning at least 4 levels in some channel); 0 turns the check off. Every "
+        "view the quickstart's sampler judges scores >= 0.16 (benchmarks/information_floor.py)",
+    )
     depth_tolerance_abs: float = Field(0.05, ge=0.0, le=10.0, description="occlusion test: metres")
     depth_tolerance_rel: float = Field(0.05, ge=0.0, le=1.0, description="occlusion test: fraction of depth")
     nn_radius: float = Field(0.05, gt=0.0, le=10.0, description="croco_nn neighbour radius (metres)")
@@ -277,6 +287,9 @@ def sample_pair(
         if not _valid_enough(view1, config.min_valid_fraction):
             rejections[REFERENCE_LOW_VALID] += 1
             continue
+        if config.min_image_information > 0 and image_information(view1.rgb) < config.min_image_information:
+            rejections[REFERENCE_LOW_INFORMATION] += 1
+            continue
         target = valid_depth_centroid(view1.depth, K, pose1)
         small1 = None if screen is None else renderer.render(K_small, pose1, *screen)
         for _ in range(config.max_candidates_per_reference):
@@ -296,6 +309,9 @@ def sample_pair(
             view2 = renderer.render(K, pose2, width, height)
             attempts += 1
             reason, scores = _verdict(config, view1, view2, K, pose1, pose2, 0.0)
+            if reason is None and config.min_image_information > 0:
+                if image_information(view2.rgb) < config.min_image_information:
+                    reason = CANDIDATE_LOW_INFORMATION
             if reason is not None:
                 rejections[reason] += 1
                 continue

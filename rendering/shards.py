@@ -38,7 +38,7 @@ IMAGE_FORMATS = ("jpg", "png")
 DEPTH_VIEWS = ("depth1", "depth2")
 DEPTH_FIELDS = tuple(f"{view}.npy" for view in DEPTH_VIEWS)
 # Depth member extension per schema version: 1 wrote 16-bit PNG, 2 writes .npy.
-DEPTH_FORMAT_BY_SCHEMA = {1: "png", 2: "npy"}
+DEPTH_FORMAT_BY_SCHEMA = {1: "png", 2: "npy", 3: "npy"}  # 3 adds information1/2 to meta.json
 READABLE_SCHEMAS = tuple(sorted(DEPTH_FORMAT_BY_SCHEMA))
 META_FIELD = "meta.json"
 # Fixed member order inside a sample; the image extension is filled in per shard.
@@ -498,6 +498,10 @@ def meta_problems(meta: object) -> list[str]:
         return problems
     if meta["schema_version"] not in DEPTH_FORMAT_BY_SCHEMA:
         problems.append(f"schema_version {meta['schema_version']} (this code reads {', '.join(map(str, READABLE_SCHEMAS))})")
+    elif meta["schema_version"] >= 3:
+        for name in ("information1", "information2"):
+            if isinstance(meta.get(name), bool) or not isinstance(meta.get(name), (int, float)):
+                problems.append(f"missing {name!r}" if name not in meta else f"{name!r} has type {type(meta[name]).__name__}")
     for name, shape in MATRIX_SHAPES.items():
         if _plainly_finite_matrix(meta[name], shape):
             continue

@@ -40,11 +40,11 @@ def generate(
     from pipeline.config import ConfigError, load_run_config
     from pipeline.corpus.build import CorpusStateError, check_corpus_dir, finished_corpus
     from pipeline.run_lock import RunLock, RunLockedError
-    from pipeline.corpus.plan import CorpusPlanError, plan_units
+    from pipeline.corpus.plan import CorpusPlanError, plan_units, previous_assignment
 
     try:
         run = load_run_config(config)
-        units = plan_units(run.corpus)
+        units = plan_units(run.corpus, previous=previous_assignment(run.layout.corpus.plan))
         check_corpus_dir(run.corpus_dir, run.corpus)
     except (ConfigError, CorpusPlanError, CorpusStateError) as err:
         _fail(err, EXIT_BAD_INPUT)
@@ -92,11 +92,26 @@ def _remove_damage(corpus_dir: Path, units) -> None:
                f"re-rendering {len(report.damaged_units)} unit(s) and merging the manifest again")
 
 
+def check_scenes_first(run) -> None:
+    """The scene check before Prefect starts (its results are cached per scene, so the flow's own
+    check then costs nothing): unusable scenes exit 2 here, without a traceback or a unit run."""
+    from pipeline.corpus.scene_check import SceneCheckError, run_scene_check
+    from pipeline.corpus.unit import render_process_pool
+
+    try:  # spawn render processes, as the units use: GL contexts live in the workers, never forked
+        with render_process_pool(run.corpus.workers, run.corpus.backend, run.corpus.backend_options) as pool:
+            run_scene_check(run.corpus, run.layout, pool)
+    except SceneCheckError as err:
+        _fail(f"{err}\nscene check report: {run.layout.scene_check_dir / 'check.md'}", EXIT_BAD_INPUT)
+
+
 def _generate_locked(run, verbose: bool, quiet: bool, plain: bool) -> None:
     import time
 
     from pipeline.prefect_env import configure_prefect
 
+    if run.corpus.task_runner == "threads":  # on Dask the flow checks on the cluster's workers
+        check_scenes_first(run)
     home = configure_prefect(run.prefect_home, verbose=verbose)
     from pipeline.console import Display, choose_mode, generate_stage, human_seconds
     from pipeline.flows.generate import run_generate
@@ -106,15 +121,26 @@ def _generate_locked(run, verbose: bool, quiet: bool, plain: bool) -> None:
     if display.mode != "quiet":
         display.console.print(f"crocopipe generate {run.run_dir} (Prefect log: {home / 'prefect.log'})",
                               markup=False, highlight=False, soft_wrap=True)
+    from pipeline.corpus.plan import CorpusPlanError
+    from pipeline.corpus.scene_check import SceneCheckError
+
     t0 = time.perf_counter()
     try:
         with display:
             result = run_generate(run)
+    except (SceneCheckError, CorpusPlanError) as err:  # bad scenes: nothing was rendered
+        _fail(f"{err}\nscene check report: {run.layout.scene_check_dir / 'check.md'}", EXIT_BAD_INPUT)
     except Exception as err:  # the flow's own error, already logged by Prefect
         _fail(f"generation failed: {err}. Completed units are kept; re-run the command to resume "
               f"(details: {home / 'prefect.log'}).", EXIT_FAILED)
     seconds = time.perf_counter() - t0
     counts = result["counts"]
+    skipped = result.get("skipped_scenes") or []
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} scene(s) the scene check refused (on_scene_error = \"skip\"; "
+                   f"see {run.layout.scene_check_dir / 'check.md'}):")
+        for scene in skipped:
+            typer.echo(f"  {scene['scene_id']}: {scene['reason']}")
     typer.echo(
         f"corpus {result['corpus_id']} in {result['corpus_dir']}: {counts['pairs']['train']} train + "
         f"{counts['pairs']['val']} val pairs in {result['units']} shards "
@@ -168,6 +194,7 @@ def regenerate(
     from pipeline.run_lock import RunLock, RunLockedError
     from pipeline.corpus.manifest import ManifestError
     from pipeline.corpus.regenerate import RegenerateError, regenerate_corpus
+    from rendering.backend import SceneLoadError
 
     if not Path(manifest).is_file():
         _fail(f"manifest {manifest} does not exist", EXIT_BAD_INPUT)
@@ -182,7 +209,7 @@ def regenerate(
                 manifest, out, width=width, height=height, backend=backend, pairs_per_shard=pairs_per_shard,
                 progress=lambda done, total: bar.update(task_id, completed=done, total=total),
             )
-    except (RegenerateError, ManifestError) as err:
+    except (RegenerateError, ManifestError, SceneLoadError) as err:
         _fail(err, EXIT_BAD_INPUT)
     finally:
         lock.release()

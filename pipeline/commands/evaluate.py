@@ -40,6 +40,7 @@ def evaluate(
         try:  # the checks the flow would make, here before a Prefect server is started
             jobs = plan_jobs(layout, cfg)
             todo = pending_jobs(jobs, cfg, spec)
+            _check_checkpoints_load(todo)
         except (MissingCheckpointError, MissingValSplitError, StaleResultError, ValueError) as err:
             typer.echo(str(err), err=True)
             raise typer.Exit(2) from None
@@ -64,3 +65,13 @@ def evaluate(
     typer.echo(f"{out['jobs']} evaluations ({out['reused']} already done) in {human_seconds(time.perf_counter() - t0)}")
     for kind, path in out["tables"].items():
         typer.echo(f"{kind}: {path}")
+
+
+def _check_checkpoints_load(jobs) -> None:
+    """Open every checkpoint the pending jobs need once, before Prefect starts: an unreadable file
+    is one line (file and cause, training.models.loading.UnreadableCheckpointError) and exit 2,
+    instead of a task that fails the same way on every retry."""
+    from training.models.loading import read_checkpoint
+
+    for path in sorted({job.checkpoint for job in jobs if job.checkpoint}):
+        read_checkpoint(path)

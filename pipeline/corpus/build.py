@@ -8,6 +8,7 @@ units into manifest.parquet, corpus.json and the dataset card.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -28,43 +29,92 @@ def dump_json(data: dict) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+def _identity(corpus) -> tuple[str, str, str]:
+    """(plan.json field, value, what it covers) deciding whether a folder may be resumed: for a
+    rendered corpus the unit-shaping settings and generation code (scenes may change), for other
+    corpora (mined) the whole content hash."""
+    if isinstance(corpus, CorpusConfig):
+        from pipeline.corpus.identity import units_hash
+
+        return "units_hash", units_hash(corpus), "its unit-shaping settings (seed, pairs_per_shard, image " \
+            "encoding, depth_scale, backend, sampler) or the generation code differ"
+    return "config_hash", corpus.content_hash(), "its content differs"
+
+
 def check_corpus_dir(corpus_dir: Path, corpus: CorpusConfig) -> None:
-    """Refuse (CorpusStateError) a folder holding another config's corpus or foreign files; reads only."""
+    """Refuse (CorpusStateError) a folder holding a corpus whose existing units this config would
+    change, or foreign files; reads only."""
     corpus_dir = Path(corpus_dir)
     plan_path = corpus_dir / PLAN_FILE
-    config_hash = corpus.content_hash()
+    field, current, covers = _identity(corpus)
     if plan_path.exists():
         try:
-            previous_hash = json.loads(plan_path.read_text())["config_hash"]
+            plan = json.loads(plan_path.read_text())
+            previous = plan[field] if field in plan else plan["config_hash"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CorpusStateError(f"{plan_path} is unreadable ({err}); move the folder away to start afresh") from None
-        if previous_hash != config_hash:
+        if field not in plan:  # a plan written before units had content keys: the old rule
+            field, current, covers = "config_hash", corpus.content_hash(), "its content differs"
+        if previous != current:
             raise CorpusStateError(
-                f"{corpus_dir} holds a corpus generated from a different [corpus] config "
-                f"(config hash {previous_hash[:12]} there, {config_hash[:12]} now); nothing was changed. "
-                "Use another run_dir, or restore the config that made it to resume."
+                f"{corpus_dir} holds a corpus generated from a different [corpus] config: {covers} "
+                f"({field} {previous[:12]} there, {current[:12]} now); nothing was changed. "
+                "Use another run_dir, or restore the settings that made it to resume."
             )
     elif corpus_dir.exists() and any(corpus_dir.iterdir()):
         raise CorpusStateError(f"{corpus_dir} is not empty and holds no {PLAN_FILE}; refusing to write into it")
 
 
-def prepare_corpus_dir(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit]) -> None:
-    """Create the folder (or accept an earlier run's of the same config) and record the plan."""
+def prepare_corpus_dir(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit]) -> list[str]:
+    """Create the folder (or accept an earlier run's), record the plan, and move the units that are
+    no longer planned (their scene was removed, or moved to the other split) with their shards to
+    ``retired/``: nothing is deleted, and shards/ holds only planned units. Returns the retired
+    unit ids."""
     corpus_dir = Path(corpus_dir)
     check_corpus_dir(corpus_dir, corpus)
     plan_path = corpus_dir / PLAN_FILE
-    config_hash = corpus.content_hash()
     layout = CorpusLayout(corpus_dir)
     for folder in [corpus_dir, layout.units_dir, layout.card_dir, *(layout.shards_dir(s) for s in SPLITS)]:
         folder.mkdir(parents=True, exist_ok=True)
     remove_temporary_files(corpus_dir)  # written by a run that was killed; we hold the run lock
+    retired = _retire_unplanned(corpus_dir, units) if isinstance(corpus, CorpusConfig) else []
+    field, value, _ = _identity(corpus)
     plan = {
-        "config_hash": config_hash,
+        "config_hash": corpus.content_hash(),
+        field: value,
         "code_version": code_version(),
         "config": corpus.content_dict(),
         "units": [u.as_dict() for u in units],
     }
     atomic_write_bytes(plan_path, dump_json(plan))
+    return retired
+
+
+RETIRED_DIR = "retired"
+
+
+def _retire_unplanned(corpus_dir: Path, units: list[WorkUnit]) -> list[str]:
+    """Move unit manifests (and the shards they name) that no planned unit claims to retired/."""
+    from pipeline.corpus.manifest import read_unit_summary
+
+    planned = {(u.unit_id, u.unit_key, u.shard_relpath) for u in units}
+    retired = []
+    for manifest in sorted((corpus_dir / "units").glob("*.parquet")):
+        summary = read_unit_summary(manifest) or {}
+        claim = (summary.get("unit_id"), summary.get("unit_key", ""), summary.get("shard"))
+        if claim in planned:
+            continue
+        stamp = f"{summary.get('unit_key', '')[:8] or 'old'}"
+        shard = summary.get("shard")
+        if shard and (corpus_dir / shard).is_file():  # plan paths are unique: no kept unit names it
+            target = corpus_dir / RETIRED_DIR / f"{Path(shard).parent.as_posix()}" / f"{Path(shard).stem}-{stamp}.tar"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(corpus_dir / shard, target)
+        target = corpus_dir / RETIRED_DIR / "units" / f"{manifest.stem}-{stamp}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(manifest, target)
+        retired.append(str(summary.get("unit_id", manifest.stem)))
+    return retired
 
 
 def finished_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit]) -> dict | None:
@@ -78,6 +128,8 @@ def finished_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit
     if info.get("config_hash") != corpus.content_hash() or not (corpus_dir / MANIFEST_FILE).is_file():
         return None
     recorded = {s.get("unit_id"): s for s in info.get("shards", [])}
+    skipped = {s.get("scene_id") for s in info.get("skipped_scenes", [])}  # refused by the scene check
+    units = [u for u in units if u.scene_id not in skipped]
     for unit in units:
         summary = completed_unit(unit, corpus_dir, info["config_hash"], check_hash=False)
         entry = recorded.get(unit.unit_id)
@@ -95,8 +147,10 @@ def corpus_thresholds(corpus: CorpusConfig) -> dict:
     return {k: v for k, v in sampler.items() if any(w in k for w in words)}
 
 
-def merge_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit], make_card: bool = True) -> dict:
-    """Merge complete units into manifest.parquet and corpus.json (and the card); returns counts."""
+def merge_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit], make_card: bool = True,
+                 skipped: list[dict] | None = None) -> dict:
+    """Merge complete units into manifest.parquet and corpus.json (and the card); returns counts.
+    ``skipped``: scenes the scene check refused (``on_scene_error = "skip"``), with the reason."""
     corpus_dir = Path(corpus_dir)
     config_hash = corpus.content_hash()
     summaries = []
@@ -135,6 +189,7 @@ def merge_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit], 
             "attempts": sum(s["attempts"] for s in summaries),
         },
         "scenes": scenes,
+        "skipped_scenes": list(skipped or []),
         "rejections": dict(sorted(rejections.items())),
         "failed_pairs": [dict(f, unit_id=s["unit_id"]) for s in summaries for f in s["failed_pairs"]],
         "shards": [

@@ -68,6 +68,10 @@ def stats_markdown(info: dict, table: pa.Table) -> str:
         lines.append(f"- {split}: {_quantiles(values)}")
     lines += ["", "## Thresholds", ""]
     lines += [f"- {k}: {v}" for k, v in sorted(info["thresholds"].items())] or ["- (none recorded)"]
+    skipped = info.get("skipped_scenes") or []
+    if skipped:
+        lines += ["", f"## Skipped scenes ({len(skipped)}, refused by the scene check)", ""]
+        lines += [f"- `{s['scene_id']}` ({s['uri']}): {s['reason']}" for s in skipped]
     lines += ["", "## Rejected candidates by reason", ""]
     lines += [f"- {k}: {v}" for k, v in info["rejections"].items()] or ["- none"]
     lines += ["", f"![overlap histogram]({HISTOGRAM_FILE})", "", f"![contact sheet]({CONTACT_SHEET_FILE})", ""]

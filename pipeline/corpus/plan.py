@@ -36,6 +36,7 @@ class WorkUnit:
     scene_up_axis: str = "y"  # the mesh file's up axis (rendering.backend.SceneSpec.up_axis)
     scene_scale: float | str | None = None  # metres per file unit (SceneSpec.scale)
     scene_shading: str = "unlit"  # SceneSpec.shading (plans written before it existed: unlit)
+    unit_key: str = ""  # content identity (pipeline.corpus.identity); "" in plans made before it
 
     @property
     def scene(self) -> SceneSpec:
@@ -113,18 +114,19 @@ def _dataset_scenes(source, where: str, shading: str) -> list[SceneSpec]:
     return specs
 
 
-def assign_splits(scene_ids: list[str], corpus: CorpusConfig) -> dict[str, str]:
+def assign_splits(scene_ids: list[str], corpus: CorpusConfig, skipped: frozenset[str] = frozenset()) -> dict[str, str]:
     """Scene id -> "train"/"val". Explicit ``val_scenes`` win; otherwise rendering.scene_datasets'
     split_by_scene decides from a hash of (seed, scene id): stable under reordering and under
-    adding scenes, with at least one val and one train scene when val_fraction > 0."""
-    known = set(scene_ids)
+    adding scenes, with at least one val and one train scene when val_fraction > 0. ``skipped``
+    scenes (refused by the scene check) may be named in ``val_scenes`` but get no split."""
+    known = set(scene_ids) | set(skipped)
     if corpus.val_scenes:
         unknown = [s for s in corpus.val_scenes if s not in known]
         if unknown:
             raise CorpusPlanError(
                 f"corpus.val_scenes: unknown scene ids {unknown}; scene ids of this config: {sorted(known)}"
             )
-        val = set(corpus.val_scenes)
+        val = set(corpus.val_scenes) & set(scene_ids)
     else:
         from rendering.scene_datasets import split_by_scene
 
@@ -135,30 +137,71 @@ def assign_splits(scene_ids: list[str], corpus: CorpusConfig) -> dict[str, str]:
     return {s: ("val" if s in val else "train") for s in scene_ids}
 
 
-def plan_units(corpus: CorpusConfig) -> list[WorkUnit]:
-    """The corpus's work units; shards are numbered per split in config scene order."""
-    scenes = resolve_scenes(corpus)
-    splits = assign_splits([s.scene_id for s in scenes], corpus)
+def plan_units(
+    corpus: CorpusConfig, skip: frozenset[str] = frozenset(), previous: dict[str, tuple[str, int]] | None = None
+) -> list[WorkUnit]:
+    """The corpus's work units, each with its content key (pipeline.corpus.identity).
+
+    Scenes in ``skip`` (refused by the scene check, ``on_scene_error = "skip"``) get no units.
+    Shards are numbered per split: a unit whose key is in ``previous`` (key -> (split, shard
+    index) of the folder's earlier plan, see :func:`previous_assignment`) keeps its shard, the
+    others take the lowest free numbers in config scene order, so adding or removing scenes never
+    renumbers the shards of the others.
+    """
+    from pipeline.corpus.identity import scene_digest, unit_key, units_hash
+
+    scenes = [s for s in resolve_scenes(corpus) if s.scene_id not in skip]
+    if not scenes:
+        raise CorpusPlanError("no usable scene is left: the scene check refused every scene")
+    splits = assign_splits([s.scene_id for s in scenes], corpus, frozenset(skip))
+    settings = units_hash(corpus)
     per_scene = corpus.pairs_per_scene
     chunk = corpus.pairs_per_shard
-    next_shard = {split: 0 for split in SPLITS}
-    units = []
+    drafts = []
     for spec in scenes:
         split = splits[spec.scene_id]
+        digest = scene_digest(spec)
         for c, first in enumerate(range(0, per_scene, chunk)):
-            units.append(
-                WorkUnit(
-                    unit_id=f"{spec.scene_id}-c{c:04d}",
-                    split=split,
-                    shard_index=next_shard[split],
-                    scene_id=spec.scene_id,
-                    scene_uri=spec.uri,
-                    first_pair=first,
-                    n_pairs=min(chunk, per_scene - first),
-                    scene_up_axis=spec.up_axis,
-                    scene_scale=spec.scale,
-                    scene_shading=spec.shading,
-                )
+            n = min(chunk, per_scene - first)
+            drafts.append((spec, split, c, first, n, unit_key(settings, digest, split, first, n)))
+    previous = previous or {}
+    kept = {key: previous[key] for _, split, _, _, _, key in drafts if previous.get(key, ("",))[0] == split}
+    used = {split: {index for s, index in kept.values() if s == split} for split in SPLITS}
+    next_free = {split: 0 for split in SPLITS}
+    units = []
+    for spec, split, c, first, n, key in drafts:
+        if key in kept:
+            index = kept[key][1]
+        else:
+            while next_free[split] in used[split]:
+                next_free[split] += 1
+            index = next_free[split]
+            used[split].add(index)
+        units.append(
+            WorkUnit(
+                unit_id=f"{spec.scene_id}-c{c:04d}",
+                split=split,
+                shard_index=index,
+                scene_id=spec.scene_id,
+                scene_uri=spec.uri,
+                first_pair=first,
+                n_pairs=n,
+                scene_up_axis=spec.up_axis,
+                scene_scale=spec.scale,
+                scene_shading=spec.shading,
+                unit_key=key,
             )
-            next_shard[split] += 1
+        )
     return units
+
+
+def previous_assignment(plan_file: Path) -> dict[str, tuple[str, int]]:
+    """unit key -> (split, shard index) recorded in a corpus folder's plan.json ({} when none)."""
+    import json
+
+    try:
+        units = json.loads(Path(plan_file).read_text()).get("units", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {u["unit_key"]: (u["split"], int(u["shard_index"])) for u in units
+            if isinstance(u, dict) and u.get("unit_key") and "split" in u and "shard_index" in u}

@@ -10,6 +10,7 @@ per split and scene into shards of ``pairs_per_shard``.
 from __future__ import annotations
 
 import json
+import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -90,10 +91,10 @@ def regenerate_corpus(
     rows = read_manifest(manifest).to_pylist()
     if not rows:
         raise RegenerateError(f"manifest {manifest} has no rows")
-    if (out / CORPUS_FILE).exists() or (out / MANIFEST_FILE).exists() or CorpusLayout(out).shards_root.exists():
-        raise RegenerateError(f"{out} already holds a corpus; choose an empty --out (nothing was changed)")
+    check_rows(manifest, rows)
     if (width is None) != (height is None):
         raise RegenerateError("give both --width and --height, or neither")
+    _claim_output(out, manifest)
     source = _source_settings(manifest)
     sampler = SamplerConfig(**source["sampler"]) if "sampler" in source else SamplerConfig()
     image_format = source.get("image_format", "jpg")
@@ -154,4 +155,60 @@ def regenerate_corpus(
         "manifest": MANIFEST_FILE,
     }
     atomic_write_bytes(out / CORPUS_FILE, dump_json(corpus_info))
+    (out / INCOMPLETE_MARKER).unlink(missing_ok=True)
     return corpus_info
+
+
+INCOMPLETE_MARKER = ".regenerate-incomplete"
+
+
+def _claim_output(out: Path, manifest: Path) -> None:
+    """Make ``out`` ours: refuse a finished corpus or foreign files; clear our own partial output.
+
+    While regenerate writes, ``out`` holds a marker naming the manifest; a run that failed or was
+    killed leaves it, so its retry knows the shards and manifest there are its own and replaces
+    them instead of refusing the folder.
+    """
+    layout = CorpusLayout(out)
+    marker = out / INCOMPLETE_MARKER
+    if marker.is_file():
+        shutil.rmtree(layout.shards_root, ignore_errors=True)
+        layout.manifest.unlink(missing_ok=True)
+    elif layout.info.exists() or layout.manifest.exists() or layout.shards_root.exists():
+        raise RegenerateError(f"{out} already holds a corpus; choose an empty --out (nothing was changed)")
+    atomic_write_bytes(marker, dump_json({"regenerating_from": str(Path(manifest).resolve())}))
+
+
+MATRIX_COLUMNS = {"K1": 9, "K2": 9, "cam2world1": 16, "cam2world2": 16}
+
+
+def check_rows(manifest: Path, rows: list[dict]) -> None:
+    """Refuse the manifest before anything is written when a row cannot be rendered: non-finite or
+    ill-shaped poses and intrinsics, a bad size, a missing scene file. Names row, key and value."""
+    missing_files: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        where = f"manifest {manifest}: row {index} (key {row.get('key')!r})"
+        for column, size in MATRIX_COLUMNS.items():
+            value = row.get(column)
+            values = np.asarray(value if value is not None else [], dtype=np.float64).reshape(-1)
+            if values.size != size:
+                raise RegenerateError(f"{where}: {column} has {values.size} values, expected {size}")
+            if not np.all(np.isfinite(values)):
+                bad = int(np.flatnonzero(~np.isfinite(values))[0])
+                raise RegenerateError(f"{where}: {column}[{bad}] = {values[bad]} is not finite")
+        for column in ("width", "height"):
+            value = row.get(column)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise RegenerateError(f"{where}: {column} = {value!r} is not a positive integer")
+        uri = row.get("scene_uri")
+        if not isinstance(uri, str) or not uri:
+            raise RegenerateError(f"{where}: scene_uri = {uri!r} is not a scene")
+        if not uri.startswith("procedural:") and uri not in missing_files:
+            path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+            if not path.is_file():
+                missing_files[uri] = index
+    if missing_files:
+        uri, index = next(iter(missing_files.items()))
+        more = f" (and {len(missing_files) - 1} more scene files)" if len(missing_files) > 1 else ""
+        raise RegenerateError(f"manifest {manifest}: row {index} (key {rows[index].get('key')!r}): scene_uri = "
+                              f"{uri!r}: the scene file does not exist{more}")

@@ -96,6 +96,12 @@ def process_scene(renderer: Renderer, scene: SceneSpec) -> NavigableSpace:
     return navigable
 
 
+def forget_current_scene(renderer: Renderer) -> None:
+    """Tell :func:`process_scene` that ``renderer`` no longer holds the scene it last loaded (the
+    scene check uploads meshes itself)."""
+    _LOCAL.__dict__.setdefault("scenes", {}).pop(id(renderer), None)
+
+
 def _file_stamp(uri: str) -> tuple[int, int] | None:
     """(size, mtime in ns) of a scene file, None for what is not a file (procedural scenes)."""
     try:
@@ -108,12 +114,18 @@ def _file_stamp(uri: str) -> tuple[int, int] | None:
 def completed_unit(unit: WorkUnit, corpus_dir: Path, config_hash: str, check_hash: bool = True) -> dict | None:
     """The unit's stored summary when the unit is complete (see module doc), else None.
 
-    ``check_hash=False`` only compares sizes: a cheap test used to decide whether a cached task
-    result may be trusted; the unit body itself always compares sha256.
+    A unit with a content key (``unit.unit_key``, pipeline.corpus.identity) is complete when the
+    stored summary carries the same key, whatever the rest of the config; a unit without one
+    (mined units, old plans) when it carries ``config_hash``. ``check_hash=False`` only compares
+    sizes: a cheap test used to decide whether a cached task result may be trusted; the unit body
+    itself always compares sha256.
     """
     corpus_dir = Path(corpus_dir)
     summary = read_unit_summary(corpus_dir / unit.unit_relpath)
-    if summary is None or summary.get("config_hash") != config_hash or summary.get("unit_id") != unit.unit_id:
+    if summary is None or summary.get("unit_id") != unit.unit_id:
+        return None
+    key = getattr(unit, "unit_key", "")
+    if (summary.get("unit_key") != key) if key else (summary.get("config_hash") != config_hash):
         return None
     shard = corpus_dir / unit.shard_relpath
     if not shard.is_file() or shard.stat().st_size != summary.get("shard_size"):
@@ -158,6 +170,7 @@ def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str, config_hash: 
     ]
     summary = {
         "unit_id": unit.unit_id,
+        "unit_key": unit.unit_key,
         "config_hash": config_hash,
         "split": unit.split,
         "scene_id": unit.scene_id,

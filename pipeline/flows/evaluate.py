@@ -23,6 +23,7 @@ from evaluation.tables import protocol_summary
 from pipeline.flows.artifact_images import markdown_cell, png_markdown
 from pipeline.flows.names import flow_run_namer
 from pipeline.run_lock import RunLock
+from pipeline.flows.retry import transient_only
 from rendering.layout import RunLayout
 from pipeline.cores import available_cores
 from pipeline.process_pool import tied_process_pool
@@ -34,7 +35,7 @@ _EXECUTOR: ProcessPoolExecutor | None = None
 
 
 @task(name="evaluate-one", task_run_name="evaluate {job[method]} {job[task]} seed {job[seed]}", cache_policy=NO_CACHE,
-      retries=1, retry_delay_seconds=2)
+      retries=1, retry_delay_seconds=2, retry_condition_fn=transient_only)
 def evaluate_one(job: dict, corpus_dir: str, config: dict, spec: dict) -> dict:
     """Train and score one head; returns a short summary (reused=True when the result existed)."""
     from evaluation.jobs import run_job_in_process

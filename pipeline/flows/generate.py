@@ -25,14 +25,17 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.config import CorpusConfig, RunConfig
-from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
-from pipeline.corpus.plan import WorkUnit, plan_units
+from pipeline.corpus.build import check_corpus_dir, merge_corpus, prepare_corpus_dir
+from pipeline.corpus.identity import units_hash
+from pipeline.corpus.plan import WorkUnit, plan_units, previous_assignment
+from pipeline.corpus.scene_check import run_scene_check, table_rows
 from pipeline.corpus.unit import completed_unit, render_process_pool, run_unit
 from pipeline.flows.artifact_images import png_markdown
 from pipeline.flows.names import flow_run_namer
 from pipeline.process_pool import kill_pool
 from pipeline.run_lock import RunLock
 from rendering.atomic import remove_temporary_files
+from pipeline.flows.retry import transient_only
 from rendering.layout import CorpusLayout, RunLayout
 
 # Set by the flow for the duration of its run (tasks run in threads of the flow's process);
@@ -53,7 +56,8 @@ class GenerationStopped(RuntimeError):
     task_run_name="unit {unit[unit_id]}",
     retries=2,
     retry_delay_seconds=2,
-    retry_condition_fn=lambda _task, _run, _state: not _STOPPING.is_set(),
+    # retried only while the command is not stopping, and only for errors that may not repeat
+    retry_condition_fn=lambda task_, run_, state: not _STOPPING.is_set() and transient_only(task_, run_, state),
     cache_policy=INPUTS + TASK_SOURCE,
     persist_result=True,
     result_serializer="json",
@@ -78,12 +82,12 @@ def render_unit(unit: dict, corpus_dir: str, corpus_json: str, config_hash: str)
 
 
 @task(name="merge-corpus", task_run_name="merge corpus", cache_policy=NO_CACHE)
-def merge_units(corpus_dir: str, corpus_json: str, units: list[dict]) -> dict:
+def merge_units(corpus_dir: str, corpus_json: str, units: list[dict], skipped: list[dict] | None = None) -> dict:
     """manifest.parquet + corpus.json + dataset card from the complete units."""
     corpus = CorpusConfig.model_validate_json(corpus_json)
-    info = merge_corpus(Path(corpus_dir), corpus, [WorkUnit(**u) for u in units])
+    info = merge_corpus(Path(corpus_dir), corpus, [WorkUnit(**u) for u in units], skipped=skipped or [])
     return {"corpus_id": info["corpus_id"], "counts": info["counts"], "rejections": info["rejections"],
-            "shards": info["shards"]}
+            "shards": info["shards"], "skipped_scenes": info["skipped_scenes"]}
 
 
 def _summary_markdown(corpus_dir: str, merged: dict, reused: int, total: int) -> str:
@@ -110,13 +114,21 @@ def generate_corpus(run_dir: str, corpus_json: str) -> dict:
     """Generate (or finish) the corpus of a run (its [corpus] section as JSON, already validated);
     returns counts and the flow's unit count."""
     corpus = CorpusConfig.model_validate_json(corpus_json)
-    corpus_dir = RunLayout(Path(run_dir)).corpus_dir
-    units = plan_units(corpus)
+    layout = RunLayout(Path(run_dir))
+    corpus_dir = layout.corpus_dir
+    # Units are identified by their content; this hash (what shapes every unit) is also the
+    # Prefect cache input, so editing the scene list keeps the other units' cache entries.
+    config_hash = units_hash(corpus)
     with RunLock(Path(run_dir), purpose="generate"):  # inherited when the command holds it
-        prepare_corpus_dir(corpus_dir, corpus, units)
-        config_hash = corpus.content_hash()
         with _unit_executor(corpus, corpus_dir):
-            merged, reused = _render_and_merge(units, corpus_dir, corpus_json, config_hash)
+            # The scene check runs first, in the flow itself (never retried): a refused scene stops
+            # the run before any unit (on_scene_error = "fail") or is left out of the plan ("skip").
+            rows, skipped = scene_check_step(corpus, layout)
+            check_corpus_dir(corpus_dir, corpus)
+            units = plan_units(corpus, skip=frozenset(s["scene_id"] for s in skipped),
+                               previous=previous_assignment(layout.corpus.plan))
+            prepare_corpus_dir(corpus_dir, corpus, units)
+            merged, reused = _render_and_merge(units, corpus_dir, corpus_json, config_hash, skipped)
 
     card = CorpusLayout(corpus_dir).card_dir
     figures = "\n".join(png_markdown(title, card / name) for title, name in
@@ -129,6 +141,26 @@ def generate_corpus(run_dir: str, corpus_json: str) -> dict:
         description="shards: samples, bytes, sha256",
     )
     return {"corpus_dir": str(corpus_dir), "units": len(units), "units_reused": reused, **merged}
+
+
+def scene_check_step(corpus: CorpusConfig, layout: RunLayout) -> tuple[list[dict], list[dict]]:
+    """The scene check with its report as a Prefect table artifact (also when it fails the run)."""
+    from pipeline.corpus.scene_check import SceneCheckError
+
+    try:
+        rows, skipped = run_scene_check(corpus, layout, _EXECUTOR)
+    except SceneCheckError as err:
+        _scene_artifact(getattr(err, "rows", []))
+        raise
+    _scene_artifact(rows)
+    return rows, skipped
+
+
+def _scene_artifact(rows: list[dict]) -> None:
+    if rows:
+        bad = sum(r["verdict"] != "ok" for r in rows)
+        create_table_artifact(table_rows(rows), key="scene-check",
+                              description=f"scene check: {len(rows)} scenes, {bad} refused")
 
 
 @contextmanager
@@ -164,7 +196,8 @@ def _unit_executor(corpus: CorpusConfig, corpus_dir: Path, warm_up: bool = False
             _EXECUTOR = None
 
 
-def _render_and_merge(units: list[WorkUnit], corpus_dir: Path, corpus_json: str, config_hash: str) -> tuple[dict, int]:
+def _render_and_merge(units: list[WorkUnit], corpus_dir: Path, corpus_json: str, config_hash: str,
+                      skipped: list[dict]) -> tuple[dict, int]:
     progress_id = create_progress_artifact(progress=0.0, key="corpus-generation-progress",
                                            description=f"units of {corpus_dir}")
     futures = []
@@ -184,7 +217,7 @@ def _render_and_merge(units: list[WorkUnit], corpus_dir: Path, corpus_json: str,
         update_progress_artifact(progress_id, 100.0 * done / len(units))
         if _PROGRESS is not None:
             _PROGRESS({"done": done, "total": len(units), **summary})
-    merged = merge_units.submit(str(corpus_dir), corpus_json, [u.as_dict() for u in units]).result()
+    merged = merge_units.submit(str(corpus_dir), corpus_json, [u.as_dict() for u in units], skipped).result()
     return merged, reused
 
 

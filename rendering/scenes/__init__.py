@@ -105,8 +105,9 @@ def load_scene(spec: SceneSpec, cache_dir: Path | None = None) -> LoadedScene:
         seed, params = parse_procedural_uri(uri)
         mesh, navigable = generate_procedural_scene(seed, params)
         mesh, detailed = apply_shading(mesh, spec.shading)
+        extent = np.asarray(mesh.bounds[1] - mesh.bounds[0], dtype=np.float64)
         facts = {"up_axis": "y", "scale": 1.0, "units": "metres", "textured_fraction": detailed,
-                 "triangles": _triangle_count(mesh), "degenerate_removed": 0}
+                 "triangles": _triangle_count(mesh), "degenerate_removed": 0, "extent_m": extent.round(3).tolist()}
         return LoadedScene(spec.scene_id, uri, mesh, navigable, facts)
     path = _file_path(uri)
     mesh, facts = load_mesh_scene(spec)

@@ -66,10 +66,40 @@ def read_checkpoint(path: str | Path) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, wrong format, disallowed globals
-        raise ValueError(f"checkpoint {path} is unreadable or corrupt: {type(exc).__name__}: {exc}") from exc
+        raise UnreadableCheckpointError(f"checkpoint {path} is unreadable: {checkpoint_problem(exc, path)}") from None
     if not isinstance(obj, dict) or "model" not in obj:
-        raise ValueError(f"checkpoint {path} holds no 'model' state dict")
+        raise UnreadableCheckpointError(f"checkpoint {path} holds no 'model' state dict")
     return obj
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded as weights; the message is one line."""
+
+
+def checkpoint_problem(exc: BaseException, path: Path | None = None) -> str:
+    """What is wrong with a file torch.load refused, in one line and without torch's advice to
+    load it with weights_only=False or to allow its globals (that would run code the file holds)."""
+    head = b""
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except OSError:
+            pass
+    if path is not None and not head:
+        return "the file is empty (0 bytes)"
+    if head and not head.startswith((b"PK", b"\x80")):  # zip archive, or the legacy pickle format
+        return f"not a PyTorch checkpoint (it starts with {head!r})"
+    text = str(exc)
+    if "central directory" in text or "zip archive" in text or "not a zip" in text.lower():
+        return "not a complete PyTorch checkpoint (truncated or corrupt zip archive); re-copy or re-create it"
+    if "Weights only load failed" in text or "UnpicklingError" in type(exc).__name__:
+        detail = next((line.split(":", 1)[1].split(". Please use")[0].strip() for line in text.splitlines()
+                       if "WeightsUnpickler error" in line), "")
+        detail = detail or "it holds objects other than tensors and plain containers"
+        return f"refused as weights ({detail.rstrip('.')}); only weight files are loaded"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}"[:300]
 
 
 def parse_constructor(text: str, name: str = "CroCoNet") -> dict[str, object]:
