@@ -17,6 +17,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from rendering.scene_uri import is_procedural, mesh_path
+
 # Corpus settings that change what existing units contain (all others may change on a run folder).
 UNIT_SHAPING_FIELDS = ("seed", "pairs_per_shard", "image_format", "jpeg_quality", "depth_scale", "backend",
                        "backend_options", "sampler")
@@ -58,8 +60,8 @@ def scene_digest(spec) -> str:
     from dataclasses import asdict
 
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode())
-    if not spec.uri.startswith("procedural:"):
-        path = Path(spec.uri[len("file://"):] if spec.uri.startswith("file://") else spec.uri)
+    if not is_procedural(spec.uri):
+        path = mesh_path(spec.uri)
         try:
             with path.open("rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):

@@ -25,6 +25,7 @@ from rendering.backend import SceneSpec
 from rendering.sampling import SamplerConfig, render_pair_at_poses
 from rendering.layout import CorpusLayout
 from rendering.render_loop import Encoding, FailedPair, rendered_pairs
+from rendering.scene_uri import is_procedural, mesh_path
 from rendering.shards import ShardWriter, atomic_write_bytes
 
 
@@ -203,8 +204,8 @@ def check_rows(manifest: Path, rows: list[dict]) -> None:
         uri = row.get("scene_uri")
         if not isinstance(uri, str) or not uri:
             raise RegenerateError(f"{where}: scene_uri = {uri!r} is not a scene")
-        if not uri.startswith("procedural:") and uri not in missing_files:
-            path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+        if not is_procedural(uri) and uri not in missing_files:
+            path = mesh_path(uri)
             if not path.is_file():
                 missing_files[uri] = index
     if missing_files:
