@@ -119,7 +119,7 @@ def test_killed_pretrain_leaves_no_process_and_resumes_to_the_uninterrupted_resu
     tree = _kill_during_training(cli, ckpts, 0, whole_group=True)
     assert _wait_gone(tree) == [] and _members_of_group(cli.pid) == []
     first = max(_steps_of_checkpoints(ckpts))
-    (ckpts / f".step-{first + 4:08d}.pt.tmp-99999").write_bytes(b"partial")  # as a kill mid-write leaves
+    (ckpts / f".step-{first + 4:08d}.pt.99999.tmp").write_bytes(b"partial")  # as a kill mid-write leaves
     with open(out / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 99, "lo')  # and a torn last line
 
@@ -248,5 +248,5 @@ def test_two_evaluates_on_one_run_folder_one_runs_the_other_exits_3(tmp_path):
     assert f"in use by another run (crocopipe evaluate pid {first.pid} on" in second.stderr
     assert first.returncode == 0, output
     results = sorted(p.relative_to(tmp_path / "run" / "eval").as_posix() for p in (tmp_path / "run" / "eval").rglob("*.json"))
-    assert results == ["croco_v1/pose/seed-0.json", "none/pose/seed-0.json"]
+    assert {"croco_v1/pose/seed-0.json", "none/pose/seed-0.json"} <= set(results), results
     assert (tmp_path / "run" / "tables" / "results.md").is_file()
