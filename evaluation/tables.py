@@ -349,7 +349,9 @@ def bar_chart(cells: dict, methods: list[str], tasks: list[str], path: Path, con
         ax.axis("off")
     if seeds is not None:
         fig.suptitle(chart_title(context, seeds), fontsize=10)
-    fig.tight_layout()
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.45 / fig.get_figheight()))  # room for the title
+    else:
+        fig.tight_layout()
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
