@@ -112,11 +112,15 @@ def run_torchrun(
         tied_command(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            log_file.write(line + "\n")
-            tail.append(line)
-            on_line(line)
+        try:
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                log_file.write(line + "\n")
+                tail.append(line)
+                on_line(line)
+        except BaseException:  # interrupted: stop training now (the trainers die with torchrun)
+            proc.kill()
+            raise
         rc = proc.wait()
     if rc != 0:
         detail = first_failure(log_dir) or "no rank recorded an error; last output:\n" + "\n".join(tail)
