@@ -26,6 +26,7 @@ from pipeline.corpus import (
     verify_corpus,
 )
 from pipeline.corpus.croco_import import import_croco_metadata
+from pipeline.corpus.identity import units_hash
 from pipeline.corpus.manifest import read_manifest, row_to_meta
 from pipeline.corpus.regenerate import regenerate_corpus
 from rendering.camera import look_at
@@ -80,13 +81,14 @@ def write_config(folder: Path, run_dir: str = "run", extra: str = "", scenes: st
 
 
 def build_corpus(config_path: Path) -> Path:
-    """Generate a corpus with the plain functions (what the flow's tasks call)."""
+    """Generate a corpus with the plain functions (what the flow's tasks call, with the flow's
+    unit-settings hash, so that its unit files equal those of `crocopipe generate`)."""
     run = load_run_config(config_path)
     corpus = run.corpus
     units = plan_units(corpus)
     prepare_corpus_dir(run.corpus_dir, corpus, units)
     for unit in units:
-        run_unit(unit.as_dict(), str(run.corpus_dir), corpus.model_dump_json(), corpus.content_hash())
+        run_unit(unit.as_dict(), str(run.corpus_dir), corpus.model_dump_json(), units_hash(corpus))
     merge_corpus(run.corpus_dir, corpus, units)
     return run.corpus_dir
 
