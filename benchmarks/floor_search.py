@@ -7,7 +7,7 @@ boxes), about 230k triangles. Run it on one core (the search is single-threaded 
     OMP_NUM_THREADS=1 python benchmarks/floor_search.py [--repeats 3] [--implementation FILE]
 
 ``--implementation`` loads find_navigable_floor from another copy of rendering/navigable.py (to
-compare two versions in one farm-bench call).
+time two versions alternately in one comparison).
 """
 
 from __future__ import annotations
