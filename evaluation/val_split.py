@@ -16,9 +16,8 @@ import cv2
 import numpy as np
 
 from evaluation.ground_truth import MIN_BASELINE_M, PairSample, crop_pair, swapped  # noqa: F401  (re-exported)
-from rendering.layout import SHARD_GLOB, CorpusLayout
+from rendering.layout import CorpusError, CorpusLayout, MissingShardsError
 from rendering.shards import read_shard
-
 
 
 class MissingValSplitError(FileNotFoundError):
@@ -26,15 +25,17 @@ class MissingValSplitError(FileNotFoundError):
 
 
 def val_shards(corpus_dir: Path) -> list[Path]:
-    layout = CorpusLayout(corpus_dir)
-    folder = layout.shards_dir("val")
-    shards = layout.split_shards("val")
-    if not shards:
+    """The val shards as the corpus manifest lists them (rendering.layout.CorpusLayout.split_shards)."""
+    try:
+        return CorpusLayout(corpus_dir).split_shards("val")
+    except MissingShardsError as err:
+        raise MissingValSplitError(f"corpus {corpus_dir} has no val split to read ({err}); `crocopipe verify "
+                                   f"{corpus_dir}` says what to render again") from None
+    except CorpusError as err:
         raise MissingValSplitError(
-            f"corpus {corpus_dir} has no val split ({folder}/{SHARD_GLOB} not found): downstream "
-            "evaluation needs held-out scenes; generate the corpus with validation scenes"
-        )
-    return shards
+            f"corpus {corpus_dir} has no val split ({err}): downstream evaluation needs held-out scenes; "
+            "generate the corpus with validation scenes"
+        ) from None
 
 
 def read_val_pairs(corpus_dir: Path, max_pairs: int | None = None) -> list[PairSample]:

@@ -2,7 +2,7 @@
 
 It sits in the bottom package so that every stage (rendering, training, evaluation, the pipeline)
 can take a layout without importing a package above it. Path arithmetic, plus the listing of a
-split's shard files; nothing here writes.
+split's shards from the corpus manifest (the one listing every reader uses); nothing here writes.
 
 ```
 <run>/corpus/     shards/<split>/pairs-%06d.tar, units/, manifest.parquet, corpus.json, plan.json, card/
@@ -27,6 +27,14 @@ PLAN_FILE = "plan.json"
 CARD_DIR = "card"
 WEIGHTS_FILE = "model.pt"
 TABLE_FILES = ("results.md", "results.csv", "results.png")
+
+
+class CorpusError(RuntimeError):
+    """The corpus is missing, empty or unreadable."""
+
+
+class MissingShardsError(CorpusError):
+    """The manifest lists shard files that are not on disk."""
 
 
 @dataclass(frozen=True)
@@ -66,17 +74,53 @@ class CorpusLayout:
     def shards_dir(self, split: str) -> Path:
         return self.shards_root / split
 
-    def split_shards(self, split: str) -> list[Path]:
-        """The shard files of one split on disk, in shard order (empty when there are none).
+    def manifest_shards(self) -> dict[str, list[str]]:
+        """``{split: shard paths}`` as the manifest lists them (corpus-relative, sorted): the record
+        of a finished corpus. A shard whose unit wrote no pair has no manifest row, so it is not
+        listed (there is nothing in it to read). CorpusError when the manifest cannot be read."""
+        import pyarrow.parquet as pq
 
-        The one listing of a split's shard files; pretraining reads its shard list from the
-        manifest instead, the record of a finished corpus (training.pair_loader.list_shards).
+        if not self.root.is_dir():
+            raise CorpusError(f"corpus folder not found: {self.root}")
+        if not self.manifest.is_file():
+            raise CorpusError(f"no {MANIFEST_FILE} in {self.root}: the corpus is missing or incomplete")
+        try:
+            rows = pq.read_table(self.manifest, columns=["shard", "split"]).to_pydict()
+        except Exception as exc:
+            raise CorpusError(f"cannot read {self.manifest} (need columns 'shard' and 'split'): {exc}") from exc
+        listed: dict[str, set[str]] = {}
+        for shard, split in zip(rows["shard"], rows["split"]):
+            if shard:  # an imported pose manifest has rows without shards
+                listed.setdefault(split, set()).add(shard)
+        return {split: sorted(names) for split, names in sorted(listed.items())}
+
+    def split_shards(self, split: str) -> list[Path]:
+        """The shard files of one split, in shard order, as the manifest lists them.
+
+        The one listing of a split's shards: pretraining, evaluation and the cross-view monitor
+        read it (verify checks the folder against corpus.json, which also lists empty shards).
+        CorpusError when the manifest is missing or unreadable, lists no shard of ``split``, or
+        lists shard files that are not on disk (named in the message).
         """
-        folder = self.shards_dir(split)
-        return sorted(folder.glob(SHARD_GLOB)) if folder.is_dir() else []
+        names = self.manifest_shards().get(split, [])
+        if not names:
+            raise CorpusError(f"{self.manifest} lists no shards for split {split!r}")
+        paths, missing = [], []
+        for name in names:
+            # corpus-relative paths; a bare file name (older manifests) lives in its split's folder
+            for candidate in (self.root / name, self.shards_dir(split) / name):
+                if candidate.is_file():
+                    paths.append(candidate)
+                    break
+            else:
+                missing.append(name)
+        if missing:
+            raise MissingShardsError(f"{len(missing)} shard(s) listed in {self.manifest} are missing, e.g. {missing[:3]}")
+        return paths
 
     def all_shards(self) -> list[Path]:
-        """Every split's shard files (split folders in name order)."""
+        """Every shard file on disk (split folders in name order): what verify checks against
+        the corpus record; readers list a split's shards with :meth:`split_shards`."""
         return sorted(self.shards_root.glob(f"*/{SHARD_GLOB}")) if self.shards_root.is_dir() else []
 
     def shard(self, split: str, index: int) -> Path:

@@ -104,10 +104,7 @@ def test_pretraining_logs_the_gain_on_held_out_pairs(tmp_path):
 
     corpus = tmp_path / "corpus"
     write_synthetic_corpus(corpus, shards=1, pairs_per_shard=8, size=40)
-    write_synthetic_corpus(corpus / "val_tmp", shards=1, pairs_per_shard=4, size=40, split="val", seed=1)
-    (corpus / "shards" / "val").mkdir(parents=True)
-    for tar in (corpus / "val_tmp" / "shards" / "val").glob("*.tar"):
-        tar.rename(corpus / "shards" / "val" / tar.name)
+    write_synthetic_corpus(corpus, shards=1, pairs_per_shard=4, size=40, split="val", seed=1)
     cfg = PretrainConfig(methods=["croco_v1"], preset="test", batch_size=4, epochs=2, steps_per_epoch=4,
                          warmup_epochs=0, log_every=2, cross_view_every=2, cross_view_pairs=4, num_workers=0,
                          shuffle_buffer=4, tensorboard=False, checkpoint_every=100, figure_every=100)

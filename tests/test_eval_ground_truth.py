@@ -158,12 +158,25 @@ def analytic_record(scene_id: str, index: int, seed: int = 0):
 
 
 def write_val_corpus(corpus_dir, scenes=("scene-a", "scene-b"), pairs_per_scene=3, image_format="png"):
-    """A tiny corpus with only a val split, in the shard schema, from ray-cast pairs."""
+    """A tiny corpus with only a val split, in the shard schema, from ray-cast pairs, and the
+    manifest columns that list its shards (key, shard, split)."""
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rendering.layout import CorpusLayout
     from rendering.shards import ShardWriter, encode_sample, shard_path
 
+    rows = {"key": [], "shard": [], "split": []}
     for s, scene in enumerate(scenes):
-        with ShardWriter(shard_path(corpus_dir, "val", s)) as writer:
+        path = shard_path(corpus_dir, "val", s)
+        with ShardWriter(path) as writer:
             for i in range(pairs_per_scene):
                 record = analytic_record(scene, i, seed=s)
                 writer.write(f"{scene}-{i:08d}", encode_sample(record, f"{scene}-{i:08d}", image_format))
+                rows["key"].append(f"{scene}-{i:08d}")
+                rows["shard"].append(Path(path).relative_to(corpus_dir).as_posix())
+                rows["split"].append("val")
             writer.close()
+    pq.write_table(pa.table(rows), CorpusLayout(corpus_dir).manifest)

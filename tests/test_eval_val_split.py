@@ -60,3 +60,22 @@ def test_missing_val_split(tmp_path):
     (tmp_path / "shards" / "train").mkdir(parents=True)
     with pytest.raises(MissingValSplitError, match="has no val split"):
         read_val_pairs(tmp_path)
+
+
+def test_val_shards_are_the_ones_the_manifest_lists(corpus, tmp_path):
+    import shutil
+
+    from evaluation.val_split import val_shards
+
+    copy = tmp_path / "c"
+    shutil.copytree(corpus, copy)
+    listed = val_shards(copy)
+    assert [p.relative_to(copy).as_posix() for p in listed] == ["shards/val/pairs-000000.tar",
+                                                                 "shards/val/pairs-000001.tar"]
+    # a shard file the manifest does not list (a leftover copy) is never read
+    shutil.copy(copy / "shards/val/pairs-000000.tar", copy / "shards/val/pairs-000007.tar")
+    assert val_shards(copy) == listed and len(read_val_pairs(copy)) == 6
+    # a listed shard that is gone is named, not silently skipped
+    (copy / "shards/val/pairs-000001.tar").unlink()
+    with pytest.raises(MissingValSplitError, match=r"are missing, e.g. \['shards/val/pairs-000001.tar'\]"):
+        read_val_pairs(copy)

@@ -134,6 +134,20 @@ def test_colour_jitter_stays_in_range_and_varies() -> None:
     assert np.allclose(colour_jitter(img, 1.0, 1.0, rng), img, atol=1e-6)
 
 
+def test_every_reader_lists_a_split_from_the_manifest(tmp_path) -> None:
+    from evaluation.val_split import val_shards
+    from training.cross_view import held_out_views
+
+    train = write_synthetic_corpus(tmp_path, shards=2, pairs_per_shard=2, size=32)
+    val = write_synthetic_corpus(tmp_path, shards=1, pairs_per_shard=2, size=32, split="val", seed=1)
+    assert list_shards(tmp_path, "train") == [str(p) for p in train]  # the second split kept the first
+    assert list_shards(tmp_path, "val") == [str(p) for p in val] and val_shards(tmp_path) == val
+    stray = tmp_path / "shards" / "val" / "pairs-000005.tar"  # on disk, not in the manifest
+    stray.write_bytes(val[0].read_bytes())
+    assert list_shards(tmp_path, "val") == [str(p) for p in val] and val_shards(tmp_path) == val
+    assert held_out_views(tmp_path, 32, 4)[0].shape == (2, 32, 32, 3)  # the listed shard's 2 pairs only
+
+
 def test_missing_corpus_and_empty_split_raise(tmp_path) -> None:
     with pytest.raises(CorpusError, match="not found"):
         list_shards(tmp_path / "nope")

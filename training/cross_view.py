@@ -105,11 +105,12 @@ def held_out_views(corpus_dir: str | Path, crop: int, max_pairs: int) -> tuple[n
     Taken round-robin from the val shards (a shard holds one scene), so that a pair's mismatched
     reference, half the set away, comes from another scene whenever the split has several.
     """
-    from rendering.shards import SHARD_GLOB, read_shard
+    from rendering.layout import CorpusError, CorpusLayout
+    from rendering.shards import read_shard
 
-    folder = Path(corpus_dir) / "shards" / "val"
-    shards = sorted(folder.glob(SHARD_GLOB)) if folder.is_dir() else []
-    if not shards:
+    try:
+        shards = CorpusLayout(Path(corpus_dir)).split_shards("val")
+    except CorpusError:
         return None
     per_shard = -(-max_pairs // len(shards))
     columns = []

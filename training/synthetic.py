@@ -38,7 +38,8 @@ def write_synthetic_corpus(
     split: str = "train",
     seed: int = 0,
 ) -> list[Path]:
-    """Write shards/<split>/pairs-%06d.tar and manifest.parquet; returns the shard paths."""
+    """Write shards/<split>/pairs-%06d.tar and manifest.parquet (keeping the rows of the corpus's
+    other splits, so a second call adds a split); returns the shard paths."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -75,5 +76,10 @@ def write_synthetic_corpus(
                 rows["pair_index"].append(p)
             writer.close()
         paths.append(path)
-    pq.write_table(pa.table(rows), CorpusLayout(corpus).manifest)
+    manifest = CorpusLayout(corpus).manifest
+    if manifest.is_file():
+        kept = pq.read_table(manifest).to_pydict()
+        others = [i for i, s in enumerate(kept["split"]) if s != split]
+        rows = {name: [kept[name][i] for i in others] + values for name, values in rows.items()}
+    pq.write_table(pa.table(rows), manifest)
     return paths
