@@ -331,8 +331,8 @@ def pretrain_stage(run, methods: list[str]) -> StageProbe:
 
 def evaluate_stage(run, started: float, jobs: list | None = None, pending: set[str] | None = None) -> StageProbe:
     """Evaluation jobs: results already current count as done. ``jobs`` and the results still
-    ``pending``: the plan when the command has made it; otherwise it is made once, when the
-    checkpoints it needs exist."""
+    ``pending``: the plan when the command has made it; otherwise the run's plan
+    (pipeline.stages.evaluation_jobs, made once per run) once the checkpoints it needs exist."""
     plan: dict[str, object] = {}
     if jobs is not None:
         todo = pending or set()
@@ -340,15 +340,16 @@ def evaluate_stage(run, started: float, jobs: list | None = None, pending: set[s
 
     def probe() -> tuple[int, int, str]:
         if "paths" not in plan:
-            from evaluation.plan import pending_jobs, plan_jobs
+            from evaluation.plan import pending_jobs
+            from pipeline.stages import evaluation_jobs
             from training.methods import get_method
 
             evaluation = run.evaluation
             methods = [m for m in evaluation.config.methods if get_method(m).pretrained]
             if not all(run.layout.weights(m).is_file() for m in methods):
                 return 0, 0, ""  # pretraining still running: plan once its weights exist
-            try:  # once: planning opens the external datasets' files
-                jobs = plan_jobs(run.layout, evaluation.config)
+            try:  # the flow's plan when it has made it (planning opens the external datasets' files)
+                jobs = evaluation_jobs(run)
                 pending = {j.result for j in pending_jobs(jobs, evaluation.config, evaluation.spec)}
             except (FileNotFoundError, ValueError):
                 jobs, pending = [], set()  # the evaluate stage reports the problem itself

@@ -2,12 +2,14 @@
 
 Commands resolve the TOML once at their start and hand the result to the stage checks and the
 flows, so no stage re-reads or re-validates the file and every stage sees the same values. Flows
-that a Prefect deployment starts take the config path and resolve it once at their entry.
+that a Prefect deployment starts take the config path and resolve it once at their entry. Facts
+that need the run's files and cost work to find (the evaluation plan, pipeline.stages) are worked
+out once per resolved run and kept on it, for every later stage check and the live display.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluation.config import EvaluateConfig
@@ -28,6 +30,8 @@ class ResolvedRun:
     config: RunConfig
     layout: RunLayout
     evaluation: Evaluation | None  # None when the command does not evaluate
+    # Worked out once from the run's files (pipeline.stages.evaluation_jobs); not part of the identity.
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def run_dir(self) -> Path:

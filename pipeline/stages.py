@@ -3,8 +3,12 @@ seconds and the end-to-end flow skips finished stages without starting them."""
 
 from __future__ import annotations
 
+import threading
+
 from pipeline.resolved import ResolvedRun
 from training.methods import get_method
+
+_PLAN_LOCK = threading.Lock()  # the flow and the live display's thread may ask at the same moment
 
 
 def pretrain_methods(run: ResolvedRun) -> list[str]:
@@ -32,14 +36,32 @@ def pretrain_done(run: ResolvedRun) -> bool:
     return all(is_complete(run.layout.pretrain(m).root, run.config.pretrain) for m in pretrain_methods(run))
 
 
-def evaluation_plan(run: ResolvedRun):
-    """(jobs, done): every evaluation job of the run, and whether results and tables are current."""
-    from evaluation.plan import pending_jobs, plan_jobs, tables_current
+def evaluation_jobs(run: ResolvedRun) -> list:
+    """Every evaluation job of the run (evaluation.plan.plan_jobs), planned once per resolved run.
+
+    Planning checks the val split, opens the external datasets and finds the checkpoints, so the
+    first answer is kept on the run for the stage checks, the evaluate stage and the live display
+    of the same command. A plan that fails (weights not there yet) is not kept: the next call
+    plans again. The jobs name result and checkpoint paths only, so pretraining afterwards (the
+    same paths) leaves them valid.
+    """
+    from evaluation.plan import plan_jobs
 
     evaluation = run.evaluation
     if evaluation is None:
         raise ValueError("the run was resolved without its evaluation")
-    jobs = plan_jobs(run.layout, evaluation.config)
+    with _PLAN_LOCK:
+        if "evaluation_jobs" not in run.derived:
+            run.derived["evaluation_jobs"] = plan_jobs(run.layout, evaluation.config)
+        return run.derived["evaluation_jobs"]
+
+
+def evaluation_plan(run: ResolvedRun):
+    """(jobs, done): every evaluation job of the run, and whether results and tables are current."""
+    from evaluation.plan import pending_jobs, tables_current
+
+    jobs = evaluation_jobs(run)
+    evaluation = run.evaluation
     return jobs, not pending_jobs(jobs, evaluation.config, evaluation.spec) and tables_current(run.layout, jobs)
 
 
