@@ -216,7 +216,8 @@ class NavigableGrid:
 # Floor finding for arbitrary meshes
 # ------------------------------------------------------------------------------------------------
 
-_MAX_PAIRS_PER_CHUNK = 250_000  # bounds the working memory of the floor search
+_MAX_PAIRS_PER_BAND = 250_000  # (triangle, cell) pairs handled at once: bounds the working memory
+_BAND_CELLS_16 = 1 << 16
 MAX_GRID_CELLS = 25_000_000  # 500 x 500 m at 0.1 m: beyond any building, so likely stray vertices
 
 
@@ -238,60 +239,197 @@ def world_triangles(mesh: trimesh.Scene) -> np.ndarray:
     return np.concatenate(tris, axis=0)
 
 
-def _triangle_cell_pairs(tri_xz: np.ndarray, origin: np.ndarray, s: float, shape: tuple[int, int]):
-    """Yield (tri_index, rows, cols) for every grid cell in each triangle's XZ bounding box, in chunks."""
-    lo = np.floor((tri_xz.min(axis=1) - origin) / s).astype(np.int64)
-    hi = np.floor((tri_xz.max(axis=1) - origin) / s).astype(np.int64)
-    lo = np.clip(lo, 0, [shape[1] - 1, shape[0] - 1])
-    hi = np.clip(hi, 0, [shape[1] - 1, shape[0] - 1])
-    width = hi[:, 0] - lo[:, 0] + 1
-    count = width * (hi[:, 1] - lo[:, 1] + 1)
-    ends = np.cumsum(count)
-    start = 0
-    while start < len(count):
-        base = ends[start - 1] if start > 0 else 0
-        stop = int(np.searchsorted(ends, base + _MAX_PAIRS_PER_CHUNK, side="right"))
-        stop = max(stop, start + 1)
-        idx = np.arange(start, stop)
-        n = count[idx]
-        tri = np.repeat(idx, n)
-        local = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        cols = lo[tri, 0] + local % width[tri]
-        rows = lo[tri, 1] + local // width[tri]
-        yield tri, rows, cols
-        start = stop
-
-
-def _query_slices(n: np.ndarray, budget: int = _MAX_PAIRS_PER_CHUNK):
-    """Consecutive query ranges whose (query, item) pair counts stay within ``budget``."""
+def _query_slices(n: np.ndarray, budget: int = _MAX_PAIRS_PER_BAND, max_length: int | None = None):
+    """Consecutive ranges of ``n`` whose sums stay within ``budget`` (a single item may exceed it),
+    each at most ``max_length`` long."""
     ends = np.cumsum(n)
     start = 0
     while start < len(n):
         base = ends[start - 1] if start > 0 else 0
         stop = max(int(np.searchsorted(ends, base + budget, side="right")), start + 1)
+        if max_length is not None:
+            stop = min(stop, start + max_length)
         yield start, stop
         start = stop
 
 
-def _group_any(
-    query_cells: np.ndarray, item_cells_sorted: np.ndarray, test
-) -> np.ndarray:
+def _segment_items(starts: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, item) for ``count[i]`` consecutive items from ``starts[i]`` for every i, in order."""
+    owner = np.repeat(np.arange(len(count)), count)
+    offsets = np.cumsum(count) - count
+    item = np.arange(int(count.sum())) - np.repeat(offsets - starts, count)
+    return owner, item
+
+
+def _cell_ranges(query_cells: np.ndarray, item_cells_sorted: np.ndarray, ncells: int):
+    """(start, count) of the items in each query's cell, for items sorted by cell (< ``ncells``)."""
+    count = np.bincount(item_cells_sorted, minlength=ncells)
+    start = np.cumsum(count) - count
+    return start[query_cells], count[query_cells]
+
+
+def _group_any(query_cells: np.ndarray, item_cells_sorted: np.ndarray, ncells: int, test) -> np.ndarray:
     """For each query, whether ``test(query_idx, item_idx)`` holds for any item in the same cell
     (queries handled in slices, so memory stays bounded whatever the item count per cell)."""
-    starts = np.searchsorted(item_cells_sorted, query_cells, side="left")
-    stops = np.searchsorted(item_cells_sorted, query_cells, side="right")
-    n = stops - starts
+    starts, n = _cell_ranges(query_cells, item_cells_sorted, ncells)
     result = np.zeros(len(query_cells), dtype=bool)
     for lo, hi in _query_slices(n):
-        count = n[lo:hi]
-        total = int(count.sum())
-        if total == 0:
-            continue
-        q = np.repeat(np.arange(lo, hi), count)
-        item = np.repeat(starts[lo:hi], count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+        q, item = _segment_items(starts[lo:hi], n[lo:hi])
+        q += lo
         hit = test(q, item)
         result[q[hit]] = True
     return result
+
+
+def _least(values: np.ndarray, axis: int) -> np.ndarray:
+    """Minimum over a short axis (three vertices), elementwise: a reduction over a short axis is slow."""
+    parts = np.moveaxis(values, axis, 0)
+    out = parts[0].copy()
+    for part in parts[1:]:
+        np.minimum(out, part, out=out)
+    return out
+
+
+def _most(values: np.ndarray, axis: int) -> np.ndarray:
+    """Maximum over a short axis, elementwise (see :func:`_least`)."""
+    parts = np.moveaxis(values, axis, 0)
+    out = parts[0].copy()
+    for part in parts[1:]:
+        np.maximum(out, part, out=out)
+    return out
+
+
+class _Triangles:
+    """The per-triangle set-up of the floor search: which cells a triangle may touch, the overlap
+    test of triangle and cell square, its height range inside a cell, and its vertical-ray sample."""
+
+    def __init__(self, tris: np.ndarray, origin: np.ndarray, s: float, shape: tuple[int, int]):
+        xz = tris[:, :, [0, 2]]
+        normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+        norm = np.linalg.norm(normals, axis=1)
+        keep = norm > 1e-12
+        tris, xz, normals, norm = tris[keep], xz[keep], normals[keep], norm[keep]
+        self.ny = normals[:, 1] / norm
+        self.ys = np.ascontiguousarray(tris[:, :, 1])
+        self.ylo, self.yhi = _least(self.ys, axis=1), _most(self.ys, axis=1)
+
+        # Grid cells of each triangle's XZ bounding box, clipped to the grid.
+        lo_cell = np.floor((_least(xz, axis=1) - origin) / s)
+        hi_cell = np.floor((_most(xz, axis=1) - origin) / s)
+        lo = np.clip(lo_cell.astype(np.int64), 0, [shape[1] - 1, shape[0] - 1])
+        hi = np.clip(hi_cell.astype(np.int64), 0, [shape[1] - 1, shape[0] - 1])
+        self.col0, self.row0, self.row1 = lo[:, 0].copy(), lo[:, 1].copy(), hi[:, 1].copy()
+        self.width = hi[:, 0] - lo[:, 0] + 1
+
+        # 2-D barycentric set-up on the XZ projection (signed area in XZ; zero for vertical triangles).
+        a, b, c = xz[:, 0], xz[:, 1], xz[:, 2]
+        self.ax, self.az = a[:, 0].copy(), a[:, 1].copy()
+        self.e1x, self.e1z = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]  # edges a->b and a->c
+        self.e2x, self.e2z = c[:, 0] - a[:, 0], c[:, 1] - a[:, 1]
+        self.det = self.e1x * self.e2z - self.e2x * self.e1z
+        steep = np.abs(self.ny) < 1e-3
+        self.sampled = (np.abs(self.det) > 1e-12) & ~steep  # triangles a vertical ray can hit
+        # Separating-axis overlap of triangle and cell square, per triangle: the cell centre's
+        # projection on each edge normal must lie within the triangle's projected interval widened
+        # by the cell's half-extent along that normal. Precomputed per triangle, so a (triangle,
+        # cell) pair costs three dot products.
+        edges = np.stack([b - a, c - b, a - c], axis=1)  # (F, 3, 2)
+        axes = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)  # (F, 3, 2)
+        proj = np.einsum("fke,fve->fkv", axes, xz)  # (F, 3 axes, 3 vertices)
+        self.half = 0.5 * s + 1e-6 * s
+        reach = self.half * (np.abs(axes[..., 0]) + np.abs(axes[..., 1]))
+        lo_bound = _least(proj, axis=2) - reach - 1e-12
+        hi_bound = _most(proj, axis=2) + reach + 1e-12
+        # A triangle whose bounding box is one cell wide (or deep) overlaps every cell of it: the
+        # test is skipped for those (wall panels, small triangles). An axis-aligned edge's test
+        # holds for every cell of the bounding box (a centre lies at most half a cell beyond the
+        # triangle's extent along the axis, the test allows half a cell plus a millionth), so only
+        # slanted edges are tested: they come first, and ``tests`` counts them.
+        slanted = (axes[..., 0] != 0) & (axes[..., 1] != 0)
+        self.tests = np.where(np.all(hi_cell > lo_cell, axis=1), slanted.sum(axis=1), 0)
+        first = np.argsort(~slanted, axis=1, kind="stable")
+
+        def edge_rows(values: np.ndarray) -> np.ndarray:  # (3, F): one contiguous row per edge
+            return np.ascontiguousarray(np.take_along_axis(values, first, axis=1).T)
+
+        self.lo_bound, self.hi_bound = edge_rows(lo_bound), edge_rows(hi_bound)
+        self.axis_x, self.axis_z = edge_rows(axes[..., 0]), edge_rows(axes[..., 1])
+        # Plane y = p0 + px * x + pz * z for non-vertical triangles (to bound y inside a cell).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.px = -normals[:, 0] / normals[:, 1]
+            self.pz = -normals[:, 2] / normals[:, 1]
+            self.p0 = tris[:, 0, 1] - self.px * tris[:, 0, 0] - self.pz * tris[:, 0, 2]
+        # Only a sloped triangle spanning more than one cell has a y range inside one cell smaller
+        # than its own (a level one has a single height).
+        self.clamp = ~steep & np.any(hi_cell > lo_cell, axis=1) & (self.ylo < self.yhi)
+
+    def __len__(self) -> int:
+        return len(self.ny)
+
+    def pairs_per_row(self, nrows: int) -> np.ndarray:
+        """(triangle, cell) pairs of each grid row."""
+        change = np.bincount(self.row0, weights=self.width, minlength=nrows + 1)
+        change -= np.bincount(self.row1 + 1, weights=self.width, minlength=nrows + 1)
+        return np.cumsum(change)[:nrows].round().astype(np.int64)
+
+    def band_pairs(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(triangle, row, col) of every cell in rows [r0, r1) of each triangle's bounding box, in
+        triangle order (row-major inside one triangle)."""
+        sel = np.flatnonzero((self.row0 < r1) & (self.row1 >= r0))
+        top = np.maximum(self.row0[sel], r0)
+        width = self.width[sel]
+        count = width * (np.minimum(self.row1[sel], r1 - 1) - top + 1)
+        owner, local = _segment_items(np.zeros(len(sel), dtype=np.int64), count)
+        step = width[owner]
+        rows = top[owner] + local // step
+        cols = self.col0[sel][owner] + local % step
+        return sel[owner], rows, cols
+
+
+def _band_surfaces(t: _Triangles, tri: np.ndarray, cx: np.ndarray, cz: np.ndarray):
+    """For (triangle, cell centre) pairs: ``occupied`` (pair indices, y low, y high) of the pairs
+    whose triangle overlaps the cell, with the triangle's height range over the cell, and
+    ``samples`` (pair indices, y, up component of the normal) where the triangle lies straight
+    below or above the cell centre."""
+    overlap = np.ones(len(tri), dtype=bool)
+    test = np.flatnonzero(t.tests[tri])  # pairs still overlapping, with edge k left to test
+    for k in range(3):
+        if test.size == 0:
+            break
+        tt = tri[test]
+        centre = t.axis_x[k][tt] * cx[test] + t.axis_z[k][tt] * cz[test]
+        ok = (centre >= t.lo_bound[k][tt]) & (centre <= t.hi_bound[k][tt])
+        overlap[test[~ok]] = False
+        test = test[ok & (t.tests[tt] > k + 1)]
+    occ = np.flatnonzero(overlap)
+    t_ov = tri[occ]
+    ylo, yhi = t.ylo[t_ov], t.yhi[t_ov]
+    plane = np.flatnonzero(t.clamp[t_ov])
+    if plane.size:
+        tp = t_ov[plane]
+        ccx, ccz = cx[occ[plane]], cz[occ[plane]]
+        p0, px, pz = t.p0[tp], t.px[tp], t.pz[tp]
+        h = t.half
+        corner_y = np.stack([p0 + px * (ccx + dx) + pz * (ccz + dz) for dx, dz in ((-h, -h), (h, -h), (-h, h), (h, h))])
+        ylo_p = np.maximum(ylo[plane], _least(corner_y, axis=0))
+        yhi_p = np.minimum(yhi[plane], _most(corner_y, axis=0))
+        ylo[plane], yhi[plane] = np.minimum(ylo_p, yhi_p), np.maximum(ylo_p, yhi_p)
+
+    # Exact surface samples at cell centres (vertical rays) for non-vertical triangles.
+    fe = np.flatnonzero(t.sampled[tri])
+    ts = tri[fe]
+    px_, pz_ = cx[fe], cz[fe]
+    d = t.det[ts]
+    dx, dz = px_ - t.ax[ts], pz_ - t.az[ts]
+    w1 = (dx * t.e2z[ts] - t.e2x[ts] * dz) / d
+    w2 = (t.e1x[ts] * dz - dx * t.e1z[ts]) / d
+    w0 = 1.0 - w1 - w2
+    tol = -1e-9
+    inside = np.flatnonzero((w0 >= tol) & (w1 >= tol) & (w2 >= tol))
+    t_in = ts[inside]
+    ys = t.ys[t_in]
+    y = w0[inside] * ys[:, 0] + w1[inside] * ys[:, 1] + w2[inside] * ys[:, 2]
+    return (occ, ylo, yhi), (fe[inside], y, t.ny[t_in])
 
 
 def find_navigable_floor(
@@ -313,9 +451,12 @@ def find_navigable_floor(
     free candidate of each cell is kept; cells next to obstacles or to height jumps of at least
     ``step_height`` are eroded by ``agent_radius``; finally only connected regions (4-neighbours
     whose heights differ by less than ``step_height``) of at least ``min_region_area_m2`` remain,
-    which drops table and shelf tops. Everything is vectorised over (triangle, cell) pairs, in chunks
-of at most a million pairs, so the working memory is bounded and the time linear in the pairs
-(for a fixed cell size: in the triangles and the area they cover).
+    which drops table and shelf tops.
+
+    The grid is processed in bands of rows holding at most ``_MAX_PAIRS_PER_BAND`` (triangle, cell)
+    pairs (at least one row), each band with every triangle that reaches it: the working memory is
+    that of one band, and the time is linear in the pairs (for a fixed cell size: in the triangles
+    and the area they cover).
     """
     for name, value in [("cell_size", cell_size), ("agent_height", agent_height),
                         ("step_height", step_height)]:
@@ -333,9 +474,10 @@ of at most a million pairs, so the working memory is bounded and the time linear
         raise SceneLoadError(f"{scene_name}: mesh has NaN or infinite vertex coordinates")
     s = float(cell_size)
 
-    xz = tris[:, :, [0, 2]]
-    origin = np.floor(xz.reshape(-1, 2).min(axis=0) / s) * s - s  # one empty cell of padding
-    far = xz.reshape(-1, 2).max(axis=0)
+    flat_xz = tris[:, :, [0, 2]].reshape(-1, 2)
+    origin = np.floor(flat_xz.min(axis=0) / s) * s - s  # one empty cell of padding
+    far = flat_xz.max(axis=0)
+    del flat_xz
     ncols, nrows = (np.floor((far - origin) / s).astype(np.int64) + 2).tolist()
     shape = (nrows, ncols)
     if nrows * ncols > MAX_GRID_CELLS:
@@ -344,134 +486,38 @@ of at most a million pairs, so the working memory is bounded and the time linear
             f"for {s} m cells ({nrows * ncols} cells > {MAX_GRID_CELLS}); check for stray vertices "
             f"or use a larger cell_size"
         )
-
-    normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
-    norm = np.linalg.norm(normals, axis=1)
-    keep = norm > 1e-12
-    tris, xz, normals, norm = tris[keep], xz[keep], normals[keep], norm[keep]
-    ny = normals[:, 1] / norm
-    ys = tris[:, :, 1]
-    tri_ylo, tri_yhi = ys.min(axis=1), ys.max(axis=1)
-
-    # 2-D barycentric set-up on the XZ projection (signed area in XZ; zero for vertical triangles).
-    a, b, c = xz[:, 0], xz[:, 1], xz[:, 2]
-    det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
-    steep = np.abs(ny) < 1e-3
-    sampled = (np.abs(det) > 1e-12) & ~steep  # triangles a vertical ray can hit
-    # Separating-axis overlap of triangle and cell square, per triangle: the cell centre's
-    # projection on each edge normal must lie within the triangle's projected interval widened by
-    # the cell's half-extent along that normal. Precomputed per triangle, so a (triangle, cell)
-    # pair costs three dot products.
-    edges = np.stack([b - a, c - b, a - c], axis=1)  # (F, 3, 2)
-    axes = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)  # (F, 3, 2)
-    proj = np.einsum("fke,fve->fkv", axes, xz)  # (F, 3 axes, 3 vertices)
-    half = 0.5 * s + 1e-6 * s
-    reach = half * (np.abs(axes[..., 0]) + np.abs(axes[..., 1]))
-    lo_bound = proj.min(axis=2) - reach - 1e-12
-    hi_bound = proj.max(axis=2) + reach + 1e-12
-    ax_x, ax_z = np.ascontiguousarray(axes[..., 0]), np.ascontiguousarray(axes[..., 1])
-    # A triangle whose bounding box is one cell wide (or deep) overlaps every cell of it: the
-    # test is skipped for those (wall panels, small triangles).
-    lo_cell = np.floor((xz.min(axis=1) - origin) / s)
-    hi_cell = np.floor((xz.max(axis=1) - origin) / s)
-    needs_test = np.all(hi_cell > lo_cell, axis=1)
-    # Plane y = p0 + px * x + pz * z for non-vertical triangles (to bound y inside a cell).
-    with np.errstate(divide="ignore", invalid="ignore"):
-        px = -normals[:, 0] / normals[:, 1]
-        pz = -normals[:, 2] / normals[:, 1]
-        p0 = tris[:, 0, 1] - px * tris[:, 0, 0] - pz * tris[:, 0, 2]
-    # Only a triangle spanning more than one cell has a y range inside one cell smaller than its own.
-    clamp = ~steep & np.any(hi_cell > lo_cell, axis=1)
-    corner_dx = np.array([-half, half, -half, half])
-    corner_dz = np.array([-half, -half, half, half])
-
-    sample_cell, sample_y, sample_up = [], [], []
-    occ_cell, occ_lo, occ_hi = [], [], []
-    for tri, rows, cols in _triangle_cell_pairs(xz, origin, s, shape):
-        cx = origin[0] + (cols + 0.5) * s
-        cz = origin[1] + (rows + 0.5) * s
-        cell = rows * ncols + cols
-        overlap = np.ones(len(tri), dtype=bool)
-        test = needs_test[tri]
-        if np.any(test):
-            t, tx, tz = tri[test], cx[test], cz[test]
-            ok = np.ones(len(t), dtype=bool)
-            for k in range(3):
-                centre = ax_x[t, k] * tx + ax_z[t, k] * tz
-                ok &= (centre >= lo_bound[t, k]) & (centre <= hi_bound[t, k])
-            overlap[test] = ok
-        t_ov, c_ov = tri[overlap], cell[overlap]
-        ylo, yhi = tri_ylo[t_ov], tri_yhi[t_ov]
-        plane = clamp[t_ov]
-        if np.any(plane):
-            tp = t_ov[plane]
-            ccx, ccz = cx[overlap][plane], cz[overlap][plane]
-            corner_y = (p0[tp][:, None] + px[tp][:, None] * (ccx[:, None] + corner_dx)
-                        + pz[tp][:, None] * (ccz[:, None] + corner_dz))
-            ylo_p = np.maximum(ylo[plane], corner_y.min(axis=1))
-            yhi_p = np.minimum(yhi[plane], corner_y.max(axis=1))
-            ylo[plane], yhi[plane] = np.minimum(ylo_p, yhi_p), np.maximum(ylo_p, yhi_p)
-        occ_cell.append(c_ov.astype(np.int32))
-        occ_lo.append(ylo)
-        occ_hi.append(yhi)
-
-        # Exact surface samples at cell centres (vertical rays) for non-vertical triangles.
-        fe = sampled[tri]
-        t = tri[fe]
-        px_, pz_ = cx[fe], cz[fe]
-        d = det[t]
-        ax0, az0 = a[t, 0], a[t, 1]
-        w1 = ((px_ - ax0) * (c[t, 1] - az0) - (c[t, 0] - ax0) * (pz_ - az0)) / d
-        w2 = ((b[t, 0] - ax0) * (pz_ - az0) - (px_ - ax0) * (b[t, 1] - az0)) / d
-        w0 = 1.0 - w1 - w2
-        tol = -1e-9
-        inside = (w0 >= tol) & (w1 >= tol) & (w2 >= tol)
-        t_in = t[inside]
-        y = (w0[inside] * ys[t_in, 0] + w1[inside] * ys[t_in, 1] + w2[inside] * ys[t_in, 2])
-        sample_cell.append(cell[fe][inside].astype(np.int32))
-        sample_y.append(y)
-        sample_up.append(ny[t_in])
-
-    # The per-triangle set-up is not needed any more: free it before the per-cell phase.
-    del tris, xz, normals, norm, edges, axes, proj, reach, lo_bound, hi_bound, ax_x, ax_z, a, b, c, det, ys
-    del px, pz, p0
-    occ_cell = np.concatenate(occ_cell)
-    occ_lo = np.concatenate(occ_lo)
-    occ_hi = np.concatenate(occ_hi)
-    sample_cell = np.concatenate(sample_cell)
-    sample_y = np.concatenate(sample_y)
-    sample_ny = np.concatenate(sample_up)
-    del sample_up
+    triangles = _Triangles(tris, origin, s, shape)
+    del tris
 
     cos_slope = np.cos(np.radians(max_slope_deg))
-    is_cand = sample_ny >= cos_slope
-    cand_cell, cand_h = sample_cell[is_cand], sample_y[is_cand]
-    if cand_cell.size == 0:
-        raise SceneLoadError(f"{scene_name}: no navigable floor (no up-facing surfaces)")
-
-    # 1) Nothing in the body's way between step height and head height.
-    order = np.argsort(occ_cell, kind="stable")
-    occ_cell_s, occ_lo_s, occ_hi_s = occ_cell[order], occ_lo[order], occ_hi[order]
-    del order, occ_cell, occ_lo, occ_hi
-    lo_band, hi_band = cand_h + step_height, cand_h + agent_height
-    blocked = _group_any(
-        cand_cell,
-        occ_cell_s,
-        lambda q, i: (occ_lo_s[i] < hi_band[q]) & (occ_hi_s[i] > lo_band[q]),
-    )
-    # 2) Not inside a closed solid: the first surface straight above must face down (or be absent).
-    del occ_cell_s, occ_lo_s, occ_hi_s
-    order = np.lexsort((sample_y, sample_cell))
-    sc_s, sy_s, sny_s = sample_cell[order], sample_y[order], sample_ny[order]
-    del order
-    first_above = _first_above(cand_cell, lo_band, sc_s, sy_s)
-    has_above = first_above >= 0
-    inside_solid = np.zeros_like(blocked)
-    inside_solid[has_above] = sny_s[first_above[has_above]] > 0
-    free = ~blocked & ~inside_solid
-
     heights = np.full(nrows * ncols, np.inf)
-    np.minimum.at(heights, cand_cell[free], cand_h[free])
+    any_candidate = False
+    # Bands of at most 2^16 cells where the grid is that narrow, so that cell numbers inside a band
+    # are 16-bit and numpy sorts them by radix (linear time).
+    band_rows = max(1, _BAND_CELLS_16 // ncols)
+    for r0, r1 in _query_slices(triangles.pairs_per_row(nrows), _MAX_PAIRS_PER_BAND, band_rows):
+        tri, rows, cols = triangles.band_pairs(r0, r1)
+        if tri.size == 0:
+            continue
+        cx = origin[0] + (cols + 0.5) * s
+        cz = origin[1] + (rows + 0.5) * s
+        cell_type = np.uint16 if (r1 - r0) * ncols <= _BAND_CELLS_16 else np.int32
+        cell = ((rows - r0) * ncols + cols).astype(cell_type)  # inside the band
+        del rows, cols
+        (occ, occ_lo, occ_hi), (smp, sample_y, sample_ny) = _band_surfaces(triangles, tri, cx, cz)
+        del tri, cx, cz
+        occ_cell, sample_cell = cell[occ], cell[smp]
+        del cell, occ, smp
+        is_cand = sample_ny >= cos_slope
+        cand_cell, cand_h = sample_cell[is_cand], sample_y[is_cand]
+        if cand_cell.size == 0:
+            continue
+        any_candidate = True
+        free = _free_candidates(cand_cell, cand_h, occ_cell, occ_lo, occ_hi, sample_cell, sample_y, sample_ny,
+                                (r1 - r0) * ncols, step_height, agent_height)
+        np.minimum.at(heights, cand_cell[free].astype(np.int64) + r0 * ncols, cand_h[free])
+    if not any_candidate:
+        raise SceneLoadError(f"{scene_name}: no navigable floor (no up-facing surfaces)")
     heights[~np.isfinite(heights)] = np.nan
     heights = heights.reshape(shape)
 
@@ -487,26 +533,48 @@ of at most a million pairs, so the working memory is bounded and the time linear
     return grid
 
 
+def _free_candidates(cand_cell, cand_h, occ_cell, occ_lo, occ_hi, sample_cell, sample_y, sample_ny, ncells: int,
+                     step_height: float, agent_height: float) -> np.ndarray:
+    """Which floor candidates of one band are free: (1) nothing in the body's way between step
+    height and head height, and (2) not inside a closed solid (the first surface straight above
+    the step faces down, or there is none)."""
+    order = np.argsort(occ_cell, kind="stable")
+    occ_cell_s, occ_lo_s, occ_hi_s = occ_cell[order], occ_lo[order], occ_hi[order]
+    del order
+    lo_band, hi_band = cand_h + step_height, cand_h + agent_height
+    blocked = _group_any(
+        cand_cell,
+        occ_cell_s,
+        ncells,
+        lambda q, i: (occ_lo_s[i] < hi_band[q]) & (occ_hi_s[i] > lo_band[q]),
+    )
+    del occ_cell_s, occ_lo_s, occ_hi_s
+    by_y = np.argsort(sample_y, kind="stable")  # then stably by cell: sorted by (cell, y), ties in order
+    order = by_y[np.argsort(sample_cell[by_y], kind="stable")]
+    del by_y
+    sc_s, sy_s, sny_s = sample_cell[order], sample_y[order], sample_ny[order]
+    del order
+    first_above = _first_above(cand_cell, lo_band, sc_s, sy_s, ncells)
+    has_above = first_above >= 0
+    inside_solid = np.zeros_like(blocked)
+    inside_solid[has_above] = sny_s[first_above[has_above]] > 0
+    return ~blocked & ~inside_solid
+
+
 def _first_above(
-    query_cell: np.ndarray, query_y: np.ndarray, cells_sorted: np.ndarray, y_sorted: np.ndarray
+    query_cell: np.ndarray, query_y: np.ndarray, cells_sorted: np.ndarray, y_sorted: np.ndarray, ncells: int
 ) -> np.ndarray:
     """Index (into the (cell, y)-sorted samples) of the lowest sample above ``query_y`` in the same cell, or -1."""
-    starts = np.searchsorted(cells_sorted, query_cell, side="left")
-    stops = np.searchsorted(cells_sorted, query_cell, side="right")
-    n = stops - starts
+    starts, n = _cell_ranges(query_cell, cells_sorted, ncells)
     out = np.full(len(query_cell), -1, dtype=np.int64)
     for lo, hi in _query_slices(n):
-        count = n[lo:hi]
-        total = int(count.sum())
-        if total == 0:
-            continue
-        q = np.repeat(np.arange(lo, hi), count)
-        item = np.repeat(starts[lo:hi], count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+        q, item = _segment_items(starts[lo:hi], n[lo:hi])
+        q += lo
         above = y_sorted[item] > query_y[q]
         # Samples are sorted by y inside a cell, so the first "above" per query is the lowest one.
         q_above, item_above = q[above], item[above]
-        first = np.unique(q_above, return_index=True)
-        out[first[0]] = item_above[first[1]]
+        first = np.flatnonzero(np.diff(q_above, prepend=-1))  # q is ascending: each query's first
+        out[q_above[first]] = item_above[first]
     return out
 
 
