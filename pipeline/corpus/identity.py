@@ -2,12 +2,12 @@
 
 A unit's key hashes what its shard contains: the scene's content (file bytes and options, see
 pipeline.corpus.scene_check.scene_digest), the settings that shape every unit (seed, chunking,
-encoding, backend, sampler), its pair range and split, and the version of the generation code
-(a hash of the rendering modules' source). A finished unit whose stored key matches is re-used
-whatever else changed in the config (scenes added or removed, another val split, more workers).
+encoding, backend, sampler), its pair range and split, and the version of the generation path
+(:data:`GENERATION_VERSION`). A finished unit whose stored key matches is re-used whatever else
+changed in the config (scenes added or removed, another val split, more workers) or in the code.
 
 The corpus-level refusal (another config's corpus in the folder) applies only when the
-unit-shaping settings or the generation code change, because those would change every unit.
+unit-shaping settings or the generation version change, because those would change every unit.
 """
 
 from __future__ import annotations
@@ -22,15 +22,23 @@ from rendering.scene_uri import is_procedural, mesh_path
 # Corpus settings that change what existing units contain (all others may change on a run folder).
 UNIT_SHAPING_FIELDS = ("seed", "pairs_per_shard", "image_format", "jpeg_quality", "depth_scale", "backend",
                        "backend_options", "sampler")
-# The modules whose code decides a unit's bytes.
+# The version of the generation path. Bump it whenever the bytes a unit produces for the same scene
+# and settings change (images, depths, meta.json, the shard's layout): it is part of every unit's
+# identity, so run folders of the previous version are refused instead of mixing two kinds of
+# units. Code changes that keep those bytes (refactors, speed-ups, docs) leave it alone.
+# tests/test_generation_version.py renders a fixed tiny unit and fails when its content changes.
+GENERATION_VERSION = 1
+
+# The modules whose code decides a unit's bytes (a hash of their source keys caches such as the
+# scene check's; it is never part of a unit's identity).
 GENERATION_MODULES = ("atomic", "backend", "backends", "camera", "covisibility", "navigable", "pair", "render_loop",
                       "sampling", "scene_uri", "shards", "scenes")
 
 
 @lru_cache(maxsize=1)
-def generation_code_version() -> str:
-    """A hash of the generation modules' source (rendering/), not of the whole package: a change
-    to training or evaluation code leaves finished corpora resumable."""
+def rendering_source_hash() -> str:
+    """A hash of the generation modules' source (rendering/): a cache key that changes with any
+    edit there, for results that are cheap to recompute."""
     root = Path(__file__).resolve().parents[2] / "rendering"
     h = hashlib.sha256()
     for name in GENERATION_MODULES:
@@ -43,9 +51,9 @@ def generation_code_version() -> str:
 
 
 def unit_settings(corpus) -> dict:
-    """The unit-shaping settings of a corpus config (JSON-ready), with the generation code version."""
+    """The unit-shaping settings of a corpus config (JSON-ready), with the generation version."""
     content = corpus.model_dump(mode="json")
-    return {**{k: content[k] for k in UNIT_SHAPING_FIELDS}, "generation_code": generation_code_version()}
+    return {**{k: content[k] for k in UNIT_SHAPING_FIELDS}, "generation_version": GENERATION_VERSION}
 
 
 def units_hash(corpus) -> str:

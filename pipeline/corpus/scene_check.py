@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import CorpusConfig
-from pipeline.corpus.identity import generation_code_version, scene_digest
+from pipeline.corpus.identity import rendering_source_hash, scene_digest
 from rendering.backend import SceneLoadError, SceneSpec
 
 PROBE_VIEWS = 4
@@ -38,7 +38,7 @@ class SceneCheckError(ValueError):
 
 def _check_key(spec: SceneSpec, corpus: CorpusConfig) -> str:
     settings = {"scene": scene_digest(spec), "sampler": corpus.sampler.model_dump(mode="json"),
-                "backend": corpus.backend, "backend_options": corpus.backend_options, "code": generation_code_version()}
+                "backend": corpus.backend, "backend_options": corpus.backend_options, "code": rendering_source_hash()}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:24]
 
 
