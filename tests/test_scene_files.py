@@ -235,3 +235,27 @@ def test_lambert_shading_gives_flat_colours_detail_identical_in_every_render(tmp
     assert distinct(shaded) > distinct(unlit)  # walls facing different ways now differ
     # the floor (facing up) keeps most of its colour, the walls are darker: 0.35 + 0.65 |n . L|
     assert shaded.reshape(-1, 3).max(axis=0).max() <= unlit.reshape(-1, 3).max(axis=0).max()
+
+
+def test_render_pairs_renders_a_draco_glb(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    path = draco_glb(multi_room(), tmp_path / "flat_draco.glb")
+    done = CliRunner().invoke(app, ["render-pairs", str(path), "-n", "2", "--width", "48", "--height", "48",
+                                    "--max-candidates", "20", "--out", str(tmp_path / "out"), "--name", "flat"])
+    assert done.exit_code == 0, done.output
+    folders = sorted((tmp_path / "out").glob("flat-*"))
+    metas = [json.loads((f / "meta.json").read_text()) for f in folders]
+    assert len(metas) == 2
+    from PIL import Image
+
+    for folder in folders:  # real pictures and depths, not a blank frame
+        assert np.asarray(Image.open(folder / "img1.jpg")).std() > 5.0
+        assert (np.load(folder / "depth1.npy") > 0).mean() > 0.9
+    for meta in metas:  # decoded geometry: cameras 1.2-1.8 m above the floor, inside the 8 x 8 m flat
+        assert meta["covis"] > 0.0
+        for pose in (meta["cam2world1"], meta["cam2world2"]):
+            x, y, z = np.asarray(pose)[:3, 3]
+            assert 1.1 < y < 1.9 and 0 < x < 8 and 0 < z < 8
