@@ -92,26 +92,45 @@ def _remove_damage(corpus_dir: Path, units) -> None:
                f"re-rendering {len(report.damaged_units)} unit(s) and merging the manifest again")
 
 
-def check_scenes_first(run) -> None:
+def check_scenes_first(run, pool) -> None:
     """The scene check before Prefect starts (its results are cached per scene, so the flow's own
-    check then costs nothing): unusable scenes exit 2 here, without a traceback or a unit run."""
+    check then costs nothing): unusable scenes exit 2 here, without a traceback or a unit run.
+    ``pool``: the command's render processes (spawned, as the units use: GL contexts live in the
+    workers, never forked)."""
     from pipeline.corpus.scene_check import SceneCheckError, run_scene_check
-    from pipeline.corpus.unit import render_process_pool
 
-    try:  # spawn render processes, as the units use: GL contexts live in the workers, never forked
-        with render_process_pool(run.corpus.workers, run.corpus.backend, run.corpus.backend_options) as pool:
-            run_scene_check(run.corpus, run.layout, pool)
+    try:
+        run_scene_check(run.corpus, run.layout, pool)
     except SceneCheckError as err:
         _fail(f"{err}\nscene check report: {run.layout.scene_check_dir / 'check.md'}", EXIT_BAD_INPUT)
 
 
 def _generate_locked(run, verbose: bool, quiet: bool, plain: bool) -> None:
+    from pipeline.corpus.unit import render_process_pool
+    from pipeline.process_pool import kill_pool
+
+    pool = None
+    if run.corpus.task_runner == "threads":  # on Dask the flow checks on the cluster's workers
+        # The render processes of the whole command: started (and warmed up) once, they check the
+        # scenes now and render the units afterwards, while the Prefect server starts.
+        pool = render_process_pool(run.corpus.workers, run.corpus.backend, run.corpus.backend_options, warm_up=True)
+    try:
+        if pool is not None:
+            check_scenes_first(run, pool)
+        _generate_flow(run, pool, verbose, quiet, plain)
+    except BaseException:
+        if pool is not None:
+            kill_pool(pool)
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _generate_flow(run, pool, verbose: bool, quiet: bool, plain: bool) -> None:
     import time
 
     from pipeline.prefect_env import configure_prefect
 
-    if run.corpus.task_runner == "threads":  # on Dask the flow checks on the cluster's workers
-        check_scenes_first(run)
     home = configure_prefect(run.prefect_home, verbose=verbose)
     from pipeline.console import Display, choose_mode, generate_stage, human_seconds
     from pipeline.flows.generate import run_generate
@@ -127,7 +146,7 @@ def _generate_locked(run, verbose: bool, quiet: bool, plain: bool) -> None:
     t0 = time.perf_counter()
     try:
         with display:
-            result = run_generate(run)
+            result = run_generate(run, executor=pool)
     except (SceneCheckError, CorpusPlanError) as err:  # bad scenes: nothing was rendered
         _fail(f"{err}\nscene check report: {run.layout.scene_check_dir / 'check.md'}", EXIT_BAD_INPUT)
     except Exception as err:  # the flow's own error, already logged by Prefect

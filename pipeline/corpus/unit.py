@@ -91,9 +91,38 @@ def process_scene(renderer: Renderer, scene: SceneSpec) -> NavigableSpace:
     if loaded is not None and loaded[0] is renderer and loaded[1] == key:
         return loaded[2]
     current.pop(id(renderer), None)  # a failed load leaves no scene current
-    navigable = renderer.load_scene(scene)
+    if hasattr(renderer, "load_mesh"):  # the embedded renderer: what its load_scene does, built once
+        loaded = _built_scene(scene, key, getattr(renderer, "cache_dir", None))
+        renderer.load_mesh(loaded.mesh, scene_id=scene.scene_id)
+        navigable = loaded.navigable
+    else:
+        navigable = renderer.load_scene(scene)
     current[id(renderer)] = (renderer, key, navigable)
     return navigable
+
+
+# Scenes a render process has built (mesh + navigable floor) and keeps after switching to another
+# one, most recent last, up to this many triangles in all: with several render processes, units
+# of one scene land on different processes in turn, and each switch back to a scene then uploads
+# its mesh again instead of building it again (a procedural scene's build is most of its load).
+BUILT_SCENES_MAX_TRIANGLES = 2_000_000
+
+
+def _built_scene(scene: SceneSpec, key: tuple, cache_dir: Any) -> Any:
+    """rendering.scenes.load_scene of ``scene``, from this process's recent builds when there."""
+    from collections import OrderedDict
+
+    from rendering.scenes import load_scene
+
+    built: OrderedDict = _LOCAL.__dict__.setdefault("built", OrderedDict())
+    if key in built:
+        built.move_to_end(key)
+        return built[key]
+    loaded = load_scene(scene, cache_dir=cache_dir)
+    built[key] = loaded
+    while len(built) > 1 and sum(int(b.facts.get("triangles") or 0) for b in built.values()) > BUILT_SCENES_MAX_TRIANGLES:
+        built.popitem(last=False)
+    return loaded
 
 
 def forget_current_scene(renderer: Renderer) -> None:

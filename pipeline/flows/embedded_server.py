@@ -1,8 +1,8 @@
 """The embedded Prefect server of one command, and the truth about runs a killed command left.
 
-:class:`TiedServer` is Prefect's ephemeral server started through rendering.processes, so it dies
-with the command even when the command is SIGKILLed (Prefect's own stop runs only at a normal
-interpreter exit). :func:`mark_crashed_runs` fixes the history a killed command leaves: its flow
+:class:`TiedServer` is Prefect's ephemeral server application started through rendering.processes,
+so it dies with the command even when the command is SIGKILLed (Prefect's own stop runs only at a
+normal interpreter exit). :func:`mark_crashed_runs` fixes the history a killed command leaves: its flow
 and task runs stay "Running" in the run's database forever; the next command of the same run
 folder (which holds the run lock, so no other command of that folder can be running) marks them
 Crashed. Flow runs are recognised by the run-folder tag every command puts on its flow runs.
@@ -11,28 +11,57 @@ Import only after pipeline.prefect_env.configure_prefect.
 
 from __future__ import annotations
 
+import atexit
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from uuid import UUID
 
 import prefect
-from prefect.server.api.server import SubprocessASGIServer
-from prefect.settings import get_current_settings
+from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, get_current_settings
 
 from rendering.processes import tied_command
 
 RUN_FOLDER_TAG = "crocopipe-run:"
 UNFINISHED = ("RUNNING", "PENDING")
 _SWEPT: set[str] = set()  # run folders already swept by this process (sweep once, before any flow)
+_STARTUP_FAILURE = 3  # uvicorn's exit status when it cannot start (e.g. the port was taken meanwhile)
 
 
-class TiedServer(SubprocessASGIServer):
-    """Prefect's ephemeral API server (uvicorn, UI off) as a child that dies with this process
-    (and stops when the command's block ends, or with the command's other children)."""
+class ServerStartError(RuntimeError):
+    """The embedded Prefect server did not answer its health check."""
 
-    def _run_uvicorn_command(self) -> subprocess.Popen:
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TiedServer:
+    """Prefect's API server application (uvicorn with Prefect's app factory, UI off, ephemeral
+    mode: what Prefect's own ephemeral server runs) as a child that dies with this process, and
+    stops when the command's block ends or with the command's other children.
+
+    The application is imported in the child only: this process never loads Prefect's server
+    code (seconds of CPU that used to delay every command that runs a flow)."""
+
+    def __init__(self) -> None:
+        self.port: int | None = None
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def _launch(self) -> subprocess.Popen:
+        self.port = free_port()
         command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
                    "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                    "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
@@ -42,6 +71,50 @@ class TiedServer(SubprocessASGIServer):
         # Its own session: a terminal's Ctrl-C reaches the command's process group, and the server
         # must outlive that moment so that the command can still record how its runs ended.
         return subprocess.Popen(tied_command(command), env=env, start_new_session=True)
+
+    def _healthy(self) -> bool:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+        try:
+            with opener.open(f"{self.api_url}/health", timeout=5) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the server and wait until it answers (Prefect's startup timeout by default)."""
+        if self.process is not None:
+            return
+        limit = float(timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        deadline = time.monotonic() + limit
+        self.process = self._launch()
+        atexit.register(self.stop)
+        try:
+            while not self._healthy():
+                status = self.process.poll()
+                if status == _STARTUP_FAILURE:  # lost the port to another process: another one
+                    self.process = self._launch()
+                elif status is not None:
+                    raise ServerStartError(f"the embedded Prefect server exited with status {status} while "
+                                           f"starting (its log: {os.environ.get('PREFECT_HOME', '~/.prefect')}/prefect.log)")
+                elif time.monotonic() > deadline:
+                    raise ServerStartError(f"the embedded Prefect server did not answer within {limit:.0f} s "
+                                           "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Terminate the server (its shutdown saves what it holds); kill it after 5 s."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def run_folder_tag(run_dir: Path) -> str:

@@ -164,10 +164,12 @@ def _scene_artifact(rows: list[dict]) -> None:
 
 
 @contextmanager
-def _unit_executor(corpus: CorpusConfig, corpus_dir: Path, warm_up: bool = False) -> Iterator[None]:
+def _unit_executor(corpus: CorpusConfig, corpus_dir: Path, warm_up: bool = False,
+                   executor: ProcessPoolExecutor | None = None) -> Iterator[None]:
     """A spawn process pool of ``workers`` renderers for the flow run (threads task runner; on
     Dask each unit runs in its Dask worker process instead). A pool that run_generate already
-    opened around the flow, warmed up while the Prefect server started, is used as it is.
+    opened around the flow, warmed up while the Prefect server started, is used as it is; so is
+    ``executor``, a pool of render processes the caller made (and shuts down itself).
 
     The workers die with this process (pipeline.process_pool). When the flow is interrupted, they
     are killed at once rather than waited for, their partial shards are removed, and no further
@@ -177,9 +179,11 @@ def _unit_executor(corpus: CorpusConfig, corpus_dir: Path, warm_up: bool = False
         yield
         return
     outer = _EXECUTOR is not None
+    own = not outer and executor is None  # made here: shut down here
     if not outer:
         _STOPPING.clear()
-        _EXECUTOR = render_process_pool(corpus.workers, corpus.backend, corpus.backend_options, warm_up=warm_up)
+        _EXECUTOR = executor if executor is not None else render_process_pool(
+            corpus.workers, corpus.backend, corpus.backend_options, warm_up=warm_up)
     executor = _EXECUTOR
     try:
         yield
@@ -189,7 +193,7 @@ def _unit_executor(corpus: CorpusConfig, corpus_dir: Path, warm_up: bool = False
         remove_temporary_files(corpus_dir)
         raise
     else:
-        if not outer:
+        if own:
             executor.shutdown(wait=True, cancel_futures=True)
     finally:
         if not outer:
@@ -230,14 +234,20 @@ def build_task_runner(corpus: CorpusConfig):
         if corpus.dask_address:
             return DaskTaskRunner(address=corpus.dask_address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": corpus.workers, "threads_per_worker": 1, "processes": True})
-    return ThreadPoolTaskRunner(max_workers=corpus.workers)
+    # One unit task more than render processes: a unit is always queued in the process pool, so a
+    # render process that finishes one starts the next at once instead of waiting for this
+    # process to record the finished task and start the next one.
+    return ThreadPoolTaskRunner(max_workers=corpus.workers + 1)
 
 
-def run_generate(config: RunConfig, progress: ProgressCallback | None = None, history_timeout: float = 120.0) -> dict:
+def run_generate(config: RunConfig, progress: ProgressCallback | None = None, history_timeout: float = 120.0,
+                 executor: ProcessPoolExecutor | None = None) -> dict:
     """Run the flow with the configured task runner and worker pool; returns its result.
 
-    After the flow, waits until the Prefect API holds the complete task-run history (see
-    pipeline.flows.history) so the command can exit at once without losing any of it.
+    ``executor``: render processes the caller already started (pipeline.corpus.unit.
+    render_process_pool, e.g. for the scene check), used instead of new ones; the caller shuts
+    them down. After the flow, waits until the Prefect API holds the complete task-run history
+    (see pipeline.flows.history) so the command can exit at once without losing any of it.
     """
     global _PROGRESS
     from pipeline.flows.history import command_api, wait_for_task_run_history
@@ -248,7 +258,8 @@ def run_generate(config: RunConfig, progress: ProgressCallback | None = None, hi
         # Task results and cache records live in the run folder (the default result storage is a
         # local folder; an unsaved storage block cannot be passed to tasks in Prefect 3). The
         # render processes start while the Prefect server does.
-        with _unit_executor(config.corpus, config.corpus_dir, warm_up=True), command_api(config.run_dir), \
+        with _unit_executor(config.corpus, config.corpus_dir, warm_up=True, executor=executor), \
+                command_api(config.run_dir), \
                 temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: config.layout.prefect_results}):
             state = flow_fn(str(config.run_dir), config.corpus.model_dump_json(), return_state=True)
             result = state.result()
