@@ -5,13 +5,12 @@ No torch here: the config is validated by the CLI before anything heavy is impor
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from evaluation.tasks import CORPUS, CORPUS_TASKS, EXTERNAL_DATASETS, EXTERNAL_TASKS, HEAD_TASKS, TASK_NAMES, get_task
 from evaluation.tasks import TASKS as TASK_TABLE
-from evaluation.external_sections import NYUv2Source, SintelSource
 from training.methods import ALL_METHODS, check_names
 
 # Views of the registries (evaluation.tasks, training.methods), where tasks and methods are declared.
@@ -20,18 +19,22 @@ TASK_KIND: dict[str, str] = {name: t.kind for name, t in TASK_TABLE.items()}  # 
 # The config section ([evaluate.<name>]) an external-dataset task reads its data from.
 TASK_SOURCE: dict[str, str] = {name: t.source for name, t in TASK_TABLE.items() if t.source != CORPUS}
 METHODS: tuple[str, ...] = ALL_METHODS
+# [evaluate] keys only the training-free measures read (not part of a head task's fingerprint).
+MEASURE_KEYS: frozenset[str] = frozenset(k for t in TASK_TABLE.values() for k in t.measure_settings + t.measure_options)
 from training.config import CorpusSource
 PROTOCOLS: tuple[str, ...] = ("probe", "finetune")
 
 
-class EvaluateConfig(BaseModel):
+class EvaluateSettings(BaseModel):
     """Downstream evaluation of pretrained backbones on the corpus's held-out (val) scenes.
 
     The val split's scenes are divided again by scene into a head-training part and a test part
     (``test_fraction`` of the scenes; by pair when the split holds a single scene).
     ``none`` is the random-initialisation baseline (same architecture, no pretraining).
     The external-dataset tasks (``nyuv2``, ``sintel_clean``, ``sintel_final``) read the real
-    datasets named in the ``[evaluate.nyuv2]`` / ``[evaluate.sintel]`` sections instead.
+    datasets named in the ``[evaluate.nyuv2]`` / ``[evaluate.sintel]`` sections instead: one
+    optional section per registered dataset (evaluation.tasks.EXTERNAL_DATASETS), added as a
+    field by :data:`EvaluateConfig`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,9 +79,6 @@ class EvaluateConfig(BaseModel):
         description="(method, task, seed) jobs run side by side, each in its own process "
         "(None: one per core, at most 4; one on a CUDA device)",
     )
-    nyuv2: NYUv2Source | None = None
-    sintel: SintelSource | None = None
-
     @field_validator("tasks", mode="before")
     @classmethod
     def _tasks(cls, value: object) -> object:
@@ -121,17 +121,17 @@ class EvaluateConfig(BaseModel):
         return self.protocol_overrides.get(task, self.protocol)
 
     @model_validator(mode="after")
-    def _distinct_corpora(self) -> "EvaluateConfig":
+    def _distinct_corpora(self) -> "EvaluateSettings":
         labels = [c.label for c in self.corpora]
         if len(set(labels)) != len(labels):
             raise ValueError(f"corpora: two sources share a label {labels}; give them distinct names")
         return self
 
     @model_validator(mode="after")
-    def _sources_for_tasks(self) -> "EvaluateConfig":
+    def _sources_for_tasks(self) -> "EvaluateSettings":
         for task in self.tasks:
             source = get_task(task).source
-            if source != CORPUS and getattr(self, source) is None:
+            if source != CORPUS and getattr(self, source, None) is None:
                 needs = EXTERNAL_DATASETS[source].needs
                 raise ValueError(f"task {task!r} needs an [evaluate.{source}] section with {needs}")
         return self
@@ -163,17 +163,18 @@ class EvaluateConfig(BaseModel):
             keep = self.model_dump(mode="json", include={"max_pairs", "crop_size"})
             if self.corpora:  # only when set, so results made before the key existed stay valid
                 keep["corpora"] = self.model_dump(mode="json", include={"corpora"})["corpora"]
-            if task == "correspondence":
-                keep["matching"] = self.matching
-                if self.position_centred:  # only when set, so results made before the option stay valid
-                    keep["position_centred"] = True
+            for key in entry.measure_settings:
+                keep[key] = getattr(self, key)
+            for key in entry.measure_options:  # only when set, so results made before the option stay valid
+                if getattr(self, key):
+                    keep[key] = getattr(self, key)
             blob = json.dumps({"evaluate": keep, "spec": spec, "task": task}, sort_keys=True)
             return hashlib.sha256(blob.encode()).hexdigest()[:16]
         unused = set(EXTERNAL_DATASETS) - {entry.source}
         keep = self.model_dump(
             mode="json",
-            exclude={"tasks", "methods", "seeds", "device", "threads", "workers", "protocol_overrides", "matching", "position_centred",
-                     *unused},
+            exclude={"tasks", "methods", "seeds", "device", "threads", "workers", "protocol_overrides",
+                     *MEASURE_KEYS, *unused},
         )
         keep["protocol"] = self.protocol_for(task)
         if entry.source != CORPUS:
@@ -185,10 +186,23 @@ class EvaluateConfig(BaseModel):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _every_dataset_has_a_section() -> None:
-    missing = sorted(set(EXTERNAL_DATASETS) - set(EvaluateConfig.model_fields))
-    if missing:
-        raise RuntimeError(f"external datasets {missing} have no [evaluate] section field in EvaluateConfig")
+# The [evaluate] section: the settings above plus one optional section per external dataset,
+# so that a dataset registered in evaluation.tasks needs no line here.
+EvaluateConfig = create_model(
+    "EvaluateConfig",
+    __base__=EvaluateSettings,
+    __module__=__name__,
+    __qualname__="EvaluateConfig",
+    __doc__=EvaluateSettings.__doc__,
+    **{name: (Optional[dataset.section], Field(None, description=f"the [evaluate.{name}] section"))
+       for name, dataset in EXTERNAL_DATASETS.items()},
+)
 
 
-_every_dataset_has_a_section()
+def _measure_keys_are_settings() -> None:
+    unknown = sorted(MEASURE_KEYS - set(EvaluateConfig.model_fields))
+    if unknown:
+        raise RuntimeError(f"evaluation.tasks names measure settings {unknown} that [evaluate] does not have")
+
+
+_measure_keys_are_settings()

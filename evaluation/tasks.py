@@ -2,19 +2,26 @@
 
 A task says what it predicts (its kind: the head, loss, prediction and metrics it uses), where its
 data comes from (the corpus's held-out val scenes, or an external dataset), the metrics its table
-shows and the published figures beside them. An external dataset says which ``[evaluate.<name>]``
-section describes it, which of that section's keys are paths, how to check it before any work
-and how to build its head-train / test arrays. Configs, planning, jobs and tables read these
-tables; a name missing here is refused, never silently taken for another.
+shows and the published figures beside them; a training-free task names the measure that scores
+it (a function of evaluation/zero_shot.py). An external dataset names its reader module's ``[evaluate.<name>]`` section model (its path
+keys and required keys follow from it), how to check it before any work, how to build its
+head-train / test arrays and its table note. Configs (EvaluateConfig has one section field per
+dataset here), planning, jobs and tables read these tables; a name missing here is refused,
+never silently taken for another.
 
 No torch and no image libraries at import: the run config validates task names with this module;
-the check and array builders import their readers when called.
+the reader modules import h5py, scipy, OpenCV and torch only when their functions are called.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, get_args
+
+from pydantic import BaseModel
+
+from evaluation.readers import nyuv2, sintel
 
 CORPUS = "corpus"  # the source of tasks on the corpus's held-out val scenes
 
@@ -71,66 +78,56 @@ class Task:
     metrics: tuple[Metric, ...]
     paper: PaperFigure | None = None
     variant: str | None = None  # the dataset variant the task reads (Sintel's clean / final pass)
-    zero_shot: bool = False  # no head is trained (evaluation/zero_shot.py): no protocol, no head steps
+    # Set for a training-free task (no head, no protocol): the function of evaluation/zero_shot.py
+    # that scores it, by name (that module imports this one, not the other way round).
+    measure: str | None = None
+    # [evaluate] keys the measure reads, hashed into its results' fingerprint; the options only
+    # when set, so that results made before an option existed stay valid.
+    measure_settings: tuple[str, ...] = ()
+    measure_options: tuple[str, ...] = ()
+
+    @property
+    def zero_shot(self) -> bool:
+        """No head is trained: no protocol, no head steps; the measure computes the metrics."""
+        return self.measure is not None
 
 
 @dataclass(frozen=True)
 class ExternalDataset:
-    """A real dataset read from files the user already has, in its official layout."""
+    """A real dataset read from files the user already has, in its official layout.
 
-    name: str  # its config section: [evaluate.<name>]
-    needs: str  # the section's required keys, for the error when a task needs the section
-    path_keys: tuple[str, ...]  # keys holding paths (relative to the config file)
+    Everything about it but its tasks lives in its reader module (evaluation/readers/): the
+    section model, the check, the array builder and the table note that this entry names.
+    """
+
+    name: str  # its config section: [evaluate.<name>] (a field of EvaluateConfig, made from this table)
+    section: type[BaseModel]  # that section's model: keys, defaults, checks; its Path keys are config-relative
     check: Callable[[Any, Task], None]  # open the files once; raise OSError / ValueError when unusable
     arrays: Callable[[Task, Any, int, float], tuple]  # (task, section, size, test_fraction) -> (train, test, how)
     note: Callable[[Task, str | None, float | None], str]  # the table's line on a task: (task, split, zero-flow EPE)
     fingerprint_drops: tuple[str, ...] = field(default=("max_pairs",))  # [evaluate] keys that do not apply
 
+    @property
+    def needs(self) -> str:
+        """The section's required keys, for the error when a task needs the section."""
+        return " and ".join(name for name, f in self.section.model_fields.items() if f.is_required())
 
-def _check_nyuv2(section: Any, task: Task) -> None:
-    from evaluation.readers import NYUv2, read_nyuv2_split
-
-    NYUv2(section.labeled_mat).close()
-    read_nyuv2_split(section.splits_mat)
-
-
-def _nyuv2_arrays(task: Task, section: Any, size: int, test_fraction: float) -> tuple:
-    from evaluation.external import nyuv2_arrays
-
-    return nyuv2_arrays(section, size)
+    @property
+    def path_keys(self) -> tuple[str, ...]:
+        """Keys holding paths (resolved relative to the config file)."""
+        return tuple(name for name, f in self.section.model_fields.items() if _holds_path(f.annotation))
 
 
-def _check_sintel(section: Any, task: Task) -> None:
-    from evaluation.readers import SintelFlow
-
-    SintelFlow(section.root, task.variant)
-
-
-def _sintel_arrays(task: Task, section: Any, size: int, test_fraction: float) -> tuple:
-    from evaluation.external import sintel_arrays
-
-    return sintel_arrays(section, task.variant, size, test_fraction)
-
-
-def _nyuv2_note(task: Task, how: str | None, zero_epe: float | None) -> str:
-    return (f"- {task.name}: NYU Depth v2 labeled set, heads trained on the official train split and scored on the "
-            "official test split inside Eigen's crop, depth up to [evaluate.nyuv2] max_depth_m; images at the "
-            "model's input size.")
-
-
-def _sintel_note(task: Task, how: str | None, zero_epe: float | None) -> str:
-    return (f"- {task.name}: MPI-Sintel training set, {task.variant} pass, {how or 'split by scene'}; "
-            "EPE over every pixel not marked invalid (occluded ones included), at the model's input size and, "
-            "in 'orig. px', scaled to Sintel's own pixels (the unit of the published EPE)"
-            + (f"; predicting zero flow gives EPE {zero_epe:.3f} px" if zero_epe is not None else "") + ".")
+def _holds_path(annotation: Any) -> bool:
+    return annotation is Path or any(_holds_path(arg) for arg in get_args(annotation))
 
 
 _EXTERNAL = (
-    ExternalDataset("nyuv2", "labeled_mat and splits_mat", ("labeled_mat", "splits_mat"), _check_nyuv2,
-                    _nyuv2_arrays, _nyuv2_note),
-    ExternalDataset("sintel", "root", ("root",), _check_sintel, _sintel_arrays, _sintel_note),
+    ExternalDataset("nyuv2", nyuv2.NYUv2Source, nyuv2.check, nyuv2.task_arrays, nyuv2.table_note),
+    ExternalDataset("sintel", sintel.SintelSource, sintel.check, sintel.task_arrays, sintel.table_note),
 )
 EXTERNAL_DATASETS: dict[str, ExternalDataset] = {d.name: d for d in _EXTERNAL}
+
 
 _NYU_DELTA1 = {"croco_v1": "85.6", "mae": "≈79"}
 _TASKS = (
@@ -138,8 +135,9 @@ _TASKS = (
     Task("flow", "flow", CORPUS, FLOW_METRICS,
          PaperFigure("paper: Sintel EPE clean / final", "epe", {"croco_v1": "3.00 / 3.60", "mae": "4.63 / 5.24"})),
     Task("pose", "pose", CORPUS, POSE_METRICS),
-    Task("correspondence", "correspondence", CORPUS, CORRESPONDENCE_METRICS, zero_shot=True),
-    Task("cross_view_gain", "cross_view_gain", CORPUS, CROSS_VIEW_METRICS, zero_shot=True),
+    Task("correspondence", "correspondence", CORPUS, CORRESPONDENCE_METRICS, measure="measure_correspondence",
+         measure_settings=("matching",), measure_options=("position_centred",)),
+    Task("cross_view_gain", "cross_view_gain", CORPUS, CROSS_VIEW_METRICS, measure="measure_cross_view_gain"),
     Task("nyuv2", "depth", "nyuv2", DEPTH_METRICS, PaperFigure("paper: δ1 (%)", "delta1", _NYU_DELTA1)),
     Task("sintel_clean", "flow", "sintel", SINTEL_METRICS,
          PaperFigure("paper: EPE (orig. px)", "epe_original_px", {"croco_v1": "3.00", "mae": "4.63"}), "clean"),
@@ -164,14 +162,19 @@ def get_task(name: str) -> Task:
 
 
 def external_dataset(task: Task) -> ExternalDataset:
-    """The external dataset a task reads (KeyError-free: every source is checked at import)."""
-    return EXTERNAL_DATASETS[task.source]
+    """The external dataset a task reads; ValueError naming the known ones otherwise."""
+    try:
+        return EXTERNAL_DATASETS[task.source]
+    except KeyError:
+        raise ValueError(f"task {task.name!r} reads {task.source!r}, not an external dataset; known: "
+                         f"{', '.join(EXTERNAL_DATASETS)}") from None
 
 
 def _check_registry() -> None:
     for t in _TASKS:
         if t.source != CORPUS and t.source not in EXTERNAL_DATASETS:
-            raise RuntimeError(f"task {t.name!r} reads unknown source {t.source!r}")
+            raise RuntimeError(f"task {t.name!r} reads unknown source {t.source!r}; known: "
+                               f"{', '.join((CORPUS, *EXTERNAL_DATASETS))}")
 
 
 _check_registry()

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from evaluation.correspondence import correspondence_metrics, patch_queries
+from evaluation.tasks import ZERO_SHOT_TASKS, get_task
 from evaluation.val_split import TaskArrays
 from training.cross_view import CrossViewUndefined, cross_view_gain, normalise_views, seeded_masks, uses_reference
 from training.models import CroCoNet, MaskedViT
@@ -83,16 +84,30 @@ def run_cross_view_gain(backbone: MaskedViT, data: TaskArrays, seed: int, batch_
         return {"metrics": {}, "undefined": {"all": str(exc)}}
 
 
+def measure_correspondence(backbone: MaskedViT, data: TaskArrays, cfg, seed: int, device: torch.device) -> dict:
+    return run_correspondence(backbone, data, cfg.matching, cfg.batch_size, device, cfg.position_centred)
+
+
+def measure_cross_view_gain(backbone: MaskedViT, data: TaskArrays, cfg, seed: int, device: torch.device) -> dict:
+    return run_cross_view_gain(backbone, data, seed, cfg.batch_size, device)
+
+
+# The measures the training-free tasks name (evaluation.tasks: Task.measure): (backbone, arrays,
+# [evaluate] config, seed, device) -> the result's own fields.
+MEASURES = {f.__name__: f for f in (measure_correspondence, measure_cross_view_gain)}
+
+
 def run_zero_shot(task: str, method: str, backbone: MaskedViT, data: TaskArrays, cfg, seed: int,
                   device: torch.device) -> dict:
-    """The result dict of a training-free task (same shape as a head task's, without training)."""
+    """The result dict of a training-free task (same shape as a head task's, without training),
+    scored by the measure its registry entry names."""
+    name = get_task(task).measure
+    if name is None:
+        raise ValueError(f"{task!r} is not a training-free task; those are: {', '.join(ZERO_SHOT_TASKS)}")
+    if name not in MEASURES:
+        raise ValueError(f"task {task!r} names the measure {name!r}; known: {', '.join(MEASURES)}")
     t0 = time.perf_counter()
-    if task == "correspondence":
-        out = run_correspondence(backbone, data, cfg.matching, cfg.batch_size, device, cfg.position_centred)
-    elif task == "cross_view_gain":
-        out = run_cross_view_gain(backbone, data, seed, cfg.batch_size, device)
-    else:
-        raise ValueError(f"{task!r} is not a training-free task")
+    out = MEASURES[name](backbone, data, cfg, seed, device)
     return {"task": task, "method": method, "seed": seed, "protocol": "zero-shot", "steps": 0,
             **out, "n_train": 0, "n_test": len(data), "device": str(device),
             "seconds": round(time.perf_counter() - t0, 3)}

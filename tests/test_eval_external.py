@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from external_files import write_nyuv2, write_nyuv2_splits, write_sintel_scene
-from evaluation.external import nyuv2_arrays, resize_center_crop, sintel_arrays
-from evaluation.config import EvaluateConfig, NYUv2Source, SintelSource
+from evaluation.external import resize_center_crop
+from evaluation.config import EvaluateConfig
+from evaluation.readers.nyuv2 import NYUv2Source, nyuv2_arrays
+from evaluation.readers.sintel import SintelSource, sintel_arrays
 from rendering.layout import RunLayout
 from test_eval_flow import _checkpoint
 
@@ -181,7 +183,7 @@ def test_missing_or_corrupt_dataset_fails_before_any_work(tmp_path):
     sintel = _sintel(tmp_path / "sintel", scenes=("alley_1", "cave_4"))
     flo = tmp_path / "sintel" / "training" / "flow" / "alley_1" / "frame_0001.flo"
     flo.write_bytes(flo.read_bytes()[:-16])  # truncated: found when the data is read
-    from evaluation.external import sintel_arrays
+    from evaluation.readers.sintel import sintel_arrays
 
     with pytest.raises(ValueError, match=r"frame_0001.flo: .*\(truncated\?\)"):
         sintel_arrays(sintel, "clean", SIZE, 0.5)

@@ -8,16 +8,25 @@ Optional ``training/occlusions/<scene>/frame_%04d.png`` (255 = occluded) and
 The ``.flo`` format (Middlebury): 4 bytes tag, the float32 202021.25 (reads 'PIEH' as ASCII), then
 int32 width, int32 height, then height*width*2 float32 in row-major order, (u, v) interleaved;
 all little-endian.
+
+Also everything the evaluation needs to use it as an external dataset (evaluation.tasks): its
+``[evaluate.sintel]`` section, the check before any work, the head-train / test arrays (one pass,
+split by scene) and the table's note. OpenCV is imported when frames are read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rendering.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from evaluation.val_split import TaskArrays
 
 FLO_TAG = 202021.25
 PASSES = ("clean", "final")
@@ -139,3 +148,94 @@ class SintelFlow:
         if mask.shape != shape:
             raise ValueError(f"Sintel mask {path}: size {mask.shape} != flow {shape}")
         return mask >= 128
+
+
+# --------------------------------------------------------------- as an external dataset
+
+
+class SintelSource(BaseModel):
+    """MPI-Sintel training set: heads train on some scenes and are scored on the others."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: Path = Field(description="folder holding training/{clean,final,flow}/<scene>/")
+    test_scenes: list[str] | None = Field(
+        None, description="scenes held out for scoring; None = the last test_fraction of the sorted scenes"
+    )
+    max_train: int | None = Field(None, gt=0, description="evenly spaced subset of the training pairs")
+    max_test: int | None = Field(None, gt=0, description="evenly spaced subset of the test pairs")
+
+    @field_validator("test_scenes")
+    @classmethod
+    def _some_scenes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("test_scenes: list at least one scene, or leave it out")
+        return value
+
+
+def sintel_test_scenes(scenes: list[str], source: SintelSource, test_fraction: float) -> list[str]:
+    if source.test_scenes is not None:
+        return list(source.test_scenes)
+    if len(scenes) < 2:
+        raise ValueError(f"Sintel at {source.root} holds one scene ({scenes}): heads need other scenes to train on")
+    n_test = min(len(scenes) - 1, max(1, round(test_fraction * len(scenes))))
+    return scenes[-n_test:]
+
+
+def sintel_arrays(
+    source: SintelSource, pass_name: str, size: int, test_fraction: float
+) -> tuple["TaskArrays", "TaskArrays", str]:
+    """(train, test, how): frame pairs of one pass, split by scene. ``valid`` excludes only the
+    pixels Sintel marks invalid, so EPE is Sintel's published "all pixels" figure (occluded included)."""
+    from evaluation.external import evenly_spaced, resize_center_crop
+    from evaluation.val_split import TaskArrays
+
+    everything = SintelFlow(source.root, pass_name)
+    test_scenes = sintel_test_scenes(everything.scenes, source, test_fraction)
+    unknown = sorted(set(test_scenes) - set(everything.scenes))
+    if unknown:
+        raise ValueError(f"[evaluate.sintel] test_scenes {unknown} not found under {source.root / 'training' / 'flow'}")
+    train_scenes = [s for s in everything.scenes if s not in test_scenes]
+    if not train_scenes:
+        raise ValueError(f"[evaluate.sintel] test_scenes hold every scene of {source.root}: none left to train on")
+
+    def load(scenes: list[str], limit: int | None) -> "TaskArrays":
+        ds = SintelFlow(source.root, pass_name, scenes)
+        rows = {"img1": [], "img2": [], "flow": [], "valid": []}
+        to_original: set[float] = set()
+        for i in evenly_spaced(len(ds), limit):
+            s = ds[int(i)]
+            img1, _, _ = resize_center_crop(s.img1, size, nearest=False)
+            img2, _, _ = resize_center_crop(s.img2, size, nearest=False)
+            flow, sx, sy = resize_center_crop(s.flow, size, nearest=True)
+            valid, _, _ = resize_center_crop(s.valid.astype(np.uint8), size, nearest=True)
+            rows["img1"].append(img1)
+            rows["img2"].append(img2)
+            rows["flow"].append(flow * np.array([sx, sy], dtype=np.float32))
+            rows["valid"].append(valid.astype(bool) & np.isfinite(flow).all(axis=2))
+            to_original.add(round(1.0 / np.sqrt(sx * sy), 6))
+        if len(to_original) != 1:
+            raise ValueError(f"Sintel frames under {source.root} differ in size; expected one resolution")
+        arrays = {k: np.stack(v) for k, v in rows.items()}
+        arrays["flow"] = np.nan_to_num(arrays["flow"])
+        return TaskArrays("flow", arrays, to_original_px=to_original.pop())
+
+    return (load(train_scenes, source.max_train), load(test_scenes, source.max_test),
+            f"sintel scenes (test: {', '.join(test_scenes)})")
+
+
+def check(section: SintelSource, task: Any) -> None:
+    """Index the task's pass once, so that a wrong root fails before any work."""
+    SintelFlow(section.root, task.variant)
+
+
+def task_arrays(task: Any, section: SintelSource, size: int, test_fraction: float) -> tuple:
+    """(train, test, how) of the task's pass (``task.variant``), split by scene."""
+    return sintel_arrays(section, task.variant, size, test_fraction)
+
+
+def table_note(task: Any, how: str | None, zero_epe: float | None) -> str:
+    return (f"- {task.name}: MPI-Sintel training set, {task.variant} pass, {how or 'split by scene'}; "
+            "EPE over every pixel not marked invalid (occluded ones included), at the model's input size and, "
+            "in 'orig. px', scaled to Sintel's own pixels (the unit of the published EPE)"
+            + (f"; predicting zero flow gives EPE {zero_epe:.3f} px" if zero_epe is not None else "") + ".")
