@@ -123,7 +123,7 @@ def _fmt(cell: Cell, scale: float) -> str:
 
 def column_label(task: str, key: str, label: str, context: dict) -> str:
     """'task: label ↑' (or ↓: the metric's direction), with a correspondence threshold in pixels."""
-    px = context.get("thresholds_px", {}).get(key.split("_", 1)[-1]) if task == "correspondence" else None
+    px = context.get("thresholds_px", {}).get(key.split("_", 1)[-1]) if TASK_KIND[task] == "correspondence" else None
     if px is not None:
         label = label.replace("p (%)", f"p = {px:g} px (%)")
     return f"{task}: {label} {'↑' if HIGHER_IS_BETTER[key] else '↓'}"

@@ -27,8 +27,10 @@ def _fail(message: str) -> typer.Exit:
 
 def _write_sample(out: Path, key: str, fields: dict[str, bytes], overwrite: bool) -> Path:
     """Write one pair's files into ``out/key`` via a temporary folder renamed into place."""
+    from rendering.atomic import temporary_name
+
     final = out / key
-    tmp = out / f".{key}.{os.getpid()}.tmp"
+    tmp = temporary_name(final)  # a folder: renamed into place whole, like the atomic file writes
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
