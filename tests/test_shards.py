@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 
+import cv2
 import numpy as np
 import pytest
 
@@ -23,6 +25,7 @@ from rendering.shards import (
     file_sha256,
     iter_raw_samples,
     iter_tar_members,
+    meta_problems,
     read_shard,
     shard_path,
 )
@@ -258,3 +261,158 @@ def test_corrupt_image_and_bad_meta_are_named(tmp_path):
 def test_missing_shard_is_a_clear_error(tmp_path):
     with pytest.raises(ShardReadError, match="does not exist"):
         list(iter_raw_samples(tmp_path / "pairs-000009.tar"))
+
+
+# ------------------------------------------------------------------ the reader's contract, bit for bit
+
+
+def reference_read(path) -> list[dict]:
+    """What read_shard must return, spelled out with stock readers (tarfile, OpenCV to BGR and a
+    channel flip, numpy.load, json) and the float32 conversion of the first .npy reader
+    (units.astype(float32), then *= float32(depth_scale))."""
+    groups: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            key, _, field = member.name.partition(".")
+            groups.setdefault(key, {})[field] = tar.extractfile(member).read()
+    samples = []
+    for key, fields in groups.items():
+        meta = json.loads(fields["meta.json"])
+        sample = {"__key__": key, "meta": meta}
+        for view in ("img1", "img2"):
+            (name,) = [n for n in fields if n.startswith(view + ".")]
+            bgr = cv2.imdecode(np.frombuffer(fields[name], np.uint8), cv2.IMREAD_COLOR)
+            sample[view] = np.ascontiguousarray(bgr[:, :, ::-1])
+        for view in ("depth1", "depth2"):
+            if f"{view}.npy" in fields:
+                units = np.load(io.BytesIO(fields[f"{view}.npy"]), allow_pickle=False)
+            else:
+                units = cv2.imdecode(np.frombuffer(fields[f"{view}.png"], np.uint8), cv2.IMREAD_UNCHANGED)
+            metres = units.astype(np.float32)
+            metres *= np.float32(meta["depth_scale"])
+            sample[view] = metres
+        samples.append(sample)
+    return samples
+
+
+def write_schema_shard(path, schema: int, image_format: str, n: int = 3):
+    """A shard as the writer of ``schema`` wrote it: 1 = 16-bit PNG depth, 2 = .npy depth,
+    3 = .npy depth + information1/2 in meta.json (today's writer)."""
+    with ShardWriter(path) as writer:
+        for i in range(n):
+            key = f"room-a-{i:08d}"
+            rec = make_record(i, size=24 + 8 * i)  # sizes differ within the shard
+            fields = encode_sample(rec, key, image_format, depth_scale=0.00025 * (i + 1))
+            meta = json.loads(fields.pop("meta.json"))
+            if schema < 3:
+                meta = {k: v for k, v in meta.items() if k not in ("information1", "information2")}
+            meta["schema_version"] = schema
+            if schema == 1:
+                for view, depth in (("depth1", rec.depth1), ("depth2", rec.depth2)):
+                    del fields[f"{view}.npy"]
+                    fields[f"{view}.png"] = encode_depth_png(depth, meta["depth_scale"])
+            fields["meta.json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+            writer.write(key, fields)
+        return writer.close()
+
+
+@pytest.mark.parametrize("image_format", ["jpg", "png"])
+@pytest.mark.parametrize("schema", [1, 2, 3])
+def test_read_shard_equals_the_reference_decoder_bit_for_bit(tmp_path, schema, image_format):
+    info = write_schema_shard(tmp_path / "pairs-000000.tar", schema, image_format)
+    ours, reference = list(read_shard(info.path)), reference_read(info.path)
+    assert [s["__key__"] for s in ours] == [s["__key__"] for s in reference] == [f"room-a-{i:08d}" for i in range(3)]
+    for got, want in zip(ours, reference):
+        assert set(got) == {"__key__", "img1", "img2", "depth1", "depth2", "meta"}
+        assert got["meta"] == want["meta"] and got["meta"]["schema_version"] == schema
+        for name in ("img1", "img2", "depth1", "depth2"):
+            assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape
+            assert got[name].tobytes() == want[name].tobytes(), name  # same bits, not just close
+            assert got[name].flags.writeable and got[name].flags.c_contiguous  # not a view of the shard file
+        assert got["depth1"].shape == (got["meta"]["height"], got["meta"]["width"])
+        assert np.count_nonzero(got["depth1"] == 0) >= 4  # invalid pixels stay 0
+
+
+@pytest.mark.parametrize("scale", [0.001, 0.00025, 1 / 1024, 0.1, 1.0])
+def test_depth_conversion_equals_astype_then_multiply_for_every_unit_value(scale):
+    units = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    data = b"".join([encode_depth(np.zeros((256, 256), np.float32), 0.001)[:-2 * units.size], units.tobytes()])
+    expected = units.astype(np.float32)
+    expected *= np.float32(scale)
+    for shape in ((256, 256), None):  # header matched as bytes, or read by numpy's reader
+        got = decode_depth(data, scale, shape)
+        assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
+        assert decode_depth(memoryview(data), scale, shape).tobytes() == expected.tobytes()
+
+
+def test_raw_samples_are_bytes_and_an_empty_file_has_none(tmp_path):
+    info = write_shard(shard_path(tmp_path, "train", 0), range(2))
+    with tarfile.open(info.path) as tar:
+        expected = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    got = [(f"{key}.{field}", data) for key, fields in iter_raw_samples(info.path) for field, data in fields.items()]
+    assert got == expected and all(type(data) is bytes for _name, data in got)
+    assert all(type(data) is bytes for _name, data in iter_tar_members(info.path))
+    empty = tmp_path / "empty.tar"
+    empty.write_bytes(b"")
+    assert list(iter_raw_samples(empty)) == [] and list(read_shard(empty)) == []
+
+
+def broken_metas() -> list[tuple[str, object, str]]:
+    """(what, meta.json document, expected problem) for documents the reader must refuse."""
+    good = make_record(0).meta()
+    cases: list[tuple[str, object, str]] = [("a list", [good], "must be an object")]
+
+    def changed(what: str, problem: str, **fields) -> None:
+        cases.append((what, {**good, **fields}, problem))
+
+    for name in ("K2", "width", "scene_id", "rejections", "covis", "schema_version"):
+        doc = dict(good)
+        del doc[name]
+        cases.append((f"no {name}", doc, f"missing {name!r}"))
+    changed("width as text", "'width' has type str", width="24")
+    changed("width as bool", "'width' has type bool", width=True)
+    changed("covis as null", "'covis' has type NoneType", covis=None)
+    changed("attempts as float", "'attempts' has type float", attempts=4.0)
+    changed("K1 as a dict", "'K1' has type dict", K1={"a": 1})
+    changed("NaN in K1", "'K1' must be a finite 3x3 matrix", K1=[[math.nan, 0, 0], [0, 1, 0], [0, 0, 1]])
+    changed("inf in cam2world2", "'cam2world2' must be a finite 4x4", cam2world2=[[math.inf] * 4] * 4)
+    changed("K2 2x3", "'K2' must be a finite 3x3 matrix, got shape (2, 3)", K2=[[1, 0, 0], [0, 1, 0]])
+    changed("K2 ragged", "'K2' is not a numeric matrix", K2=[[1, 0, 0], [0, 1], [0, 0, 1]])
+    changed("nested K1", "'K1' is not a numeric matrix", K1=[[[1], [0], [0]], [0, 1, 0], [0, 0, 1]])
+    changed("zero width", "width, height and depth_scale must be positive", width=0)
+    changed("negative scale", "width, height and depth_scale must be positive", depth_scale=-0.001)
+    changed("schema 9", "schema_version 9 (this code reads 1, 2, 3)", schema_version=9)
+    changed("no information1", "missing 'information1'", information1=None)
+    changed("information2 as bool", "'information2' has type bool", information2=False)
+    cases[-2][1].pop("information1")
+    return cases
+
+
+@pytest.mark.parametrize("what, meta, problem", broken_metas(), ids=[c[0] for c in broken_metas()])
+def test_malformed_meta_is_refused_naming_shard_member_and_key(tmp_path, what, meta, problem):
+    problems = meta_problems(meta)
+    assert problems and any(problem in p for p in problems), problems
+    for _ in range(2):  # also after a valid sample of the same shard was accepted
+        assert any(problem in p for p in meta_problems(meta))
+    path = tmp_path / "pairs-000007.tar"
+    fields = encode_sample(make_record(0), "room-a-00000000")
+    fields["meta.json"] = json.dumps(meta).encode()
+    with ShardWriter(path) as writer:
+        writer.write("room-a-00000000", encode_sample(make_record(1), "room-a-00000000"))
+        writer.write("room-a-00000001", fields)
+        writer.close()
+    with pytest.raises(ShardReadError) as err:
+        list(read_shard(path))
+    message = str(err.value)
+    if b"NaN" in fields["meta.json"] or b"Infinity" in fields["meta.json"]:
+        problem = "is not valid JSON"  # NaN/Infinity is not JSON: the parser refuses it before the schema check
+    assert "pairs-000007.tar" in message and "room-a-00000001.meta.json" in message and problem in message
+
+
+def test_valid_meta_variants_are_accepted():
+    good = make_record(0).meta()
+    assert meta_problems(good) == []
+    for variant in ({**good, "covis": 1, "depth_scale": 1}, {**good, "schema_version": 2},
+                    {**good, "K1": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "extra_field": [1, "x"]},
+                    {**good, "cam2world1": [[1e308, 1e308, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}):
+        assert meta_problems(variant) == [], variant
