@@ -58,9 +58,9 @@ class Side:
     """One model + optimiser + fixed batch; `time(k)` returns the seconds of each of k steps."""
 
     def __init__(self, model: torch.nn.Module, optimiser: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
-                 compiled: bool) -> None:
+                 compiled: bool, compile_mode: str | None = None) -> None:
         self.model = model
-        self.net = torch.compile(model) if compiled else model
+        self.net = torch.compile(model, mode=compile_mode) if compiled else model
         self.opt = optimiser
         self.x1, self.x2 = x1, x2
 
@@ -110,7 +110,7 @@ def numerics(old: torch.nn.Module, new: torch.nn.Module, x1: torch.Tensor, x2: t
 
 
 def compare(frozen: ModuleType, preset: str, pos: str, mode: str, batch: int, steps: int, rounds: int,
-            compile_baseline: bool) -> dict:
+            compile_baseline: bool, compile_mode: str | None = None) -> dict:
     method = METHOD_OF_POS[pos]
     torch.manual_seed(0)
     old = frozen.build_model(method, preset)
@@ -122,16 +122,19 @@ def compare(frozen: ModuleType, preset: str, pos: str, mode: str, batch: int, st
     loss_diff, grad_diff = numerics(old, new, x1, x2)
     old_opt = torch.optim.AdamW(old.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)  # as 82d4146
     sides = {"baseline": Side(old, old_opt, x1, x2, compiled=False),
-             "new": Side(new, make_optimizer(new, 1e-4, (0.9, 0.95), 0.05), x1, x2, compiled=mode == "compiled")}
+             "new": Side(new, make_optimizer(new, 1e-4, (0.9, 0.95), 0.05), x1, x2, compiled=mode == "compiled",
+                         compile_mode=compile_mode)}
     if mode == "compiled" and compile_baseline:
         torch.manual_seed(0)
         old_c = frozen.build_model(method, preset)
         old_c.set_naive_attention(True)
-        sides["baseline compiled"] = Side(old_c, torch.optim.AdamW(old_c.parameters(), lr=1e-4), x1, x2, compiled=True)
-    t0 = time.perf_counter()
-    for side in sides.values():
+        sides["baseline compiled"] = Side(old_c, torch.optim.AdamW(old_c.parameters(), lr=1e-4), x1, x2, compiled=True,
+                                          compile_mode=compile_mode)
+    warm_s = {}
+    for name, side in sides.items():
+        t0 = time.perf_counter()
         side.time(2)  # warm-up (and compilation)
-    warm_s = time.perf_counter() - t0
+        warm_s[name] = time.perf_counter() - t0
     # one thread: the process's CPU time, which other processes on a loaded machine do not inflate
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     times: dict[str, list[float]] = {k: [] for k in sides}
@@ -152,6 +155,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="steps per side per round")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds")
     ap.add_argument("--compile-baseline", action="store_true", help="also time the baseline under torch.compile")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     ap.add_argument("--commit", default=BASELINE_COMMIT, help="baseline commit")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,12 +172,12 @@ def main() -> None:
                 for pos in args.pos:
                     for mode in args.modes:
                         r = compare(frozen, preset, pos, mode, args.batch, args.steps, args.rounds,
-                                    args.compile_baseline)
+                                    args.compile_baseline, args.compile_mode)
                         base, new = r["rate"]["baseline"], r["rate"]["new"]
-                        extra = ""
+                        extra = f" warm-up (with compilation) {r['warm_s']['new']:.0f} s" if mode == "compiled" else ""
                         if "baseline compiled" in r["rate"]:
                             bc = r["rate"]["baseline compiled"]
-                            extra = f" (baseline compiled {bc:.2f} pairs/s: new/that {new / bc:.2f}x)"
+                            extra += f" (baseline compiled {bc:.2f} pairs/s: new/that {new / bc:.2f}x)"
                         print(f"| {preset} | {pos} | {mode} | {threads} | {base:.2f} | {new:.2f} | {new / base:.2f}x | "
                               f"{r['loss_diff']:.1e} | {r['grad_diff']:.1e} |{extra}", flush=True)
 

@@ -394,3 +394,42 @@ def test_mfu_is_achieved_model_flops_over_the_peak() -> None:
     assert mfu(10.0, 1e12, 1e15) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="peak FLOP/s must be positive"):
         mfu(1.0, 1.0, 0.0)
+
+
+def test_rope_hand_written_backward_is_the_gradient() -> None:
+    """RopeTable.apply's backward (g cos - swap(g) sin) against numerical differentiation."""
+    torch.manual_seed(0)
+    pos = torch.randint(0, 14, (2, 5, 2))
+    table = RoPE2D(100.0).table(pos, 8)
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(table.apply, (x,))
+    grid = RoPE2D(100.0).table(torch.zeros(1, 5, 2, dtype=torch.long).expand(2, -1, -1) + 3, 8)  # shared table
+    assert torch.autograd.gradcheck(grid.apply, (x,))
+
+
+@pytest.mark.parametrize("method", ["croco_v1", "croco_v2"])
+def test_two_view_encoder_pass_equals_two_encodes(method: str) -> None:
+    """The training forward encodes both views in one pass (shared rows, attention per view):
+    the same tokens and the same gradients as encoding each view on its own."""
+    torch.manual_seed(0)
+    model = build_model(method, "test")
+    x1, x2 = torch.randn(3, 3, 32, 32), torch.randn(3, 3, 32, 32)
+    visible = model._visible(random_mask(3, 64, 0.9, torch.device("cpu")))
+    weights = [torch.randn(3, 7, 16), torch.randn(3, 64, 16)]
+
+    def grads(feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        sum((f * w).sum() for f, w in zip(feats, weights)).backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    f1, f2, pos2 = model._encode_pair(x1, visible, x2)
+    one = grads([f1, f2])
+    g1, _, _ = model._encode(x1, visible)
+    g2, pos, _ = model._encode(x2)
+    two = grads([g1, g2])
+    assert f1.shape == (3, 7, 16) and f2.shape == (3, 64, 16) and torch.equal(pos2, pos)
+    assert torch.allclose(f1, g1, atol=1e-6) and torch.allclose(f2, g2, atol=1e-6)
+    assert len(one) == len(two) and all(float((a - b).norm()) <= 1e-5 * float(b.norm()) for a, b in zip(one, two))
+    with torch.no_grad():  # no attention across views: another view 2 leaves view 1's tokens as they were
+        other1, other2, _ = model._encode_pair(x1, visible, torch.randn(3, 3, 32, 32))
+    assert torch.allclose(other1, f1, atol=1e-6) and not torch.allclose(other2, f2, atol=1e-3)

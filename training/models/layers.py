@@ -44,9 +44,29 @@ class RopeTable:
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate x (..., N, head_dim): x cos + swap(x) sin, where swap exchanges the two
         quarters of each axis's channels (the pair partner of each channel)."""
-        d = x.shape[-1]
-        swapped = x.unflatten(-1, (2, 2, d // 4)).flip(-2).flatten(-3)
-        return x * self.cos.to(x.dtype) + swapped * self.sin.to(x.dtype)
+        return _Rotate.apply(x, self.cos.to(x.dtype), self.sin.to(x.dtype))
+
+
+def _swap(x: torch.Tensor) -> torch.Tensor:
+    """Exchange the two quarters of each axis's channels (its own inverse)."""
+    d = x.shape[-1]
+    return x.unflatten(-1, (2, 2, d // 4)).flip(-2).flatten(-3)
+
+
+class _Rotate(torch.autograd.Function):
+    """x cos + swap(x) sin with a hand-written backward: swap is an involution that maps sin to
+    -sin (the sign differs between the quarters, the magnitudes agree) and cos to itself, so the
+    gradient is g cos - swap(g) sin: three kernels each way instead of autograd's four."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(cos, sin)
+        return torch.addcmul(x * cos, _swap(x), sin)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
+        cos, sin = ctx.saved_tensors
+        return torch.addcmul(g * cos, _swap(g), sin, value=-1), None, None
 
 
 class RoPE2D:
@@ -155,14 +175,24 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, rope: RopeTable | None = None) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        return self.proj(self._attend(self.qkv(x), rope))
+
+    def forward_views(self, x: torch.Tensor, views: "Views", ropes: list[RopeTable | None]) -> torch.Tensor:
+        """Several views' tokens as rows (R, dim) (see Views): the projections run once over all
+        rows, attention within each view."""
+        parts = views.split(self.qkv(x))
+        return self.proj(torch.cat([self._attend(p, r).flatten(0, 1) for p, r in zip(parts, ropes)]))
+
+    def _attend(self, qkv: torch.Tensor, rope: RopeTable | None) -> torch.Tensor:
+        """(B, N, 3 dim) projections -> (B, N, dim) attention output before `proj`."""
+        b, n, c3 = qkv.shape
+        c = c3 // 3
+        qkv = qkv.reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         if rope is not None:
             (q, k), v = rope.apply(qkv[:2]), qkv[2]
         else:
             q, k, v = qkv
-        out = attention(q, k, v, self.naive)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        return attention(q, k, v, self.naive).transpose(1, 2).reshape(b, n, c)
 
 
 class CrossAttention(nn.Module):
@@ -210,6 +240,29 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, rope: RopeTable | None = None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), rope)
         return x + self.mlp(self.norm2(x))
+
+    def forward_views(self, x: torch.Tensor, views: "Views", ropes: list[RopeTable | None]) -> torch.Tensor:
+        """forward() on several views' tokens packed as rows (R, dim): every per-token layer
+        runs once over all rows, attention within each view."""
+        x = x + self.attn.forward_views(self.norm1(x), views, ropes)
+        return x + self.mlp(self.norm2(x))
+
+
+@dataclass(frozen=True)
+class Views:
+    """Token counts of several views of one batch packed as rows: view i's B x lengths[i]
+    tokens are consecutive rows, sample-major, in view order."""
+
+    batch: int
+    lengths: tuple[int, ...]
+
+    def pack(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([x.flatten(0, 1) for x in xs])
+
+    def split(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """(R, C) rows -> one (B, lengths[i], C) tensor per view (views, no copies)."""
+        parts = rows.split([self.batch * n for n in self.lengths])
+        return [p.view(self.batch, n, -1) for p, n in zip(parts, self.lengths)]
 
 
 class DecoderBlock(nn.Module):
