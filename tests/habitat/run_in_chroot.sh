@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
 # Run the habitat backend's tests against a real habitat-sim on a machine without conda.
 #
-# habitat-sim has no PyPI wheel for Linux. A development kit next to this checkout
-# (../shared/habitat, or $HABITAT_KIT) builds a Debian 13 chroot with Python 3.13, a community
-# headless habitat-sim 0.2.2 wheel and Mesa's software EGL; this script uses it to run the tests
+# habitat-sim has no PyPI wheel for Linux. A chroot kit (the folder HABITAT_KIT names, holding
+# habitat_chroot.sh) builds a Debian 13 chroot with Python 3.13, a community headless
+# habitat-sim 0.2.2 wheel and Mesa's software EGL; this script uses it to run the tests
 # that need habitat_sim (and the embedded renderer, for the cross-backend check) on this checkout.
 # The project does not depend on the kit: with habitat-sim installed your own way (conda), just
 # run `pytest -k "habitat or contract"`.
 #
 # Usage (as root, since the kit uses debootstrap, mount and chroot):
-#   tests/habitat/run_in_chroot.sh                 # the default selection below
-#   tests/habitat/run_in_chroot.sh -k cross -s     # any pytest arguments instead
-# Environment: HABITAT_KIT (kit folder), HABITAT_CHROOT (default /tmp/trixie, the kit's default).
-# Exit status: pytest's; 0 with a message when the kit is absent (nothing to run here).
+#   HABITAT_KIT=/path/to/kit tests/habitat/run_in_chroot.sh               # the default selection below
+#   HABITAT_KIT=/path/to/kit tests/habitat/run_in_chroot.sh -k cross -s   # any pytest arguments instead
+# Environment: HABITAT_KIT (the kit folder, required), HABITAT_CHROOT (default /tmp/trixie, the kit's default).
+# Exit status: pytest's; 2 with a message when HABITAT_KIT is unset or names no kit.
 set -euo pipefail
 
 PROJECT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-KIT=${HABITAT_KIT:-$PROJECT/../shared/habitat}
+if [ -z "${HABITAT_KIT:-}" ]; then
+    echo "run_in_chroot.sh: set HABITAT_KIT to the habitat chroot kit's folder (the one holding habitat_chroot.sh)" >&2
+    exit 2
+fi
+KIT=$HABITAT_KIT
 if [ ! -x "$KIT/habitat_chroot.sh" ]; then
-    echo "run_in_chroot.sh: no habitat kit at $KIT (set HABITAT_KIT); nothing to run" >&2
-    exit 0
+    echo "run_in_chroot.sh: HABITAT_KIT=$KIT holds no executable habitat_chroot.sh" >&2
+    exit 2
 fi
 if [ "$(id -u)" != 0 ]; then
     echo "run_in_chroot.sh: must run as root (the kit needs debootstrap, mount and chroot)" >&2
