@@ -81,7 +81,7 @@ def main() -> None:
     prepare_corpus_dir(cfg.corpus_dir, cfg.corpus, units)
     wall, cpu = time.perf_counter(), cpu_seconds()
     for unit in units:
-        run_unit(unit.as_dict(), str(cfg.corpus_dir), cfg.corpus.model_dump_json(), cfg.corpus.content_hash())
+        run_unit(unit.as_dict(), str(cfg.corpus_dir), cfg.corpus.model_dump_json())
     rows.append(("units, no Prefect", 1, time.perf_counter() - wall, cpu_seconds() - cpu))
 
     from pipeline.flows.generate import run_generate

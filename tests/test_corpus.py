@@ -81,14 +81,14 @@ def write_config(folder: Path, run_dir: str = "run", extra: str = "", scenes: st
 
 
 def build_corpus(config_path: Path) -> Path:
-    """Generate a corpus with the plain functions (what the flow's tasks call, with the flow's
-    unit-settings hash, so that its unit files equal those of `crocopipe generate`)."""
+    """Generate a corpus with the plain functions (what the flow's tasks call, so that its unit
+    files equal those of `crocopipe generate`)."""
     run = load_run_config(config_path)
     corpus = run.corpus
     units = plan_units(corpus)
     prepare_corpus_dir(run.corpus_dir, corpus, units)
     for unit in units:
-        run_unit(unit.as_dict(), str(run.corpus_dir), corpus.model_dump_json(), units_hash(corpus))
+        run_unit(unit.as_dict(), str(run.corpus_dir), corpus.model_dump_json())
     merge_corpus(run.corpus_dir, corpus, units)
     return run.corpus_dir
 
@@ -160,10 +160,11 @@ def test_units_are_idempotent_and_redo_a_deleted_shard(corpus_dir, tmp_path):
     first = run_units[0]
     shard = copy / f"shards/{first['split']}/pairs-{first['shard_index']:06d}.tar"
     before = file_sha256(shard)
-    again = run_unit(first, str(copy), corpus.model_dump_json(), corpus.content_hash())
+    again = run_unit(first, str(copy), corpus.model_dump_json())
     assert again["reused"] is True
+    assert again["config_hash"] == units_hash(corpus) != corpus.content_hash()  # what every caller records
     shard.unlink()
-    redone = run_unit(first, str(copy), corpus.model_dump_json(), corpus.content_hash())
+    redone = run_unit(first, str(copy), corpus.model_dump_json())
     assert redone["reused"] is False and file_sha256(shard) == before == redone["shard_sha256"]
 
 

@@ -231,7 +231,7 @@ def test_two_evaluates_on_one_run_folder_one_runs_the_other_exits_3(tmp_path):
     units = plan_units(run.corpus)
     prepare_corpus_dir(run.corpus_dir, run.corpus, units)
     for unit in units:
-        run_unit(unit.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json(), run.corpus.content_hash())
+        run_unit(unit.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json())
     merge_corpus(run.corpus_dir, run.corpus, units)
     train(run.pretrain, "croco_v1", run.corpus_dir, run.run_dir / "pretrain" / "croco_v1")
 

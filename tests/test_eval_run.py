@@ -66,7 +66,7 @@ def _complete_run(tmp_path: Path) -> Path:
     units = plan_units(run.corpus)
     prepare_corpus_dir(run.corpus_dir, run.corpus, units)
     for u in units:
-        run_unit(u.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json(), run.corpus.content_hash())
+        run_unit(u.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json())
     merge_corpus(run.corpus_dir, run.corpus, units)
     train(run.pretrain, "croco_v1", run.corpus_dir, run.run_dir / "pretrain" / "croco_v1")
     evaluation = resolve_evaluation(run)

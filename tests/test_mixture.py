@@ -42,7 +42,7 @@ def corpora(tmp_path_factory) -> tuple[Path, Path]:
     units = plan_units(run.corpus)
     prepare_corpus_dir(run.corpus_dir, run.corpus, units)
     for unit in units:
-        run_unit(unit.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json(), run.corpus.content_hash())
+        run_unit(unit.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json())
     merge_corpus(run.corpus_dir, run.corpus, units, make_card=False)
 
     with EmbeddedRenderer() as renderer:

@@ -149,7 +149,7 @@ def test_plan_counts_equal_a_micro_run(tmp_path):
     units = plan_units(run.corpus)
     prepare_corpus_dir(run.corpus_dir, run.corpus, units)
     for u in units:
-        run_unit(u.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json(), run.corpus.content_hash())
+        run_unit(u.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json())
     merge_corpus(run.corpus_dir, run.corpus, units, make_card=False)
     manifest = pq.read_table(run.corpus_dir / "manifest.parquet").to_pydict()
     gen = plan.stage("generate").facts

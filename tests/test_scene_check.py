@@ -114,7 +114,7 @@ def _build(run) -> dict[str, str]:
     prepare_corpus_dir(run.corpus_dir, corpus, units)
     reused = []
     for unit in units:
-        summary = run_unit(unit.as_dict(), str(run.corpus_dir), corpus.model_dump_json(), corpus.content_hash())
+        summary = run_unit(unit.as_dict(), str(run.corpus_dir), corpus.model_dump_json())
         reused.append(summary["reused"])
     info = merge_corpus(run.corpus_dir, corpus, units, make_card=False)
     return {s["unit_id"]: (s["path"], s["sha256"]) for s in info["shards"]}, reused

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.config import CorpusConfig, code_version, corpus_id
+from pipeline.corpus.identity import units_hash
 from pipeline.corpus.manifest import merge_tables, write_parquet_atomic
 from pipeline.corpus.plan import SPLITS, WorkUnit
 from pipeline.corpus.unit import completed_unit
@@ -34,8 +35,6 @@ def _identity(corpus) -> tuple[str, str, str]:
     rendered corpus the unit-shaping settings and generation version (scenes may change), for other
     corpora (mined) the whole content hash."""
     if isinstance(corpus, CorpusConfig):
-        from pipeline.corpus.identity import units_hash
-
         return "units_hash", units_hash(corpus), "its unit-shaping settings (seed, pairs_per_shard, image " \
             "encoding, depth_scale, backend, sampler) differ"
     return "config_hash", corpus.content_hash(), "its content differs"
@@ -159,8 +158,9 @@ def finished_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit
     recorded = {s.get("unit_id"): s for s in info.get("shards", [])}
     skipped = {s.get("scene_id") for s in info.get("skipped_scenes", [])}  # refused by the scene check
     units = [u for u in units if u.scene_id not in skipped]
+    settings = units_hash(corpus)
     for unit in units:
-        summary = completed_unit(unit, corpus_dir, info["config_hash"], check_hash=False)
+        summary = completed_unit(unit, corpus_dir, settings, check_hash=False)
         entry = recorded.get(unit.unit_id)
         if summary is None or entry is None or entry.get("sha256") != summary["shard_sha256"]:
             return None
@@ -182,10 +182,11 @@ def merge_corpus(corpus_dir: Path, corpus: CorpusConfig, units: list[WorkUnit], 
     ``skipped``: scenes the scene check refused (``on_scene_error = "skip"``), with the reason."""
     corpus_dir = Path(corpus_dir)
     config_hash = corpus.content_hash()
+    settings = units_hash(corpus)  # what run_unit records in each unit file
     summaries = []
     missing = []
     for unit in units:
-        summary = completed_unit(unit, corpus_dir, config_hash, check_hash=False)
+        summary = completed_unit(unit, corpus_dir, settings, check_hash=False)
         if summary is None:
             missing.append(unit.unit_id)
         else:

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.config import CorpusConfig
 from pipeline.cores import available_cores
+from pipeline.corpus.identity import units_hash
 from pipeline.corpus.manifest import manifest_row, read_unit_summary, rows_to_table, write_parquet_atomic
 from pipeline.corpus.plan import WorkUnit
 from rendering.backend import NavigableSpace, Renderer, SceneSpec
@@ -164,12 +165,15 @@ def completed_unit(unit: WorkUnit, corpus_dir: Path, config_hash: str, check_has
     return summary
 
 
-def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str, config_hash: str) -> dict:
-    """Produce (or find complete) one unit; returns its summary with ``reused`` set accordingly."""
+def run_unit(unit_fields: dict, corpus_dir: str, corpus_json: str) -> dict:
+    """Produce (or find complete) one unit; returns its summary with ``reused`` set accordingly.
+    The summary records the corpus's unit-settings hash (pipeline.corpus.identity.units_hash),
+    whoever calls, so the unit files of every caller are the same bytes."""
     from rendering.render_loop import Encoding, FailedPair, Tally, sampled_pairs
 
     unit = WorkUnit(**unit_fields)
     corpus = CorpusConfig.model_validate_json(corpus_json)
+    config_hash = units_hash(corpus)
     root = Path(corpus_dir)
     done = completed_unit(unit, root, config_hash)
     if done is not None:

@@ -62,14 +62,14 @@ class GenerationStopped(RuntimeError):
     persist_result=True,
     result_serializer="json",
 )
-def render_unit(unit: dict, corpus_dir: str, corpus_json: str, config_hash: str) -> dict:
+def render_unit(unit: dict, corpus_dir: str, corpus_json: str) -> dict:
     """Render one unit (or find it complete); returns its short summary."""
     if _STOPPING.is_set():
         raise GenerationStopped("generation is stopping; the unit is left for the next run")
     if _EXECUTOR is not None:
-        summary = _EXECUTOR.submit(run_unit, unit, corpus_dir, corpus_json, config_hash).result()
+        summary = _EXECUTOR.submit(run_unit, unit, corpus_dir, corpus_json).result()
     else:
-        summary = run_unit(unit, corpus_dir, corpus_json, config_hash)
+        summary = run_unit(unit, corpus_dir, corpus_json)
     return {
         "unit_id": summary["unit_id"],
         "split": summary["split"],
@@ -116,9 +116,6 @@ def generate_corpus(run_dir: str, corpus_json: str) -> dict:
     corpus = CorpusConfig.model_validate_json(corpus_json)
     layout = RunLayout(Path(run_dir))
     corpus_dir = layout.corpus_dir
-    # Units are identified by their content; this hash (what shapes every unit) is also the
-    # Prefect cache input, so editing the scene list keeps the other units' cache entries.
-    config_hash = units_hash(corpus)
     with RunLock(Path(run_dir), purpose="generate"):  # inherited when the command holds it
         with _unit_executor(corpus, corpus_dir):
             # The scene check runs first, in the flow itself (never retried): a refused scene stops
@@ -128,7 +125,7 @@ def generate_corpus(run_dir: str, corpus_json: str) -> dict:
             units = plan_units(corpus, skip=frozenset(s["scene_id"] for s in skipped),
                                previous=previous_assignment(layout.corpus.plan))
             prepare_corpus_dir(corpus_dir, corpus, units)
-            merged, reused = _render_and_merge(units, corpus_dir, corpus_json, config_hash, skipped)
+            merged, reused = _render_and_merge(units, corpus, corpus_dir, corpus_json, skipped)
 
     card = CorpusLayout(corpus_dir).card_dir
     figures = "\n".join(png_markdown(title, card / name) for title, name in
@@ -200,15 +197,16 @@ def _unit_executor(corpus: CorpusConfig, corpus_dir: Path, warm_up: bool = False
             _EXECUTOR = None
 
 
-def _render_and_merge(units: list[WorkUnit], corpus_dir: Path, corpus_json: str, config_hash: str,
+def _render_and_merge(units: list[WorkUnit], corpus: CorpusConfig, corpus_dir: Path, corpus_json: str,
                       skipped: list[dict]) -> tuple[dict, int]:
+    config_hash = units_hash(corpus)  # what run_unit records (units are found by their content key)
     progress_id = create_progress_artifact(progress=0.0, key="corpus-generation-progress",
                                            description=f"units of {corpus_dir}")
     futures = []
     for unit in units:
         looks_complete = completed_unit(unit, corpus_dir, config_hash, check_hash=False) is not None
         future = render_unit.with_options(refresh_cache=not looks_complete).submit(
-            unit.as_dict(), str(corpus_dir), corpus_json, config_hash
+            unit.as_dict(), str(corpus_dir), corpus_json
         )
         futures.append(future)
     done = reused = 0
