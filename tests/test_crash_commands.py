@@ -24,30 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-PRETRAIN = """
-run_dir = "run"
-[corpus]
-pairs_per_scene = 2
-pairs_per_shard = 2
-[corpus.scenes.procedural]
-count = 1
-[pretrain]
-methods = ["croco_v1"]
-preset = "test"
-batch_size = 4
-epochs = 6
-steps_per_epoch = 4
-warmup_epochs = 1
-stop_fraction = 1.0
-checkpoint_every = 4
-keep_checkpoints = 8
-log_every = 1
-figure_every = 1000
-num_workers = 1
-base_lr = 0.03
-shuffle_buffer = 8
-tensorboard = false
-"""
+# tests/conftest.py TINY_RUN with these changes: one scene, no evaluation, 24 steps checkpointed every 4
+PRETRAIN = {
+    "corpus": {"val_fraction": None, "workers": None, "sampler": None, "scenes": {"procedural": {"count": 1}}},
+    "pretrain": {"batch_size": 4, "epochs": 6, "steps_per_epoch": 4, "warmup_epochs": 1, "stop_fraction": 1.0,
+                 "checkpoint_every": 4, "keep_checkpoints": 8, "log_every": 1, "figure_every": 1000,
+                 "num_workers": 1, "base_lr": 0.03, "shuffle_buffer": 8, "tensorboard": False},
+    "evaluate": None,
+}
 
 
 def _env() -> dict[str, str]:
@@ -103,13 +87,13 @@ def _kill_during_training(cli: subprocess.Popen, ckpts: Path, after_step: int, w
 
 
 @pytest.mark.slow
-def test_killed_pretrain_leaves_no_process_and_resumes_to_the_uninterrupted_result(tmp_path):
+def test_killed_pretrain_leaves_no_process_and_resumes_to_the_uninterrupted_result(tmp_path, run_toml):
     from training.config import PretrainConfig
     from training.synthetic import write_synthetic_corpus
     from training.train import train
     import tomllib
 
-    (tmp_path / "run.toml").write_text(PRETRAIN)
+    (tmp_path / "run.toml").write_text(run_toml(**PRETRAIN))
     write_synthetic_corpus(tmp_path / "run" / "corpus", shards=2, pairs_per_shard=8, size=40)
     out = tmp_path / "run" / "pretrain" / "croco_v1"
     ckpts = out / "checkpoints"
@@ -147,7 +131,7 @@ def test_killed_pretrain_leaves_no_process_and_resumes_to_the_uninterrupted_resu
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 25))  # each step once, in order
 
-    cfg = PretrainConfig.model_validate(tomllib.loads(PRETRAIN)["pretrain"])
+    cfg = PretrainConfig.model_validate(tomllib.loads(run_toml(**PRETRAIN))["pretrain"])
     train(cfg, "croco_v1", tmp_path / "run" / "corpus", tmp_path / "reference")
     reference = [json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in records] == pytest.approx([r["loss"] for r in reference], rel=1e-5)
@@ -217,8 +201,8 @@ def test_killed_or_interrupted_generate_leaves_no_process_and_no_partial_file(tm
 
 
 @pytest.mark.slow
-def test_two_evaluates_on_one_run_folder_one_runs_the_other_exits_3(tmp_path):
-    from test_eval_run import CONFIG
+def test_two_evaluates_on_one_run_folder_one_runs_the_other_exits_3(tmp_path, run_toml):
+    from test_eval_run import RUN
 
     from pipeline.config import load_run_config
     from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
@@ -226,7 +210,7 @@ def test_two_evaluates_on_one_run_folder_one_runs_the_other_exits_3(tmp_path):
     from pipeline.corpus.unit import run_unit
     from training.train import train
 
-    (tmp_path / "run.toml").write_text(CONFIG)
+    (tmp_path / "run.toml").write_text(run_toml(**RUN))
     run = load_run_config(tmp_path / "run.toml")
     units = plan_units(run.corpus)
     prepare_corpus_dir(run.corpus_dir, run.corpus, units)

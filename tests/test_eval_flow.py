@@ -14,24 +14,14 @@ from training.models import build_model
 
 METHODS = ["croco_v1", "croco_v2", "mae", "none"]
 
-CONFIG = """
-run_dir = "run"
-
-[corpus]
-pairs_per_scene = 3
-pairs_per_shard = 3
-[corpus.scenes.procedural]
-count = 2
-
-[pretrain]
-preset = "test"
-
-[evaluate]
-tasks = {tasks}
-steps = 3
-batch_size = 4
-seeds = [0]
-"""
+# tests/conftest.py TINY_RUN with these changes: an evaluation-only run (the checkpoints are
+# written here, pretraining keeps its defaults), its corpus at the default size and workers
+RUN = {
+    "corpus": {"pairs_per_scene": 3, "pairs_per_shard": 3, "val_fraction": None, "workers": None, "sampler": None},
+    "pretrain": {key: None for key in ("methods", "batch_size", "epochs", "steps_per_epoch", "warmup_epochs",
+                                       "num_workers", "shuffle_buffer", "checkpoint_every")},
+    "evaluate": {"methods": None, "tasks": ["depth", "flow", "pose"], "steps": 3, "batch_size": 4, "threads": None},
+}
 
 
 def _checkpoint(run_dir: Path, method: str) -> None:
@@ -60,9 +50,9 @@ def _evaluate(config: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def run(tmp_path):
+def run(tmp_path, run_toml):
     config = tmp_path / "run.toml"
-    config.write_text(CONFIG.format(tasks='["depth", "flow", "pose"]'))
+    config.write_text(run_toml(**RUN))
     run_dir = tmp_path / "run"
     write_val_corpus(run_dir / "corpus", pairs_per_scene=2)
     for m in METHODS[:3]:

@@ -13,43 +13,12 @@ from pathlib import Path
 
 import pytest
 
-CONFIG = """
-run_dir = "run"
-
-[corpus]
-pairs_per_scene = 2
-pairs_per_shard = 2
-val_fraction = 0.5
-workers = 1
-[corpus.scenes.procedural]
-count = 2
-[corpus.sampler]
-width = 48
-height = 48
-
-[pretrain]
-methods = ["croco_v1"]
-preset = "test"
-batch_size = 2
-epochs = 1
-steps_per_epoch = 1
-warmup_epochs = 0
-num_workers = 0
-shuffle_buffer = 0
-checkpoint_every = 1
-
-[evaluate]
-methods = ["croco_v1", "none"]
-tasks = ["pose", "correspondence", "cross_view_gain"]
-steps = 1
-batch_size = 2
-seeds = [0]
-threads = 1
-"""
+# tests/conftest.py TINY_RUN with these changes
+RUN = {"pretrain": {"steps_per_epoch": 1}, "evaluate": {"tasks": ["pose", "correspondence", "cross_view_gain"]}}
 
 
-def _complete_run(tmp_path: Path) -> Path:
-    """Do every stage with plain functions; returns the config path."""
+def _complete_run(tmp_path: Path, text: str) -> Path:
+    """Do every stage of the run config ``text`` with plain functions; returns the config path."""
     from evaluation.jobs import run_job
     from evaluation.plan import plan_jobs
     from evaluation.tables import write_tables
@@ -61,7 +30,7 @@ def _complete_run(tmp_path: Path) -> Path:
     from training.train import train
 
     config = tmp_path / "run.toml"
-    config.write_text(CONFIG)
+    config.write_text(text)
     run = load_run_config(config)
     units = plan_units(run.corpus)
     prepare_corpus_dir(run.corpus_dir, run.corpus, units)
@@ -78,8 +47,8 @@ def _complete_run(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def complete_run(tmp_path_factory):
-    return _complete_run(tmp_path_factory.mktemp("e2e"))
+def complete_run(tmp_path_factory, run_toml):
+    return _complete_run(tmp_path_factory.mktemp("e2e"), run_toml(**RUN))
 
 
 def _cli(*args: str):
@@ -107,15 +76,15 @@ def test_finished_run_does_no_work(complete_run):
     assert not (run.run_dir / "prefect").exists()
 
 
-def test_run_and_schedule_bad_input(tmp_path):
+def test_run_and_schedule_bad_input(tmp_path, run_toml):
     config = tmp_path / "run.toml"
-    config.write_text(CONFIG.replace('tasks = ["pose", "correspondence", "cross_view_gain"]', 'tasks = ["pose", "stereo"]'))
+    config.write_text(run_toml(pretrain=RUN["pretrain"], evaluate={"tasks": ["pose", "stereo"]}))
     result = _cli("run", str(config))
     assert result.exit_code == 2 and "allowed: depth, flow, pose" in result.output
-    config.write_text(CONFIG.split("[pretrain]")[0])
+    config.write_text(run_toml(pretrain=None, evaluate=None))  # no [pretrain] section
     result = _cli("run", str(config))
     assert result.exit_code == 2 and "[pretrain] section" in result.output
-    config.write_text(CONFIG)
+    config.write_text(run_toml(**RUN))
     result = _cli("schedule", str(config), "--cron", "61 * * *")
     assert result.exit_code == 2 and "invalid cron schedule" in result.output
     assert "PREFECT_HOME" not in os.environ or not str(tmp_path) in os.environ["PREFECT_HOME"]

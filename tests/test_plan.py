@@ -91,44 +91,17 @@ def test_flop_model_equals_torch_counter(method, preset):
     assert step == pytest.approx(3 * 2 * pretrain_forward_flops(method, s, model.mask_ratio), rel=0.05)
 
 
-MICRO = """
-run_dir = "run"
-
-[corpus]
-pairs_per_scene = 3
-pairs_per_shard = 2
-val_fraction = 0.5
-workers = 1
-[corpus.scenes.procedural]
-count = 2
-[corpus.sampler]
-width = 48
-height = 48
-
-[pretrain]
-methods = ["croco_v1", "mae"]
-preset = "test"
-batch_size = 2
-accumulation = 2
-epochs = 3
-steps_per_epoch = 2
-warmup_epochs = 0
-num_workers = 0
-shuffle_buffer = 0
-checkpoint_every = 100
-log_every = 1
-cross_view_every = 0
-
-[evaluate]
-methods = ["croco_v1", "none"]
-tasks = ["correspondence", "pose"]
-steps = 1
-seeds = [0, 1]
-"""
+# tests/conftest.py TINY_RUN with these changes
+MICRO = {
+    "corpus": {"pairs_per_scene": 3},
+    "pretrain": {"methods": ["croco_v1", "mae"], "accumulation": 2, "epochs": 3, "checkpoint_every": 100,
+                 "log_every": 1, "cross_view_every": 0},
+    "evaluate": {"tasks": ["correspondence", "pose"], "seeds": [0, 1], "batch_size": None, "threads": None},
+}
 
 
 @pytest.mark.slow
-def test_plan_counts_equal_a_micro_run(tmp_path):
+def test_plan_counts_equal_a_micro_run(tmp_path, run_toml):
     import pyarrow.parquet as pq
 
     from evaluation.plan import plan_jobs
@@ -141,7 +114,7 @@ def test_plan_counts_equal_a_micro_run(tmp_path):
     from training.train import train
 
     config = tmp_path / "run.toml"
-    config.write_text(MICRO)
+    config.write_text(run_toml(**MICRO))
     run = load_run_config(config)
     plan = plan_run(run)
     assert not (tmp_path / "run").exists()  # planning writes nothing

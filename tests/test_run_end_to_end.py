@@ -11,39 +11,8 @@ from pathlib import Path
 
 import pytest
 
-CONFIG = """
-run_dir = "run"
-
-[corpus]
-pairs_per_scene = 3
-pairs_per_shard = 3
-val_fraction = 0.5
-workers = 1
-[corpus.scenes.procedural]
-count = 2
-[corpus.sampler]
-width = 48
-height = 48
-
-[pretrain]
-methods = ["croco_v1"]
-preset = "test"
-batch_size = 2
-epochs = 1
-steps_per_epoch = 2
-warmup_epochs = 0
-num_workers = 0
-shuffle_buffer = 0
-checkpoint_every = 1
-
-[evaluate]
-methods = ["croco_v1", "none"]
-tasks = ["depth", "flow", "pose"]
-steps = 1
-batch_size = 2
-seeds = [0]
-threads = 1
-"""
+# tests/conftest.py TINY_RUN with these changes
+RUN = {"corpus": {"pairs_per_scene": 3, "pairs_per_shard": 3}, "evaluate": {"tasks": ["depth", "flow", "pose"]}}
 
 
 def _crocopipe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -54,9 +23,9 @@ def _crocopipe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_run_from_scratch_fills_the_table_and_a_second_run_does_no_work(tmp_path):
+def test_run_from_scratch_fills_the_table_and_a_second_run_does_no_work(tmp_path, run_toml):
     config = tmp_path / "run.toml"
-    config.write_text(CONFIG)
+    config.write_text(run_toml(**RUN))
     first = _crocopipe("run", str(config), cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("generate", "pretrain", "evaluate"):

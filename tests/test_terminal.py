@@ -19,39 +19,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = """
-run_dir = "run"
-
-[corpus]
-pairs_per_scene = 2
-pairs_per_shard = 2
-val_fraction = 0.5
-workers = 1
-[corpus.scenes.procedural]
-count = 2
-[corpus.sampler]
-width = 48
-height = 48
-
-[pretrain]
-methods = ["croco_v1"]
-preset = "test"
-batch_size = 2
-epochs = 1
-steps_per_epoch = 2
-warmup_epochs = 0
-num_workers = 0
-shuffle_buffer = 0
-checkpoint_every = 1
-
-[evaluate]
-methods = ["croco_v1"]
-tasks = ["depth"]
-steps = 1
-batch_size = 2
-seeds = [0]
-threads = 1
-"""
+# tests/conftest.py TINY_RUN with these changes
+RUN = {"evaluate": {"methods": ["croco_v1"], "tasks": ["depth"]}}
 PREFECT_LINE = re.compile(r"\| (INFO|WARNING|ERROR|DEBUG) +\|")
 
 
@@ -89,8 +58,8 @@ def run_in_pty(args: list[str], cwd: Path, timeout: float = 540) -> tuple[int, s
 
 
 @pytest.mark.slow
-def test_live_display_clean_exit_full_history_and_the_ui(tmp_path):
-    (tmp_path / "run.toml").write_text(CONFIG)
+def test_live_display_clean_exit_full_history_and_the_ui(tmp_path, run_toml):
+    (tmp_path / "run.toml").write_text(run_toml(**RUN))
     started = time.monotonic()
     code, out = run_in_pty(["generate", "run.toml"], tmp_path)
     assert code == 0, out[-3000:]
