@@ -192,8 +192,7 @@ class CorpusConfig(_Strict):
         return self.model_dump(mode="json", exclude=set(EXECUTION_FIELDS))
 
     def content_hash(self) -> str:
-        blob = json.dumps(self.content_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return json_sha256(self.content_dict())
 
 
 class PlanAssumptions(_Strict):
@@ -240,6 +239,12 @@ class RunConfig(RunFolderConfig):
     pretrain: PretrainConfig | None = None
     evaluate: EvaluateConfig | None = None
     plan: PlanAssumptions = Field(default_factory=PlanAssumptions)
+
+
+def json_sha256(data: dict[str, Any]) -> str:
+    """sha256 (hex) of ``data`` as canonical JSON (sorted keys, no spaces): the content hashes of
+    corpus and mining configs and of a corpus's unit settings."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 @lru_cache(maxsize=1)

@@ -7,14 +7,12 @@ config: unknown keys refused, messages naming file, key and value, paths relativ
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.config import ConfigError, RunFolderConfig, _resolve, format_validation_error, read_toml
+from pipeline.config import ConfigError, RunFolderConfig, _resolve, format_validation_error, json_sha256, read_toml
 from rendering.mining import MiningConfig
 
 EXECUTION_FIELDS = frozenset({"workers", "threads_per_worker"})
@@ -93,8 +91,7 @@ class MineConfig(_Strict):
         return self.model_dump(mode="json", exclude=set(EXECUTION_FIELDS))
 
     def content_hash(self) -> str:
-        blob = json.dumps(self.content_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return json_sha256(self.content_dict())
 
 
 class MineRunConfig(RunFolderConfig):

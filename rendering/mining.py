@@ -181,6 +181,22 @@ def _frustum_filter(i: int, partners: np.ndarray, window: _DepthWindow, frames, 
     return partners[~low], estimates[~low]
 
 
+def _sweep(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader,
+           stats: MiningStats) -> Iterator[tuple[int, np.ndarray, _DepthWindow]]:
+    """Stages 1-2, in temporal order: each reference keyframe with its partners that pass the pose
+    filter, and the depth window (keyframes before the reference already forgotten)."""
+    keys = _keyframes(sequence, config)
+    stats.keyframes = len(keys)
+    positions, axes = _axes(sequence.frames)
+    window = _DepthWindow(sequence.frames, load, config.frustum_step)
+    gap = max(1, config.max_frame_gap // config.frame_stride)
+    for k, i in enumerate(keys):
+        window.forget_before(i)
+        partners = np.array(keys[k + 1 : k + 1 + gap], dtype=int)
+        stats.candidates += partners.size
+        yield i, _pose_filter(i, partners, positions, axes, config, stats), window
+
+
 def score_candidates(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader = load_depth,
                      stats: MiningStats | None = None) -> list[MinedPair]:
     """Stages 1-4 without the diversity stage: the exact scores of every plausible candidate (at
@@ -188,17 +204,8 @@ def score_candidates(sequence: CaptureSequence, config: MiningConfig, load: Dept
     For analysing a sequence and its thresholds; :func:`mine_sequence` scores lazily instead."""
     stats = stats if stats is not None else MiningStats()
     frames = sequence.frames
-    keys = _keyframes(sequence, config)
-    stats.keyframes = len(keys)
-    positions, axes = _axes(frames)
-    window = _DepthWindow(frames, load, config.frustum_step)
-    gap = max(1, config.max_frame_gap // config.frame_stride)
     scored: list[MinedPair] = []
-    for k, i in enumerate(keys):
-        window.forget_before(i)
-        partners = np.array(keys[k + 1 : k + 1 + gap], dtype=int)
-        stats.candidates += partners.size
-        partners = _pose_filter(i, partners, positions, axes, config, stats)
+    for i, partners, window in _sweep(sequence, config, load, stats):
         partners, estimates = _frustum_filter(i, partners, window, frames, config, stats)
         if config.prefilters:
             order = np.argsort(estimates, kind="stable")
@@ -320,17 +327,8 @@ def _mine(sequence: CaptureSequence, config: MiningConfig, load: DepthLoader,
     stats = MiningStats()
     t0, cpu0 = time.perf_counter(), time.process_time()
     frames = sequence.frames
-    keys = _keyframes(sequence, config)
-    stats.keyframes = len(keys)
-    positions, axes = _axes(frames)
-    window = _DepthWindow(frames, load, config.frustum_step)
-    gap = max(1, config.max_frame_gap // config.frame_stride)
     diversity = _Diversity(sequence, config)
-    for k, i in enumerate(keys):
-        window.forget_before(i)
-        partners = np.array(keys[k + 1 : k + 1 + gap], dtype=int)
-        stats.candidates += partners.size
-        partners = _pose_filter(i, partners, positions, axes, config, stats)
+    for i, partners, window in _sweep(sequence, config, load, stats):
         partners = np.array([j for j in partners.tolist() if not diversity.blocked(i, j, stats)], dtype=int)
         partners, estimates = _frustum_filter(i, partners, window, frames, config, stats)
         exact_left = config.max_exact_per_frame if config.prefilters else partners.size

@@ -10,11 +10,7 @@ from pathlib import Path
 import typer
 
 from pipeline.commands.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED
-
-
-def _fail(message: object, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+from pipeline.commands.corpus import _fail
 
 
 def mine(config: Path = typer.Argument(..., help="TOML with run_dir and a [mine] section")) -> None:

@@ -17,6 +17,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from pipeline.config import json_sha256
 from rendering.scene_uri import is_procedural, mesh_path
 
 # Corpus settings that change what existing units contain (all others may change on a run folder).
@@ -58,8 +59,7 @@ def unit_settings(corpus) -> dict:
 
 def units_hash(corpus) -> str:
     """Hash of :func:`unit_settings`: equal for two configs whose common scenes give equal units."""
-    blob = json.dumps(unit_settings(corpus), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return json_sha256(unit_settings(corpus))
 
 
 def scene_digest(spec) -> str:
