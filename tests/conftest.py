@@ -1,6 +1,13 @@
 """Shared test fixtures."""
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -90,3 +97,85 @@ def tiny_run_toml(**overrides) -> str:
 def run_toml():
     """:func:`tiny_run_toml`, for tests that write a run config."""
     return tiny_run_toml
+
+
+# The trained run's changes to TINY_RUN: one training step; zero-shot tasks beside pose.
+TRAINED_RUN = {"pretrain": {"steps_per_epoch": 1}, "evaluate": {"tasks": ["pose", "correspondence", "cross_view_gain"]}}
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A folder holding run.toml (:data:`TRAINED_RUN`) and its run folder with the corpus generated
+    and croco_v1 pretrained by the plain functions the flows wrap (no Prefect), made once per
+    session: tests copy it (:func:`copy_run`) before they change anything."""
+    from pipeline.config import load_run_config
+    from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
+    from pipeline.corpus.plan import plan_units
+    from pipeline.corpus.unit import run_unit
+    from training.train import train
+
+    folder = tmp_path_factory.mktemp("trained-run")
+    config = folder / "run.toml"
+    config.write_text(tiny_run_toml(**TRAINED_RUN))
+    run = load_run_config(config)
+    units = plan_units(run.corpus)
+    prepare_corpus_dir(run.corpus_dir, run.corpus, units)
+    for unit in units:
+        run_unit(unit.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json())
+    merge_corpus(run.corpus_dir, run.corpus, units)
+    train(run.pretrain, "croco_v1", run.corpus_dir, run.layout.pretrain("croco_v1").root)
+    return folder
+
+
+def copy_run(source, target):
+    """Copy a folder made like :func:`trained_run`'s into ``target``; returns its run.toml."""
+    import shutil
+
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    return target / "run.toml"
+
+
+def prefect_client_env(api_url: str | None = None) -> dict[str, str]:
+    """This environment without PREFECT_* settings (plus ``api_url`` as PREFECT_API_URL, when given)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PYTHONUNBUFFERED="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """One Prefect server (SQLite in tmp) for the session, as a user would run it, for the tests
+    whose commands report to a configured server: yields (api url, database path). Tests that
+    check what a command does with its own embedded server do not use it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tmp_path_factory.mktemp("prefect-server")
+    env = prefect_client_env()
+    # the task-run recorder's flush interval of the commands' embedded server (pipeline.flows.history)
+    env.update(PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false", PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL="1")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, "prefect server did not start"
+        time.sleep(0.2)
+    try:
+        yield url, home / "prefect.db"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

@@ -3,7 +3,6 @@ byte-identical to the clean corpus (plain functions; the CLI's `generate --repai
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import prefect_client_env
 from pipeline.config import load_run_config
 from pipeline.corpus import plan_units, verify_corpus
 from pipeline.corpus.repair import repair_corpus
@@ -104,10 +104,10 @@ def test_repair_renders_only_the_damaged_unit(clean, tmp_path):
 
 
 @pytest.mark.slow
-def test_generate_repair_command(clean, tmp_path):
+def test_generate_repair_command(clean, tmp_path, prefect_server):
     shutil.copytree(clean, tmp_path / "f")
     corpus = tmp_path / "f" / "run" / "corpus"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CROCOPIPE_"))}
+    env = {k: v for k, v in prefect_client_env(prefect_server[0]).items() if not k.startswith("CROCOPIPE_")}
     env.update(PYTHONPATH=str(REPO))
     DAMAGE["flipped shard byte"][0](corpus)
     plain = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", "run.toml"], cwd=tmp_path / "f", env=env,

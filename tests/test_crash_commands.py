@@ -201,23 +201,10 @@ def test_killed_or_interrupted_generate_leaves_no_process_and_no_partial_file(tm
 
 
 @pytest.mark.slow
-def test_two_evaluates_on_one_run_folder_one_runs_the_other_exits_3(tmp_path, run_toml):
-    from test_eval_run import RUN
+def test_two_evaluates_on_one_run_folder_one_runs_the_other_exits_3(tmp_path, trained_run):
+    from conftest import copy_run
 
-    from pipeline.config import load_run_config
-    from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
-    from pipeline.corpus.plan import plan_units
-    from pipeline.corpus.unit import run_unit
-    from training.train import train
-
-    (tmp_path / "run.toml").write_text(run_toml(**RUN))
-    run = load_run_config(tmp_path / "run.toml")
-    units = plan_units(run.corpus)
-    prepare_corpus_dir(run.corpus_dir, run.corpus, units)
-    for unit in units:
-        run_unit(unit.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json())
-    merge_corpus(run.corpus_dir, run.corpus, units)
-    train(run.pretrain, "croco_v1", run.corpus_dir, run.run_dir / "pretrain" / "croco_v1")
+    copy_run(trained_run, tmp_path)  # the session's run: corpus and croco_v1 done by the plain functions
 
     first = _command("evaluate", "run.toml", cwd=tmp_path)
     lock = tmp_path / "run" / ".crocopipe.lock"

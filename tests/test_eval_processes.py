@@ -31,23 +31,24 @@ def test_workers_and_threads_are_validated_and_change_no_fingerprint():
 
 
 @pytest.mark.slow
-def test_a_job_run_in_a_spawned_job_process_gives_the_in_process_result(tmp_path):
+def test_a_job_run_in_a_spawned_job_process_gives_the_in_process_result(tmp_path, trained_run):
     """The evaluate flow's job processes run evaluation.jobs.run_job_in_process: its result must be
     the one the same job gives in the flow's own process (same seed, one thread each)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from test_eval_run import _complete_run  # a finished tiny run: corpus, checkpoint, results
+    from conftest import copy_run  # the session's tiny run: corpus and checkpoint
 
-    from evaluation.jobs import run_job_in_process
+    from evaluation.jobs import run_job, run_job_in_process
     from evaluation.plan import plan_jobs
     from pipeline.config import load_run_config
     from pipeline.resolved import resolve_evaluation
 
-    run = load_run_config(_complete_run(tmp_path))
+    run = load_run_config(copy_run(trained_run, tmp_path))
     evaluation = resolve_evaluation(run)
     cfg, spec = evaluation.config, evaluation.spec
     job = plan_jobs(run.layout, cfg)[0]
+    run_job(job, str(run.corpus_dir), cfg, spec)  # in this process
     in_process = json.loads(Path(job.result).read_text())
     Path(job.result).unlink()
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:

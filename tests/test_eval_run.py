@@ -5,7 +5,6 @@ wrap (no Prefect), which is also what the second invocation of `crocopipe run` m
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,31 +12,20 @@ from pathlib import Path
 
 import pytest
 
-# tests/conftest.py TINY_RUN with these changes
-RUN = {"pretrain": {"steps_per_epoch": 1}, "evaluate": {"tasks": ["pose", "correspondence", "cross_view_gain"]}}
+from conftest import TRAINED_RUN as RUN, copy_run  # tests/conftest.py TINY_RUN with these changes
 
 
-def _complete_run(tmp_path: Path, text: str) -> Path:
-    """Do every stage of the run config ``text`` with plain functions; returns the config path."""
+def _complete_run(folder: Path, trained: Path) -> Path:
+    """A copy of the session's trained run (tests/conftest.py) with every evaluation job done and
+    the tables written by the plain functions; returns the config path."""
     from evaluation.jobs import run_job
     from evaluation.plan import plan_jobs
     from evaluation.tables import write_tables
-    from pipeline.resolved import resolve_evaluation
     from pipeline.config import load_run_config
-    from pipeline.corpus.build import merge_corpus, prepare_corpus_dir
-    from pipeline.corpus.plan import plan_units
-    from pipeline.corpus.unit import run_unit
-    from training.train import train
+    from pipeline.resolved import resolve_evaluation
 
-    config = tmp_path / "run.toml"
-    config.write_text(text)
+    config = copy_run(trained, folder)
     run = load_run_config(config)
-    units = plan_units(run.corpus)
-    prepare_corpus_dir(run.corpus_dir, run.corpus, units)
-    for u in units:
-        run_unit(u.as_dict(), str(run.corpus_dir), run.corpus.model_dump_json())
-    merge_corpus(run.corpus_dir, run.corpus, units)
-    train(run.pretrain, "croco_v1", run.corpus_dir, run.run_dir / "pretrain" / "croco_v1")
     evaluation = resolve_evaluation(run)
     cfg, spec = evaluation.config, evaluation.spec
     for job in plan_jobs(run.layout, cfg):
@@ -47,8 +35,8 @@ def _complete_run(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def complete_run(tmp_path_factory, run_toml):
-    return _complete_run(tmp_path_factory.mktemp("e2e"), run_toml(**RUN))
+def complete_run(tmp_path_factory, trained_run):
+    return _complete_run(tmp_path_factory.mktemp("e2e"), trained_run)
 
 
 def _cli(*args: str):
@@ -90,12 +78,6 @@ def test_run_and_schedule_bad_input(tmp_path, run_toml):
     assert "PREFECT_HOME" not in os.environ or not str(tmp_path) in os.environ["PREFECT_HOME"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait(predicate, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -106,26 +88,14 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_scheduled_deployment_run_completes(complete_run, tmp_path):
+def test_scheduled_deployment_run_completes(complete_run, tmp_path, prefect_server):
     """`crocopipe schedule` serves a cron deployment; one run of it, triggered by hand against a
-    local Prefect server, completes."""
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
+    local Prefect server (the session's, tests/conftest.py), completes."""
+    api, _ = prefect_server
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     serve = None
     try:
-        def healthy() -> bool:
-            import urllib.request
-
-            try:
-                return urllib.request.urlopen(f"{api}/health", timeout=2).read() == b"true"
-            except OSError:
-                return False
-
-        _wait(healthy, 180, "the Prefect server")
         serve_log = tmp_path / "serve.log"
         with open(serve_log, "w") as log:
             serve = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "schedule", str(complete_run),
@@ -141,13 +111,12 @@ def test_scheduled_deployment_run_completes(complete_run, tmp_path):
                                  env=env, capture_output=True, text=True, timeout=120)
         assert "0 3 * * *" in inspect.stdout
     finally:
-        for proc in (serve, server):
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        if serve is not None:
+            serve.terminate()
+            try:
+                serve.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """`crocopipe generate` end to end through Prefect: SIGKILL part-way, resume, complete history.
 
-The command runs in a subprocess against a Prefect server started here with `prefect server
-start` (one server start for both runs keeps the test within its time budget; without
-PREFECT_API_URL the command starts the same server application itself). The uninterrupted
+The command runs in a subprocess against a Prefect server started with `prefect server start`
+(tests/conftest.py prefect_server: one server for the test session keeps the test within its time
+budget; without PREFECT_API_URL the command starts the same server application itself). The uninterrupted
 reference is built by the same unit functions without Prefect; the killed-and-resumed corpus
 must match it exactly (manifest rows and shard sha256).
 """
@@ -11,64 +11,23 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import pyarrow.parquet as pq
 
+from conftest import prefect_client_env as _env
 from pipeline.corpus import verify_corpus
 from test_corpus import build_corpus, shard_hashes, write_config
 
 UNITS = 8  # 2 scenes x 8 pairs, 2 pairs per shard
 
 
-def _env(api_url: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PYTHONUNBUFFERED="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
-
-
-@pytest.fixture
-def prefect_server(tmp_path):
-    """A Prefect server (SQLite in tmp) as a user would run it: yields (api url, database path)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    home = tmp_path / "prefect-server"
-    env = _env()
-    env.update(PREFECT_HOME=str(home), PREFECT_UI_ENABLED="false")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, "prefect server did not start"
-        time.sleep(0.2)
-    try:
-        yield url, home / "prefect.db"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def _generate(config: Path, api_url: str) -> subprocess.Popen:

@@ -128,13 +128,13 @@ def test_config_errors_name_the_key(tmp_path, rendered):
 
 
 @pytest.mark.slow
-def test_crocopipe_mine_runs_the_flow_and_resumes(tmp_path, rendered):
+def test_crocopipe_mine_runs_the_flow_and_resumes(tmp_path, rendered, prefect_server):
+    from conftest import prefect_client_env
+
     path = _make(tmp_path, rendered)
     command = [sys.executable, "-m", "pipeline.cli", "mine", str(path)]
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"}
-    import os
-
-    env = {**os.environ, **env}
+    env = {**prefect_client_env(prefect_server[0]), **env}  # the session's Prefect server
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "pairs from 3 sequences (0 reused)" in first.stdout

@@ -12,7 +12,7 @@ import pytest
 
 from scene_files import lfs_pointer
 from test_corpus import shard_hashes
-from test_generate import _env, prefect_server  # noqa: F401  (the fixture)
+from conftest import prefect_client_env as _env
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def _cli(*args: str, api_url: str) -> subprocess.CompletedProcess:
                           text=True, timeout=900)
 
 
-def test_one_bad_scene_fails_fast_or_is_skipped_and_removing_it_reuses_every_unit(tmp_path, prefect_server):  # noqa: F811
+def test_one_bad_scene_fails_fast_or_is_skipped_and_removing_it_reuses_every_unit(tmp_path, prefect_server):
     api_url, _ = prefect_server
     lfs_pointer(tmp_path / "broken.glb")
     uris = ["procedural:1", "broken.glb", "procedural:2"]
