@@ -61,7 +61,7 @@ def render_golden_unit(folder: Path) -> str:
     units = plan_units(corpus)
     assert len(units) == 1
     prepare_corpus_dir(folder, corpus, units)
-    summary = run_unit(units[0].as_dict(), str(folder), corpus.model_dump_json(), units_hash(corpus))
+    summary = run_unit(units[0].as_dict(), str(folder), corpus.model_dump_json())
     assert summary["pairs_written"] == 2, summary
     return unit_content(folder / units[0].shard_relpath)
 
