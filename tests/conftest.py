@@ -1,5 +1,6 @@
 """Shared test fixtures."""
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,25 @@ import time
 import urllib.request
 
 import pytest
+
+
+@contextlib.contextmanager
+def restored_environment():
+    """Commands run in-process (CliRunner) point Prefect at their run folder through os.environ
+    (PREFECT_HOME, the logging config); this puts os.environ back as it was, so that no test or
+    fixture hands those to a later test's subprocesses."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    with restored_environment():
+        yield
 
 
 @pytest.fixture

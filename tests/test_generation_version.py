@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import restored_environment
+
 from pipeline.cli import app
 from pipeline.config import CorpusConfig
 from pipeline.corpus.build import prepare_corpus_dir
@@ -97,7 +99,8 @@ def golden_run(tmp_path_factory) -> Path:
         f'image_format = "png"\n[corpus.scenes]\nuris = {json.dumps(scenes)}\n'
         f'[corpus.sampler]\nwidth = {sampler["width"]}\nheight = {sampler["height"]}\nmin_covis = {sampler["min_covis"]}\n'
     )
-    result = CliRunner().invoke(app, ["generate", str(folder / "run.toml"), "--plain"])
+    with restored_environment():  # module-scoped: the per-test restore does not cover it
+        result = CliRunner().invoke(app, ["generate", str(folder / "run.toml"), "--plain"])
     assert result.exit_code == 0, result.output
     return folder
 
