@@ -281,22 +281,22 @@ def _group_any(query_cells: np.ndarray, item_cells_sorted: np.ndarray, ncells: i
     return result
 
 
-def _least(values: np.ndarray, axis: int) -> np.ndarray:
-    """Minimum over a short axis (three vertices), elementwise: a reduction over a short axis is slow."""
+def _reduce_short_axis(values: np.ndarray, axis: int, combine: np.ufunc) -> np.ndarray:
+    """``combine`` (np.minimum / np.maximum) over a short axis (three vertices), elementwise: a
+    reduction over a short axis is slow."""
     parts = np.moveaxis(values, axis, 0)
     out = parts[0].copy()
     for part in parts[1:]:
-        np.minimum(out, part, out=out)
+        combine(out, part, out=out)
     return out
+
+
+def _least(values: np.ndarray, axis: int) -> np.ndarray:
+    return _reduce_short_axis(values, axis, np.minimum)
 
 
 def _most(values: np.ndarray, axis: int) -> np.ndarray:
-    """Maximum over a short axis, elementwise (see :func:`_least`)."""
-    parts = np.moveaxis(values, axis, 0)
-    out = parts[0].copy()
-    for part in parts[1:]:
-        np.maximum(out, part, out=out)
-    return out
+    return _reduce_short_axis(values, axis, np.maximum)
 
 
 class _Triangles:
