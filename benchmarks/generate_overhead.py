@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=32, help="pairs per scene")
     parser.add_argument("--pairs-per-shard", type=int, default=32)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--flows", type=int, nargs="+", default=[1, 2], help="render-process counts of the flow runs")
+    parser.add_argument("--no-units", action="store_true", help="skip the unit body without Prefect")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="crocopipe-bench-"))
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
@@ -76,13 +78,14 @@ def main() -> None:
     rows = [("raw sampler", 1, time.perf_counter() - wall, cpu_seconds() - cpu)]
     renderer.close()
 
-    cfg = config(tmp / "units", 1)
-    units = plan_units(cfg.corpus)
-    prepare_corpus_dir(cfg.corpus_dir, cfg.corpus, units)
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    for unit in units:
-        run_unit(unit.as_dict(), str(cfg.corpus_dir), cfg.corpus.model_dump_json())
-    rows.append(("units, no Prefect", 1, time.perf_counter() - wall, cpu_seconds() - cpu))
+    if not args.no_units:
+        cfg = config(tmp / "units", 1)
+        units = plan_units(cfg.corpus)
+        prepare_corpus_dir(cfg.corpus_dir, cfg.corpus, units)
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        for unit in units:
+            run_unit(unit.as_dict(), str(cfg.corpus_dir), cfg.corpus.model_dump_json())
+        rows.append(("units, no Prefect", 1, time.perf_counter() - wall, cpu_seconds() - cpu))
 
     from pipeline.flows.generate import run_generate
     from pipeline.flows.history import command_api
@@ -97,7 +100,7 @@ def main() -> None:
     fixed, fixed_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     print(f"fixed cost of a 1-pair flow run: {fixed:.1f} s wall ({fixed_cpu:.1f} s CPU), of which the embedded "
           f"Prefect server's start + stop alone takes {server:.1f} s wall")
-    for workers in (1, 2):
+    for workers in args.flows:
         cfg = config(tmp / f"flow{workers}", workers)
         wall, cpu = time.perf_counter(), cpu_seconds()
         run_generate(cfg)

@@ -107,8 +107,12 @@ def check_scenes_first(run, pool) -> None:
 
 def _generate_locked(run, verbose: bool, quiet: bool, plain: bool) -> None:
     from pipeline.corpus.unit import render_process_pool
+    from pipeline.early_server import start_early, stop_early
+    from pipeline.prefect_env import configure_prefect
     from pipeline.process_pool import kill_pool
 
+    configure_prefect(run.prefect_home, verbose=verbose)
+    start_early()  # the Prefect server starts while the scenes are checked
     pool = None
     if run.corpus.task_runner == "threads":  # on Dask the flow checks on the cluster's workers
         # The render processes of the whole command: started (and warmed up) once, they check the
@@ -122,6 +126,8 @@ def _generate_locked(run, verbose: bool, quiet: bool, plain: bool) -> None:
         if pool is not None:
             kill_pool(pool)
         raise
+    finally:
+        stop_early()  # a server no flow adopted (the scene check failed)
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -18,6 +18,7 @@ def evaluate(
 ) -> None:
     """Train heads on the held-out val scenes (probe or fine-tune) and write <run_dir>/tables/."""
     from pipeline.config import ConfigError
+    from pipeline.early_server import start_early, stop_early
     from pipeline.prefect_env import configure_prefect
     from pipeline.resolved import resolve_run
 
@@ -51,6 +52,7 @@ def evaluate(
         import time
 
         configure_prefect(layout.prefect_home, verbose=verbose)
+        start_early()
         from pipeline.console import Display, choose_mode, evaluate_stage, human_seconds
         from pipeline.flows.evaluate import evaluate_flow
         from pipeline.flows.history import command_api
@@ -60,6 +62,7 @@ def evaluate(
         with Display([stage], mode=choose_mode(quiet, plain)), command_api(layout.root):
             out = evaluate_flow(str(layout.root), cfg.model_dump(mode="json"), spec, [j.as_dict() for j in jobs])
     finally:
+        stop_early()  # a server no flow adopted
         if lock is not None:
             lock.release()
     typer.echo(f"{out['jobs']} evaluations ({out['reused']} already done) in {human_seconds(time.perf_counter() - t0)}")

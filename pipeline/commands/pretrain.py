@@ -23,6 +23,7 @@ def pretrain(
 ) -> None:
     """Pretrain CroCo v1/v2 and MAE with torchrun (gloo on CPU, NCCL on GPU), resumable."""
     from pipeline.config import ConfigError, load_run_config
+    from pipeline.early_server import start_early, stop_early
     from pipeline.prefect_env import configure_prefect
     from rendering.layout import CorpusLayout
 
@@ -58,6 +59,7 @@ def pretrain(
         raise typer.Exit(3) from None
     try:
         configure_prefect(run.prefect_home, verbose=verbose)
+        start_early()
         from pipeline.console import Display, choose_mode, pretrain_stage
         from pipeline.flows.history import command_api
         from pipeline.flows.pretrain import pretrain_flow
@@ -69,6 +71,7 @@ def pretrain(
         with display, command_api(run.run_dir):
             results = pretrain_flow(str(run.run_dir), cfg.model_dump(mode="json"), methods, launch, retries)
     finally:
+        stop_early()  # a server no flow adopted
         lock.release()
     for m, path in results.items():
         typer.echo(f"{m}: {path}")

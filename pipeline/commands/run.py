@@ -70,9 +70,11 @@ def run(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_LOCKED) from None
     try:
+        from pipeline.early_server import start_early, stop_early
         from pipeline.prefect_env import configure_prefect
 
         home = configure_prefect(resolved.layout.prefect_home, verbose=verbose)
+        start_early()
         from pipeline.console import choose_mode, human_seconds
         from pipeline.flows.history import command_api
         from pipeline.flows.run import run_flow
@@ -92,6 +94,7 @@ def run(
                        f"(details: {home / 'prefect.log'}).", err=True)
             raise typer.Exit(EXIT_FAILED) from None
     finally:
+        stop_early()  # a server no flow adopted
         lock.release()
     for name, info in stages.items():
         typer.echo(_stage_line(name, info, human_seconds))

@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from uuid import UUID
 
-import prefect
-from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, get_current_settings
+from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, Settings, get_current_settings
 
-from rendering.processes import tied_command
+from pipeline.early_server import adopt_early, launch_server, server_environment
 
 RUN_FOLDER_TAG = "crocopipe-run:"
 UNFINISHED = ("RUNNING", "PENDING")
@@ -35,13 +32,6 @@ _STARTUP_FAILURE = 3  # uvicorn's exit status when it cannot start (e.g. the por
 
 class ServerStartError(RuntimeError):
     """The embedded Prefect server did not answer its health check."""
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class TiedServer:
@@ -60,17 +50,13 @@ class TiedServer:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def _launch(self) -> subprocess.Popen:
-        self.port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
-                   "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
-        env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
-               # what Prefect's own ephemeral server sets: no UI, ephemeral mode
-               "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-        # Its own session: a terminal's Ctrl-C reaches the command's process group, and the server
-        # must outlive that moment so that the command can still record how its runs ended.
-        return subprocess.Popen(tied_command(command), env=env, start_new_session=True)
+    def _launch(self, adopt: bool = False) -> subprocess.Popen:
+        """The server child: the one pipeline.early_server launched ahead when ``adopt`` and it
+        fits the current settings, else a new one."""
+        settings = get_current_settings().to_environment_variables(exclude_unset=True)
+        launched = adopt_early(settings == Settings().to_environment_variables(exclude_unset=True)) if adopt else None
+        process, self.port = launched or launch_server(server_environment(settings))
+        return process
 
     def _healthy(self) -> bool:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
@@ -86,7 +72,7 @@ class TiedServer:
             return
         limit = float(timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         deadline = time.monotonic() + limit
-        self.process = self._launch()
+        self.process = self._launch(adopt=True)
         atexit.register(self.stop)
         try:
             while not self._healthy():

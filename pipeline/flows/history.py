@@ -76,6 +76,7 @@ def command_api(run_dir: Path | None = None) -> Iterator[str]:
     from prefect import tags
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from pipeline.early_server import set_server_defaults
     from pipeline.flows.embedded_server import TiedServer, mark_crashed_runs, run_folder_tag
 
     configured = PREFECT_API_URL.value()
@@ -83,8 +84,7 @@ def command_api(run_dir: Path | None = None) -> Iterator[str]:
         if configured:
             url = configured
         else:
-            # The recorder flushes every 5 s by default; 1 s shortens the wait for a complete history.
-            os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "1")
+            set_server_defaults()
             server = TiedServer()
             server.start()
             stack.callback(server.stop)
