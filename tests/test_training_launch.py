@@ -16,7 +16,7 @@ import torch
 
 from training.checkpoint import latest_valid
 from training.config import PretrainConfig
-from training.launch import LaunchOptions, TrainingFailed, run_torchrun
+from training.launch import LaunchOptions, TrainingFailed, run_torchrun, trainer_environment
 from training.synthetic import write_synthetic_corpus
 from training.train import train
 
@@ -126,3 +126,13 @@ def test_crocopipe_pretrain_rejects_bad_configs_before_starting_anything(tmp_pat
     result = runner.invoke(app, ["pretrain", str(tmp_path / "ok.toml")])
     assert result.exit_code == 2 and "no corpus at" in result.output and "generate (or mine) it first" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_trainers_share_the_cores_and_their_waiting_threads_sleep_unless_the_user_chose() -> None:
+    cores = os.cpu_count() or 1
+    env = trainer_environment(1, base={"PATH": "/bin"})
+    assert env["OMP_NUM_THREADS"] == str(cores) and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert env["PATH"] == "/bin" and env["PYTHONUNBUFFERED"] == "1"
+    assert trainer_environment(cores * 2, base={})["OMP_NUM_THREADS"] == "1"
+    chosen = trainer_environment(1, base={"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"})
+    assert (chosen["OMP_NUM_THREADS"], chosen["OMP_WAIT_POLICY"]) == ("3", "ACTIVE")

@@ -80,6 +80,18 @@ def first_failure(log_dir: Path) -> str | None:
     return f"rank {rank} failed:\n{text}"
 
 
+def trainer_environment(nproc: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The trainers' environment: ``base`` (os.environ) with, unless it sets them, the CPU cores
+    shared among the ``nproc`` ranks as OpenMP threads, and waiting OpenMP threads that sleep
+    instead of spinning. Spinning threads collapse a step when other work holds the cores: tiny
+    preset, 2 threads on 2 cores at load average ~4, 4.1-10.1 s per step spinning against 1.1 s
+    passive and 1.5-2.4 s with 1 thread (BENCHMARKS.md, "Pretraining under load")."""
+    env = dict(os.environ if base is None else base, PYTHONUNBUFFERED="1")
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
 def run_torchrun(
     cfg: PretrainConfig,
     method: str,
@@ -102,8 +114,7 @@ def run_torchrun(
     cmd = [sys.executable, "-m", "torch.distributed.run", *launch.torchrun_args(cfg.nproc), "--log-dir", str(log_dir),
            "-m", "training.train", "--config", str(config_path), "--method", method,
            "--corpus", str(corpus_dir), "--out", str(out_dir), *(extra_args or [])]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.nproc)))
+    env = trainer_environment(cfg.nproc)
     on_line("launch: " + " ".join(cmd))
     tail: deque[str] = deque(maxlen=40)
     # torchrun dies with this process, and its trainers (in a new session of their own) with it:
