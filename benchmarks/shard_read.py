@@ -10,19 +10,28 @@ Compares, in one process (= one data-loader worker), on the same images:
   shard-images   tar + the 2 JPEGs only (what an RGB-only loader decodes)
   loader         the training loader's sample stage (training.pair_loader.shard_samples) + its 2 JPEG decodes
   webdataset     stock webdataset.WebDataset(...).decode("rgb8") (depth decoded by its own handlers)
+  pair-stream    with --pair-stream: the training loader's whole work per worker (PairStream:
+                 decode + crop + colour jitter + batches of 16)
 With --baseline CHECKOUT, CHECKOUT's rendering/shards.py (e.g. a git worktree of an older commit)
 is imported beside the current one and its shard-full and loader readers ("base-full",
 "base-loader") join the same alternating rounds: a before/after in one run. --stages adds a table
 of the time per pair of each step of a full-sample decode (current and baseline code).
 Readers alternate round by round and are timed in process CPU time (user + system: what one
 worker costs, and steadier than wall time on a shared machine); prints the median of --repeats
-rounds and the ratios to jpeg-files. Shards of an older schema are first rewritten in the schema of the code on PYTHONPATH
-(same images, same depth units) into a temporary folder, so the figures are those of that code's
+rounds, the ratios to jpeg-files and the minor page faults per pair (fresh memory, or pages of a
+mapped shard). The process first takes the memory setting the training loader's workers take
+(rendering.allocator.keep_freed_memory, the function their worker init calls: freed memory is
+kept for the next samples; glibc only), so every row, the peers included, runs as in such a
+worker; --allocator default leaves the C library's own adaptive setting, which then depends on
+what the process allocated and freed before (importing torch for the loader row raises it).
+Shards of an older schema are first rewritten in the schema of the code on PYTHONPATH (same
+images, same depth units) into a temporary folder, so the figures are those of that code's
 format: the same command measures an older checkout (PYTHONPATH=<old checkout>) for a
 before/after. A second table compares the depth encodings (size and decode time per map).
 
   python benchmarks/shard_read.py runs/quickstart/corpus --repeats 5
   python benchmarks/shard_read.py CORPUS --repeats 7 --baseline /tmp/main-checkout --stages
+  python benchmarks/shard_read.py CORPUS --repeats 7 --allocator default
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import importlib.util
 import inspect
 import io
 import json
+import resource
 import statistics
 import sys
 import types
@@ -44,6 +54,7 @@ import cv2
 import numpy as np
 import orjson
 
+from rendering.allocator import keep_freed_memory
 from rendering.pair import SCHEMA_VERSION
 from rendering.shards import ShardWriter, decode_depth, decode_rgb, iter_raw_samples, read_shard
 
@@ -126,6 +137,28 @@ def loader_samples(shards: list[Path]) -> int:
     return n
 
 
+class PairStreamReader:
+    """The training loader's whole per-worker work: training.pair_loader.PairStream batches
+    (decode, crop to 7/8 of the image as the paper's 224 from 256, colour jitter, batches of 16),
+    256 pairs per call from one endless stream."""
+
+    def __init__(self, shards: list[Path], size: int) -> None:
+        import torch
+
+        from training.pair_loader import AugmentConfig, PairStream
+
+        torch.set_num_threads(1)
+        self.batch_size = 16
+        crop = size * 7 // 8
+        self.stream = iter(PairStream([str(s) for s in shards], AugmentConfig(crop), self.batch_size, seed=0,
+                                      shuffle_buffer=64))
+
+    def __call__(self, _arg: object) -> int:
+        for _ in range(256 // self.batch_size):
+            next(self.stream)
+        return 256 // self.batch_size * self.batch_size
+
+
 def stock_webdataset(shards: list[Path]) -> int:
     """Stock decoding; a 16-bit PNG depth (schema 1) needs a handler to come back as uint16."""
     import webdataset as wds
@@ -206,16 +239,25 @@ def current_schema(shards: list[Path], folder: Path) -> list[Path]:
     return out
 
 
-def alternate(readers: dict[str, tuple[Callable, object]], repeats: int) -> dict[str, tuple[float, int]]:
-    """Median pairs per CPU second per reader, the readers taking turns round by round."""
+def minor_faults() -> int:
+    """Minor page faults of this process so far (a fresh page of memory, or a page of a mapped file)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def alternate(readers: dict[str, tuple[Callable, object]], repeats: int) -> dict[str, tuple[float, int, float]]:
+    """Median pairs per CPU second and minor page faults per pair per reader, the readers taking
+    turns round by round."""
     rates: dict[str, list[float]] = {name: [] for name in readers}
+    faults: dict[str, list[float]] = {name: [] for name in readers}
     counts: dict[str, int] = {}
     for _ in range(repeats):
         for name, (fn, arg) in readers.items():
+            faults_before = minor_faults()
             start = time.process_time()
             counts[name] = fn(arg)
             rates[name].append(counts[name] / (time.process_time() - start))
-    return {name: (statistics.median(r), counts[name]) for name, r in rates.items()}
+            faults[name].append((minor_faults() - faults_before) / counts[name])
+    return {name: (statistics.median(r), counts[name], statistics.median(faults[name])) for name, r in rates.items()}
 
 
 def stage_times(shards: list[Path], module: types.ModuleType, repeats: int) -> dict[str, float]:
@@ -308,8 +350,15 @@ def main() -> None:
     parser.add_argument("--max-shards", type=int, default=8)
     parser.add_argument("--baseline", type=Path, help="a checkout whose rendering/shards.py is timed beside this one")
     parser.add_argument("--stages", action="store_true", help="also time each step of a full-sample decode")
+    parser.add_argument("--pair-stream", action="store_true", help="also time the training loader's whole per-worker work")
+    parser.add_argument("--allocator", choices=("worker", "default"), default="worker",
+                        help="worker: this process takes the memory setting of the training loader's workers "
+                             "(rendering.allocator.keep_freed_memory); default: the C library's own")
     args = parser.parse_args()
     cv2.setNumThreads(1)  # one worker = one core
+    allocator = "C library default"
+    if args.allocator == "worker":
+        allocator = "loader-worker setting" if keep_freed_memory() else "C library default (setting is glibc-only)"
     found = sorted(args.corpus.glob("shards/*/pairs-*.tar"))[: args.max_shards]
     if not found:
         raise SystemExit(f"no shards under {args.corpus}/shards")
@@ -317,7 +366,8 @@ def main() -> None:
         shards = current_schema(found, Path(tmp))
         first = next(read_shard(shards[0]))
         print(f"{len(shards)} shards, images {first['img1'].shape[1]}x{first['img1'].shape[0]}, "
-              f"schema {SCHEMA_VERSION}, median of {args.repeats} alternating rounds, CPU time of one process")
+              f"schema {SCHEMA_VERSION}, median of {args.repeats} alternating rounds, CPU time of one process, "
+              f"allocator: {allocator}")
         loose_dir = Path(tmp) / "loose"
         loose_dir.mkdir()
         loose = export_members(shards, loose_dir)
@@ -329,15 +379,17 @@ def main() -> None:
             "loader": (loader_samples, shards),
             "webdataset": (stock_webdataset, shards),
         }
+        if args.pair_stream:
+            readers["pair-stream"] = (PairStreamReader(shards, first["img1"].shape[0]), None)
         baseline = load_baseline(args.baseline) if args.baseline else None
         if baseline is not None:
             readers["base-full"] = (lambda arg: shard_full(arg, baseline.read_shard), shards)
             readers["base-loader"] = (base_loader_samples, (shards, baseline))
         results = alternate(readers, args.repeats)
         peer, full_peer = results["jpeg-files"][0], results["files-full"][0]
-        print(f"{'reader':<14} {'pairs':>6} {'pairs/s':>9} {'vs jpeg-files':>14} {'vs files-full':>14}")
-        for name, (rate, n) in results.items():
-            print(f"{name:<14} {n:>6} {rate:>9.0f} {rate / peer:>13.2f}x {rate / full_peer:>13.2f}x")
+        print(f"{'reader':<14} {'pairs':>6} {'pairs/s':>9} {'vs jpeg-files':>14} {'vs files-full':>14} {'faults/pair':>12}")
+        for name, (rate, n, faults) in results.items():
+            print(f"{name:<14} {n:>6} {rate:>9.0f} {rate / peer:>13.2f}x {rate / full_peer:>13.2f}x {faults:>12.1f}")
         if args.stages:
             import rendering.shards as current
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from rendering.allocator import keep_freed_memory
 from rendering.processes import die_with_parent
 from rendering.shards import decode_rgb as decode_rgb_bytes
 from rendering.shards import iter_raw_samples
@@ -247,9 +248,12 @@ class PairStream(torch.utils.data.IterableDataset):
                 counts = [0] * len(self.sources)
 
 
-def _die_with_trainer(trainer_pid: int, _worker_id: int) -> None:
-    """A DataLoader worker never outlives its trainer, however the trainer dies."""
+def _init_worker(trainer_pid: int, _worker_id: int) -> None:
+    """A DataLoader worker never outlives its trainer, however the trainer dies, and keeps the
+    memory of the samples it frees for the next ones (rendering.allocator: no page faults per
+    sample; the process is the loader's own, so the process-wide setting touches nothing else)."""
     die_with_parent(trainer_pid)
+    keep_freed_memory()
 
 
 def make_loader(
@@ -270,7 +274,7 @@ def make_loader(
         batch_size=None,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        worker_init_fn=functools.partial(_die_with_trainer, os.getpid()) if num_workers > 0 else None,
+        worker_init_fn=functools.partial(_init_worker, os.getpid()) if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
         prefetch_factor=2 if num_workers > 0 else None,
     )
