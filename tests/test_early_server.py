@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import json, os, sys
     from pathlib import Path
@@ -30,6 +32,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two server starts, ~30 s
 def test_the_early_server_is_adopted_and_one_that_no_longer_fits_is_stopped(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_")}
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "prefect")], env=env,
