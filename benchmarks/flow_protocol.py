@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.jobs import task_data
     from evaluation.metrics import flow_metrics
     from evaluation.runner import load_method_backbone, train_head
-    from training.models import load_backbone
+    from training.models import load_backbone, preset_spec
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-eval", type=int, default=96, help="head-train samples scored after training")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per (method, variant)")
+    parser.add_argument("--preset", default=None,
+                        help="model size of the run (e.g. tiny) instead of reading it from a checkpoint: "
+                        "lets `--methods none` run before any pretraining has finished")
     args = parser.parse_args(argv)
     try:
         variants = [parse_variant(v) for v in args.variant]
@@ -86,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     torch.set_num_threads(args.threads)
 
-    reference = next((m for m in args.methods if m != "none"), "croco_v2")
-    ref_net, _ = load_backbone(args.run_dir / "pretrain" / reference / "model.pt")
-    spec = ref_net.spec
+    if args.preset is not None:
+        spec = preset_spec(args.preset)
+    else:
+        reference = next((m for m in args.methods if m != "none"), "croco_v2")
+        spec = load_backbone(args.run_dir / "pretrain" / reference / "model.pt")[0].spec
     train, test, how, _ = task_data(str(args.run_dir / "corpus"), "flow", spec.img_size, args.max_pairs, 0.5)
     gt, valid = test.arrays["flow"], test.arrays["valid"]
     zero = flow_metrics(np.zeros_like(gt), gt, valid)["epe"]
@@ -101,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.methods:
         checkpoint = None if method == "none" else args.run_dir / "pretrain" / method / "model.pt"
         backbone = load_method_backbone(method, checkpoint, spec, args.seed)
+        if backbone.spec != spec:
+            parser.error(f"{method}: checkpoint model {backbone.spec} is not the --preset {args.preset!r} model {spec}")
         for name, settings in variants:
             cfg = EvaluateConfig(tasks=["flow"], methods=[method], threads=args.threads,
                                  **{k: v for k, v in settings.items() if k != "head"})
