@@ -81,7 +81,7 @@ def adopt_early(settings_from_environment: bool) -> tuple[subprocess.Popen, int]
     _EARLY.clear()
     if settings_from_environment and base == dict(os.environ) and process.poll() is None:
         return process, port
-    _stop(process)
+    stop_server(process)
     return None
 
 
@@ -90,10 +90,11 @@ def stop_early() -> None:
     if _EARLY:
         process = _EARLY["process"]
         _EARLY.clear()
-        _stop(process)
+        stop_server(process)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_server(process: subprocess.Popen) -> None:
+    """Terminate a server child (its shutdown saves what it holds); kill it after 5 s."""
     process.terminate()
     try:
         process.wait(timeout=5)

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, Settings, get_current_settings
 
-from pipeline.early_server import adopt_early, launch_server, server_environment
+from pipeline.early_server import adopt_early, launch_server, server_environment, stop_server
 
 RUN_FOLDER_TAG = "crocopipe-run:"
 UNFINISHED = ("RUNNING", "PENDING")
@@ -93,14 +93,8 @@ class TiedServer:
     def stop(self) -> None:
         """Terminate the server (its shutdown saves what it holds); kill it after 5 s."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_server(process)
 
 
 def run_folder_tag(run_dir: Path) -> str:
