@@ -70,7 +70,10 @@ class TiedServer:
         """Start the server and wait until it answers (Prefect's startup timeout by default)."""
         if self.process is not None:
             return
-        limit = float(timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        # the environment's value first: configure_prefect sets it, and a Prefect imported before
+        # that (a test process) still holds its own default
+        limit = float(timeout or os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+                      or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         deadline = time.monotonic() + limit
         self.process = self._launch(adopt=True)
         atexit.register(self.stop)
