@@ -120,8 +120,10 @@ def _current_flow_runs(client) -> set[UUID]:
 
 
 def mark_crashed_runs(run_dir: Path) -> int:
-    """Mark Crashed every unfinished flow run (and its unfinished task runs) of ``run_dir`` that
-    belongs to no live command; call with the run lock held. Returns the flow runs marked."""
+    """Mark Crashed every unfinished flow run of ``run_dir`` that belongs to no live command, and
+    every unfinished task run of the folder's other flow runs (also of those already final: a
+    command stopped by a signal may record its flow run as Crashed while its task runs are left
+    Running). Call with the run lock held. Returns the flow runs marked."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags,
@@ -136,20 +138,19 @@ def mark_crashed_runs(run_dir: Path) -> int:
     _SWEPT.add(key)
     unfinished = [StateType(s) for s in UNFINISHED]
     message = f"the command running it was killed; marked by the next command on {key} (pid {os.getpid()})"
-    marked = 0
+    tags = FlowRunFilterTags(all_=[run_folder_tag(run_dir)])
     with get_client(sync_client=True) as client:
-        own = _current_flow_runs(client)
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=[run_folder_tag(run_dir)]),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=unfinished))))
-        for run in runs:
-            if run.id in own:
-                continue
-            tasks = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
-                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=unfinished))))
-            for task_run in tasks:
+        own = list(_current_flow_runs(client))
+        others = FlowRunFilter(tags=tags, id=FlowRunFilterId(not_any_=own) if own else None)
+        unfinished_tasks = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=unfinished)))
+        marked_tasks: set[UUID] = set()
+        while batch := [t for t in client.read_task_runs(flow_run_filter=others, task_run_filter=unfinished_tasks,
+                                                         limit=200) if t.id not in marked_tasks]:
+            for task_run in batch:
                 client.set_task_run_state(task_run.id, Crashed(message=message), force=True)
+                marked_tasks.add(task_run.id)
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=tags, id=others.id, state=FlowRunFilterState(type=FlowRunFilterStateType(any_=unfinished))))
+        for run in runs:
             client.set_flow_run_state(run.id, Crashed(message=message), force=True)
-            marked += 1
-    return marked
+    return len(runs)
