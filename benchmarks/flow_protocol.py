@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.heads import default_head_features
     from evaluation.jobs import task_data
     from evaluation.metrics import flow_metrics
-    from evaluation.runner import load_method_backbone, train_head
+    from evaluation.runner import frozen_tokens, load_method_backbone, train_head
     from training.models import load_backbone, preset_spec
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         backbone = load_method_backbone(method, checkpoint, spec, args.seed)
         if backbone.spec != spec:
             parser.error(f"{method}: checkpoint model {backbone.spec} is not the --preset {args.preset!r} model {spec}")
+        frozen: tuple | None = None  # (train, test) tokens of the frozen backbone, shared by its probe variants
         for name, settings in variants:
             cfg = EvaluateConfig(tasks=["flow"], methods=[method], threads=args.threads,
                                  **{k: v for k, v in settings.items() if k != "head"})
@@ -117,9 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             model = DownstreamModel("flow", net, settings.get("head") or default_head_features(net.spec.enc_dim))
             model.kind.prepare(model, train)
             groups = configure_protocol(model, pretrained, cfg.protocol)
-            history = train_head(model, groups, train, cfg, args.seed, torch.device("cpu"))
-            pred = _predict(model, test, cfg.batch_size)
-            pred_train = _predict(model, _subset(train, sub), cfg.batch_size)
+            tokens = (None, None)
+            if model.backbone_frozen():
+                if frozen is None:
+                    frozen = tuple(frozen_tokens(model, data, cfg.batch_size, torch.device("cpu")) for data in (train, test))
+                tokens = frozen
+            history = train_head(model, groups, train, cfg, args.seed, torch.device("cpu"), tokens[0])
+            pred = _predict(model, test, cfg.batch_size, tokens[1])
+            pred_train = _predict(model, _subset(train, sub), cfg.batch_size,
+                                  None if tokens[0] is None else [t[torch.from_numpy(sub)] for t in tokens[0]])
             row = {
                 "method": method, "variant": name, **cfg.model_dump(include={"protocol", "steps", "lr", "backbone_lr", "batch_size"}),
                 "head_features": model.head.output[0].in_channels, "trainable_head": count_parameters(groups["head"]),
@@ -148,15 +155,17 @@ def _subset(data, idx: np.ndarray):
     return TaskArrays(data.task, {k: v[idx] for k, v in data.arrays.items()})
 
 
-def _predict(model, data, batch_size: int) -> np.ndarray:
+def _predict(model, data, batch_size: int, tokens=None) -> np.ndarray:
     import torch
+
+    from evaluation.runner import batch_of
 
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
-            b = {k: torch.from_numpy(np.ascontiguousarray(v[start:start + batch_size])) for k, v in data.arrays.items()}
-            out.append(model.kind.predict(model, b)["flow"])
+            idx = np.arange(start, min(start + batch_size, len(data)))
+            out.append(model.kind.predict(model, batch_of(data, idx, torch.device("cpu"), tokens))["flow"])
     return np.concatenate(out)
 
 

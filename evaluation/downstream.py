@@ -85,13 +85,28 @@ class DownstreamModel(nn.Module):
         feat2, pos2, _ = self.backbone.encode(x2)
         return blocks1, self.backbone.decode(feat1, pos1, feat2, pos2)
 
-    def forward(self, img1: torch.Tensor, img2: torch.Tensor | None = None):
+    def backbone_tokens(self, img1: torch.Tensor, img2: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The backbone's token maps (B, N, C) that the head reads, from uint8 images."""
         x1 = self.normalise(img1)
         if not self.kind.TWO_VIEW:
-            return self.kind.forward(self, x1, None)
+            return self.kind.tokens(self, x1, None)
         if img2 is None:
             raise ValueError(f"task {self.task!r} needs both views")
-        return self.kind.forward(self, x1, self.normalise(img2))
+        return self.kind.tokens(self, x1, self.normalise(img2))
+
+    def backbone_frozen(self) -> bool:
+        """True when no backbone weight trains, so its tokens per image never change."""
+        return not any(p.requires_grad for p in self.backbone.parameters())
+
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor | None = None):
+        return self.kind.head_output(self, self.backbone_tokens(img1, img2))
+
+    def output(self, batch: dict) -> torch.Tensor | tuple:
+        """The head's output for a batch: from its precomputed ``tokens`` when it has them
+        (a frozen backbone, see evaluation.runner), else from its images."""
+        if "tokens" in batch:
+            return self.kind.head_output(self, batch["tokens"])
+        return self(batch["img1"], batch.get("img2"))
 
 
 def configure_protocol(model: DownstreamModel, pretrained: set[str], protocol: str) -> dict[str, list[nn.Parameter]]:

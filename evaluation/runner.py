@@ -25,6 +25,8 @@ from training.methods import get_method
 from training.models import MaskedViT, ModelSpec, build_from_spec, load_backbone
 
 TRAIN_LOG_POINTS = 10
+TOKEN_CACHE_BYTES = 2 * 1024**3  # a frozen backbone's tokens are kept up to this size per split
+IMAGE_KEYS = ("img1", "img2")
 
 
 def pick_device(name: str) -> torch.device:
@@ -35,8 +37,40 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _batch(data: TaskArrays, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v[idx])).to(device) for k, v in data.arrays.items()}
+def batch_of(data: TaskArrays, idx: np.ndarray, device: torch.device,
+           tokens: list[torch.Tensor] | None = None) -> dict:
+    """Samples ``idx`` of ``data`` on ``device``; with ``tokens``, their precomputed backbone
+    tokens take the place of the images."""
+    batch: dict = {k: torch.from_numpy(np.ascontiguousarray(v[idx])).to(device) for k, v in data.arrays.items()
+                   if tokens is None or k not in IMAGE_KEYS}
+    if tokens is not None:
+        index = torch.from_numpy(np.asarray(idx))
+        batch["tokens"] = [t[index].to(device) for t in tokens]
+    return batch
+
+
+@torch.no_grad()
+def frozen_tokens(model: DownstreamModel, data: TaskArrays, batch_size: int, device: torch.device,
+                  max_bytes: int | None = None) -> list[torch.Tensor] | None:
+    """Every sample's backbone tokens, computed once, when the backbone is frozen (the probe of a
+    pretrained network, or random init): the head then trains on them instead of running the
+    backbone on each step's images. None when a backbone weight trains or they exceed ``max_bytes``."""
+    if not model.backbone_frozen() or len(data) == 0:
+        return None
+    max_bytes = TOKEN_CACHE_BYTES if max_bytes is None else max_bytes
+    images = [k for k in IMAGE_KEYS if k in data.arrays]
+    was_training = model.training
+    model.eval()
+    parts: list[list[torch.Tensor]] = []
+    for start in range(0, len(data), batch_size):
+        sl = slice(start, min(start + batch_size, len(data)))
+        views = [torch.from_numpy(np.ascontiguousarray(data.arrays[k][sl])).to(device) for k in images]
+        parts.append([t.cpu() for t in model.backbone_tokens(*views)])
+        if start == 0 and sum(t.nbytes for t in parts[0]) * len(data) / (sl.stop - sl.start) > max_bytes:
+            model.train(was_training)
+            return None
+    model.train(was_training)
+    return [torch.cat(maps) for maps in zip(*parts)]
 
 
 def _loss(model: DownstreamModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -44,21 +78,24 @@ def _loss(model: DownstreamModel, batch: dict[str, torch.Tensor]) -> torch.Tenso
 
 
 @torch.no_grad()
-def predict_and_score(model: DownstreamModel, data: TaskArrays, batch_size: int, device: torch.device) -> dict:
-    """Metrics of ``model`` on every sample of ``data``."""
+def predict_and_score(model: DownstreamModel, data: TaskArrays, batch_size: int, device: torch.device,
+                      tokens: list[torch.Tensor] | None = None) -> dict:
+    """Metrics of ``model`` on every sample of ``data`` (``tokens``: see :func:`frozen_tokens`)."""
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(data), batch_size):
-        b = _batch(data, np.arange(start, min(start + batch_size, len(data))), device)
+        b = batch_of(data, np.arange(start, min(start + batch_size, len(data))), device, tokens)
         for key, value in model.kind.predict(model, b).items():
             parts.setdefault(key, []).append(value)
     return model.kind.score({k: np.concatenate(v) for k, v in parts.items()}, data)
 
 
 def train_head(
-    model: DownstreamModel, groups: dict, train: TaskArrays, cfg: EvaluateConfig, seed: int, device: torch.device
+    model: DownstreamModel, groups: dict, train: TaskArrays, cfg: EvaluateConfig, seed: int, device: torch.device,
+    tokens: list[torch.Tensor] | None = None,
 ) -> list[tuple[int, float]]:
-    """AdamW with warmup + half-cosine; returns (step, loss) at ~10 points."""
+    """AdamW with warmup + half-cosine; returns (step, loss) at ~10 points (``tokens``: see
+    :func:`frozen_tokens`)."""
     param_groups = [{"params": groups["head"], "lr": cfg.lr, "base_lr": cfg.lr}]
     if groups["backbone"]:
         param_groups.append({"params": groups["backbone"], "lr": cfg.backbone_lr, "base_lr": cfg.backbone_lr})
@@ -72,7 +109,7 @@ def train_head(
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * cosine_lr(step, cfg.steps, warmup)
         idx = rng.choice(len(train), size=min(cfg.batch_size, len(train)), replace=False)
-        loss = _loss(model, _batch(train, idx, device))
+        loss = _loss(model, batch_of(train, idx, device, tokens))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{model.task} head: loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -124,8 +161,10 @@ def run_one(
     model.kind.prepare(model, train)  # priors from the training data (mean log-depth, flow unit)
     groups = configure_protocol(model, pretrained, cfg.protocol_for(task))
     model.to(device)
-    history = train_head(model, groups, train, cfg, seed, device)
-    metrics = predict_and_score(model, test, cfg.batch_size, device)
+    train_tokens = frozen_tokens(model, train, cfg.batch_size, device)
+    test_tokens = frozen_tokens(model, test, cfg.batch_size, device) if train_tokens is not None else None
+    history = train_head(model, groups, train, cfg, seed, device, train_tokens)
+    metrics = predict_and_score(model, test, cfg.batch_size, device, test_tokens)
     return {
         "task": task,
         "method": method,
@@ -139,6 +178,7 @@ def run_one(
         "trainable_head": count_parameters(groups["head"]),
         "trainable_backbone": count_parameters(groups["backbone"]),
         "device": str(device),
+        "frozen_tokens": train_tokens is not None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
 

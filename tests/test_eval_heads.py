@@ -128,6 +128,29 @@ def test_protocol_override_fine_tunes_only_that_task():
     assert depth["protocol"] == "probe" and depth["trainable_backbone"] == 0
 
 
+@pytest.mark.parametrize("task", ["depth", "flow", "pose"])
+def test_probe_on_frozen_tokens_trains_and_scores_as_on_images(task, monkeypatch):
+    """The probe's head trains on tokens computed once; the losses and metrics are those of
+    running the frozen backbone on every step's images (fp32 tolerance)."""
+    import evaluation.runner as runner
+
+    cfg = EvaluateConfig(steps=6, batch_size=3, lr=3e-3, protocol="probe", device="cpu")
+    backbone = build_model("croco_v1", "test")
+    train, test = _arrays(task, 7), _arrays(task, 5, seed=1)
+    cached = run_one(task, "croco_v1", backbone, train, test, cfg, seed=0, head_features=8)
+    monkeypatch.setattr(runner, "TOKEN_CACHE_BYTES", 0)  # over the limit: images every step
+    direct = run_one(task, "croco_v1", backbone, train, test, cfg, seed=0, head_features=8)
+    assert cached["frozen_tokens"] and not direct["frozen_tokens"]
+    for (step_a, loss_a), (step_b, loss_b) in zip(cached["train_loss"], direct["train_loss"], strict=True):
+        assert step_a == step_b and loss_a == pytest.approx(loss_b, rel=1e-4, abs=1e-6)
+    for key, value in direct["metrics"].items():
+        if isinstance(value, float):
+            assert cached["metrics"][key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    finetune = run_one(task, "croco_v1", backbone, train, test, cfg.model_copy(update={"protocol": "finetune"}),
+                       seed=0, head_features=8)
+    assert not finetune["frozen_tokens"]  # a backbone that trains is run on the images
+
+
 def _geometric_flow_arrays(size: int = SIZE) -> TaskArrays:
     """Flow of ray-cast pairs (both directions), fitted to ``size`` px as the evaluation does."""
     from evaluation.val_split import task_arrays

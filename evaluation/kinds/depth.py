@@ -26,9 +26,13 @@ def build(model, spec, head_features: int) -> None:
     model.head = DPTHead([spec.enc_dim] * 4, 1, head_features)
 
 
-def forward(model, x1: torch.Tensor, x2: torch.Tensor | None) -> torch.Tensor:
+def tokens(model, x1: torch.Tensor, x2: torch.Tensor | None) -> list[torch.Tensor]:
     _, _, blocks = model.backbone.encode(x1)
-    return model.head([blocks[i] for i in model.enc_hooks], model.grid, model.img_size)  # log-depth
+    return [blocks[i] for i in model.enc_hooks]
+
+
+def head_output(model, tokens: list[torch.Tensor]) -> torch.Tensor:
+    return model.head(tokens, model.grid, model.img_size)  # log-depth
 
 
 def prepare(model, train) -> None:
@@ -38,13 +42,13 @@ def prepare(model, train) -> None:
 
 
 def loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    log_pred = model(batch["img1"])[:, 0]
+    log_pred = model.output(batch)[:, 0]
     depth = batch["depth"]
     return silog_loss(log_pred, depth, depth > 0)
 
 
 def predict(model, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {"depth": torch.exp(model(batch["img1"])[:, 0].float().clamp(-10, 10)).cpu().numpy()}
+    return {"depth": torch.exp(model.output(batch)[:, 0].float().clamp(-10, 10)).cpu().numpy()}
 
 
 def score(pred: dict[str, np.ndarray], data) -> dict:

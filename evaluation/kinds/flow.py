@@ -41,9 +41,13 @@ def build(model, spec, head_features: int) -> None:
     model.register_buffer("flow_scale", torch.tensor(model.img_size / FLOW_SCALE_DIVISOR))
 
 
-def forward(model, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+def tokens(model, x1: torch.Tensor, x2: torch.Tensor) -> list[torch.Tensor]:
     blocks1, dec = model.two_view_features(x1, x2)
-    out = model.head([blocks1[-1]] + [dec[i] for i in model.dec_hooks], model.grid, model.img_size)
+    return [blocks1[-1]] + [dec[i] for i in model.dec_hooks]
+
+
+def head_output(model, tokens: list[torch.Tensor]) -> torch.Tensor:
+    out = model.head(tokens, model.grid, model.img_size)
     # (flow, log b) in pixels from the head's flow_scale units
     return torch.cat([out[:, :2] * model.flow_scale, out[:, 2:] + torch.log(model.flow_scale)], dim=1)
 
@@ -61,12 +65,12 @@ def prepare(model, train) -> None:
 
 
 def loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    pred = model(batch["img1"], batch["img2"])
+    pred = model.output(batch)
     return laplacian_flow_loss(pred, batch["flow"].permute(0, 3, 1, 2).float(), batch["valid"])
 
 
 def predict(model, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {"flow": model(batch["img1"], batch["img2"])[:, :2].permute(0, 2, 3, 1).float().cpu().numpy()}
+    return {"flow": model.output(batch)[:, :2].permute(0, 2, 3, 1).float().cpu().numpy()}
 
 
 def score(pred: dict[str, np.ndarray], data) -> dict:

@@ -31,9 +31,13 @@ def build(model, spec, head_features: int) -> None:
     model.head = PoseHead(spec.dec_dim)
 
 
-def forward(model, x1: torch.Tensor, x2: torch.Tensor):
+def tokens(model, x1: torch.Tensor, x2: torch.Tensor) -> list[torch.Tensor]:
     _, dec = model.two_view_features(x1, x2)
-    return model.head(dec[-1])
+    return [dec[-1]]
+
+
+def head_output(model, tokens: list[torch.Tensor]):
+    return model.head(tokens[0])
 
 
 def prepare(model, train) -> None:
@@ -41,12 +45,12 @@ def prepare(model, train) -> None:
 
 
 def loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    r, t = model(batch["img1"], batch["img2"])
+    r, t = model.output(batch)
     return pose_loss(r, t, batch["rotation"].float(), batch["direction"].float())
 
 
 def predict(model, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    r, t = model(batch["img1"], batch["img2"])
+    r, t = model.output(batch)
     return {"rotation": r.float().cpu().numpy(), "direction": t.float().cpu().numpy()}
 
 
