@@ -58,18 +58,18 @@ def frozen_tokens(model: DownstreamModel, data: TaskArrays, batch_size: int, dev
     if not model.backbone_frozen() or len(data) == 0:
         return None
     max_bytes = TOKEN_CACHE_BYTES if max_bytes is None else max_bytes
-    images = [k for k in IMAGE_KEYS if k in data.arrays]
     was_training = model.training
     model.eval()
     parts: list[list[torch.Tensor]] = []
-    for start in range(0, len(data), batch_size):
-        sl = slice(start, min(start + batch_size, len(data)))
-        views = [torch.from_numpy(np.ascontiguousarray(data.arrays[k][sl])).to(device) for k in images]
-        parts.append([t.cpu() for t in model.backbone_tokens(*views)])
-        if start == 0 and sum(t.nbytes for t in parts[0]) * len(data) / (sl.stop - sl.start) > max_bytes:
-            model.train(was_training)
-            return None
-    model.train(was_training)
+    try:
+        for start in range(0, len(data), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(data)))
+            batch = batch_of(data, idx, device)
+            parts.append([t.cpu() for t in model.backbone_tokens(batch["img1"], batch.get("img2"))])
+            if start == 0 and sum(t.nbytes for t in parts[0]) * len(data) / len(idx) > max_bytes:
+                return None
+    finally:
+        model.train(was_training)
     return [torch.cat(maps) for maps in zip(*parts)]
 
 
