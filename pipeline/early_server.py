@@ -18,12 +18,23 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
+from pipeline.prefect_template import database_of, seed_database
 from rendering.processes import tied_command
 
 # what Prefect's own ephemeral server sets: no UI, ephemeral mode
 SERVER_ENVIRONMENT = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-_EARLY: dict[str, object] = {}  # the launched child: "process", "port", and "base", os.environ at its launch
+_EARLY: dict[str, object] = {}  # the launched child: "child", and "base", os.environ at its launch
+
+
+class ServerChild(NamedTuple):
+    """A launched server process, its port, and the database it creates (None: one was there or
+    was copied from the template), to be saved as the template once the server answers."""
+
+    process: subprocess.Popen
+    port: int
+    creates_database: Path | None
 
 
 def set_server_defaults() -> None:
@@ -44,8 +55,13 @@ def server_environment(settings: Mapping[str, str]) -> dict[str, str]:
     return {**os.environ, **settings, **SERVER_ENVIRONMENT}
 
 
-def launch_server(environment: Mapping[str, str]) -> tuple[subprocess.Popen, int]:
-    """uvicorn with Prefect's app factory on a free loopback port, dying with this process."""
+def launch_server(environment: Mapping[str, str]) -> ServerChild:
+    """uvicorn with Prefect's app factory on a free loopback port, dying with this process; a
+    missing database of the embedded default starts as a copy of the template."""
+    database = None
+    if environment.get("PREFECT_HOME") and not environment.get("PREFECT_API_DATABASE_CONNECTION_URL"):
+        database = database_of(environment["PREFECT_HOME"])
+    creates = database if database is not None and seed_database(database) else None
     port = free_port()
     spec = importlib.util.find_spec("prefect")
     if spec is None or spec.origin is None:
@@ -56,7 +72,7 @@ def launch_server(environment: Mapping[str, str]) -> tuple[subprocess.Popen, int
     # Its own session: a terminal's Ctrl-C reaches the command's process group, and the server
     # must outlive that moment so that the command can still record how its runs ended.
     process = subprocess.Popen(tied_command(command), env=dict(environment), start_new_session=True)
-    return process, port
+    return ServerChild(process, port, creates)
 
 
 def start_early() -> None:
@@ -65,32 +81,31 @@ def start_early() -> None:
         return
     set_server_defaults()
     base = dict(os.environ)
-    process, port = launch_server(server_environment({}))
-    _EARLY.update(process=process, port=port, base=base)
+    _EARLY.update(child=launch_server(server_environment({})), base=base)
     atexit.register(stop_early)
 
 
-def adopt_early(settings_from_environment: bool) -> tuple[subprocess.Popen, int] | None:
-    """The early child and its port when it still runs and would be launched the same way now:
+def adopt_early(settings_from_environment: bool) -> ServerChild | None:
+    """The early child when it still runs and would be launched the same way now:
     os.environ is what it was at its launch and ``settings_from_environment`` (the caller's Prefect
     settings are those os.environ gives, no temporary setting in force). Else None, and an early
     child that does not fit is stopped."""
     if not _EARLY:
         return None
-    process, port, base = _EARLY["process"], _EARLY["port"], _EARLY["base"]
+    child, base = _EARLY["child"], _EARLY["base"]
     _EARLY.clear()
-    if settings_from_environment and base == dict(os.environ) and process.poll() is None:
-        return process, port
-    stop_server(process)
+    if settings_from_environment and base == dict(os.environ) and child.process.poll() is None:
+        return child
+    stop_server(child.process)
     return None
 
 
 def stop_early() -> None:
     """Stop an early child nobody adopted (the command ended before it ran a flow)."""
     if _EARLY:
-        process = _EARLY["process"]
+        child = _EARLY["child"]
         _EARLY.clear()
-        stop_server(process)
+        stop_server(child.process)
 
 
 def stop_server(process: subprocess.Popen) -> None:

@@ -18,8 +18,8 @@ SCRIPT = textwrap.dedent("""
     report = {}
     for case in ("same settings", "environment changed"):
         early_server.start_early()
-        early = early_server._EARLY["process"]
-        report[case] = {"early_port": early_server._EARLY["port"], "prefect_imported": "prefect" in sys.modules}
+        early = early_server._EARLY["child"].process
+        report[case] = {"early_port": early_server._EARLY["child"].port, "prefect_imported": "prefect" in sys.modules}
         if case == "environment changed":
             os.environ["CROCOPIPE_TEST_SETTING"] = "1"
         from pipeline.flows.history import command_api

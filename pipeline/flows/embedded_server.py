@@ -22,7 +22,8 @@ from uuid import UUID
 
 from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, Settings, get_current_settings
 
-from pipeline.early_server import adopt_early, launch_server, server_environment, stop_server
+from pipeline.early_server import ServerChild, adopt_early, launch_server, server_environment, stop_server
+from pipeline.prefect_template import save_template
 
 RUN_FOLDER_TAG = "crocopipe-run:"
 UNFINISHED = ("RUNNING", "PENDING")
@@ -50,13 +51,14 @@ class TiedServer:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def _launch(self, adopt: bool = False) -> subprocess.Popen:
+    def _launch(self, adopt: bool = False) -> ServerChild:
         """The server child: the one pipeline.early_server launched ahead when ``adopt`` and it
         fits the current settings, else a new one."""
         settings = get_current_settings().to_environment_variables(exclude_unset=True)
         launched = adopt_early(settings == Settings().to_environment_variables(exclude_unset=True)) if adopt else None
-        process, self.port = launched or launch_server(server_environment(settings))
-        return process
+        child = launched or launch_server(server_environment(settings))
+        self.process, self.port = child.process, child.port
+        return child
 
     def _healthy(self) -> bool:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
@@ -75,13 +77,13 @@ class TiedServer:
         limit = float(timeout or os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
                       or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         deadline = time.monotonic() + limit
-        self.process = self._launch(adopt=True)
+        child = self._launch(adopt=True)
         atexit.register(self.stop)
         try:
             while not self._healthy():
                 status = self.process.poll()
                 if status == _STARTUP_FAILURE:  # lost the port to another process: another one
-                    self.process = self._launch()
+                    child = self._launch()
                 elif status is not None:
                     raise ServerStartError(f"the embedded Prefect server exited with status {status} while "
                                            f"starting (its log: {os.environ.get('PREFECT_HOME', '~/.prefect')}/prefect.log)")
@@ -92,6 +94,8 @@ class TiedServer:
         except BaseException:
             self.stop()
             raise
+        if child.creates_database is not None:  # migrated, no run recorded yet: the next new folder's start
+            save_template(child.creates_database)
 
     def stop(self) -> None:
         """Terminate the server (its shutdown saves what it holds); kill it after 5 s."""
