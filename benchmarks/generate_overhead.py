@@ -4,6 +4,9 @@
   units, 1 proc  the unit body without Prefect: + JPEG/PNG encoding, tar, parquet, fsync
   flow, w=1/2    run_generate through Prefect with 1 and 2 render processes, each run starting
                  and stopping its own embedded Prefect server as the CLI does
+  --cli          the flow rows (and the fixed cost) as `crocopipe generate CONFIG --quiet`
+                 subprocesses in new run folders: what a user meets, imports and server start
+                 (overlapping the command's own start) included
 
 Overhead = 1 - (pairs/s) / (raw pairs/s x workers), in wall time (needs an idle machine to mean
 anything) and in CPU time (process + children: the render processes and the Prefect server),
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +54,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--flows", type=int, nargs="+", default=[1, 2], help="render-process counts of the flow runs")
     parser.add_argument("--no-units", action="store_true", help="skip the unit body without Prefect")
+    parser.add_argument("--cli", action="store_true", help="run the flows as `crocopipe generate` commands")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="crocopipe-bench-"))
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
@@ -87,24 +93,40 @@ def main() -> None:
             run_unit(unit.as_dict(), str(cfg.corpus_dir), cfg.corpus.model_dump_json())
         rows.append(("units, no Prefect", 1, time.perf_counter() - wall, cpu_seconds() - cpu))
 
-    from pipeline.flows.generate import run_generate
-    from pipeline.flows.history import command_api
-
-    run_generate(config(tmp / "warm", 1, 1, 1, 32, 1000))  # imports and the database, as a second command finds them
-    wall = time.perf_counter()
-    with command_api():
-        pass
-    server = time.perf_counter() - wall
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    run_generate(config(tmp / "fixed", 1, 1, 1, 32, 2000))
-    fixed, fixed_cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-    print(f"fixed cost of a 1-pair flow run: {fixed:.1f} s wall ({fixed_cpu:.1f} s CPU), of which the embedded "
-          f"Prefect server's start + stop alone takes {server:.1f} s wall")
-    for workers in args.flows:
-        cfg = config(tmp / f"flow{workers}", workers)
+    def flow_run(cfg_folder: Path, workers: int, scenes: int = args.scenes, pairs: int = args.pairs,
+                 size: int = args.size, first_seed: int = 0) -> tuple[float, float]:
+        """(wall s, CPU s) of one generate flow run, in this process or as a command."""
+        cfg_folder.mkdir(exist_ok=True)
+        path = write_config(cfg_folder, scenes, pairs, size, workers, first_seed, args.pairs_per_shard)
         wall, cpu = time.perf_counter(), cpu_seconds()
-        run_generate(cfg)
-        rows.append((f"flow, {workers} worker(s)", workers, time.perf_counter() - wall, cpu_seconds() - cpu))
+        if args.cli:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+            done = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", str(path), "--quiet"], env=env,
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"crocopipe generate {path} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        else:
+            run_generate(load_run_config(path))
+        return time.perf_counter() - wall, cpu_seconds() - cpu
+
+    if args.cli:
+        flow_run(tmp / "warm", 1, 1, 1, 32, 1000)  # the database template and the scene cache, as a user's second run finds them
+        fixed, fixed_cpu = flow_run(tmp / "fixed", args.flows[-1], 1, 1, 32, 2000)
+        print(f"fixed cost of a 1-pair `crocopipe generate` in a new run folder: {fixed:.1f} s wall ({fixed_cpu:.1f} s CPU)")
+    else:
+        from pipeline.flows.generate import run_generate
+        from pipeline.flows.history import command_api
+
+        flow_run(tmp / "warm", 1, 1, 1, 32, 1000)  # imports and the database, as a second command finds them
+        wall = time.perf_counter()
+        with command_api():
+            pass
+        server = time.perf_counter() - wall
+        fixed, fixed_cpu = flow_run(tmp / "fixed", 1, 1, 1, 32, 2000)
+        print(f"fixed cost of a 1-pair flow run: {fixed:.1f} s wall ({fixed_cpu:.1f} s CPU), of which the embedded "
+              f"Prefect server's start + stop alone takes {server:.1f} s wall")
+    for workers in args.flows:
+        rows.append((f"flow, {workers} worker(s)", workers, *flow_run(tmp / f"flow{workers}", workers)))
     print(f"{args.scenes} procedural scenes x {args.pairs} pairs at {args.size} px, {args.pairs_per_shard} pairs "
           f"per unit; {os.cpu_count()} CPUs; raw sampler {rows[0][2]:.1f} s wall for {n} pairs")
     print(f"{'path':<22} {'pairs/s':>8} {'wall overhead vs raw x workers':>31} {'CPU s':>7} {'CPU overhead vs raw':>20}")
