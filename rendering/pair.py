@@ -83,6 +83,9 @@ class PairRecord:
     covis: CovisScores
     attempts: int  # candidate views rendered before acceptance (references + second views)
     rejections: dict[str, int] = field(default_factory=dict)  # reason -> count
+    # image_information of img1 and img2 when the sampler already computed them (its view check),
+    # so meta() does not compute them again; None: meta() computes them.
+    information: tuple[float, float] | None = None
 
     @property
     def height(self) -> int:
@@ -102,6 +105,7 @@ class PairRecord:
 
     def meta(self, depth_scale: float = 0.001) -> dict:
         """The JSON-serialisable ``meta.json`` of the shard schema."""
+        information = self.information or (image_information(self.img1), image_information(self.img2))
         return {
             "schema_version": SCHEMA_VERSION,
             "scene_id": self.scene_id,
@@ -119,8 +123,8 @@ class PairRecord:
             **self.covis.as_dict(),
             "valid1": self.valid1,
             "valid2": self.valid2,
-            "information1": image_information(self.img1),
-            "information2": image_information(self.img2),
+            "information1": information[0],
+            "information2": information[1],
             "attempts": int(self.attempts),
             "rejections": {k: int(v) for k, v in sorted(self.rejections.items())},
         }

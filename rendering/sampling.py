@@ -287,7 +287,8 @@ def sample_pair(
         if not _valid_enough(view1, config.min_valid_fraction):
             rejections[REFERENCE_LOW_VALID] += 1
             continue
-        if config.min_image_information > 0 and image_information(view1.rgb) < config.min_image_information:
+        information1 = image_information(view1.rgb) if config.min_image_information > 0 else None
+        if information1 is not None and information1 < config.min_image_information:
             rejections[REFERENCE_LOW_INFORMATION] += 1
             continue
         target = valid_depth_centroid(view1.depth, K, pose1)
@@ -309,19 +310,21 @@ def sample_pair(
             view2 = renderer.render(K, pose2, width, height)
             attempts += 1
             reason, scores = _verdict(config, view1, view2, K, pose1, pose2, 0.0)
-            if reason is None and config.min_image_information > 0:
-                if image_information(view2.rgb) < config.min_image_information:
+            information = None
+            if reason is None and information1 is not None:
+                information = (information1, image_information(view2.rgb))
+                if information[1] < config.min_image_information:
                     reason = CANDIDATE_LOW_INFORMATION
             if reason is not None:
                 rejections[reason] += 1
                 continue
             return _record(renderer, scene, pair_index, corpus_seed, view1, view2, K, K, pose1, pose2, scores,
-                           attempts, dict(rejections))
+                           attempts, dict(rejections), information)
     raise PairSamplingError(scene.scene_id, pair_index, attempts, dict(rejections))
 
 
 def _record(renderer, scene, pair_index, corpus_seed, view1, view2, K1, K2, pose1, pose2, scores, attempts,
-            rejections) -> PairRecord:
+            rejections, information=None) -> PairRecord:
     return PairRecord(
         scene_id=scene.scene_id,
         scene_uri=scene.uri,
@@ -339,6 +342,7 @@ def _record(renderer, scene, pair_index, corpus_seed, view1, view2, K1, K2, pose
         covis=scores,
         attempts=int(attempts),
         rejections=rejections,
+        information=information,
     )
 
 

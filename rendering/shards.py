@@ -209,6 +209,10 @@ def encode_sample(
 # Writing
 
 
+_BLOCK = 512  # tar block size
+_ZERO_BLOCK = bytes(_BLOCK)
+
+
 class ShardWriter:
     """Writes samples to a hidden temporary tar and renames it to its final name on ``close``.
 
@@ -221,30 +225,32 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_name(self.path)
         self._file = open(self._tmp, "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.GNU_FORMAT)
+        self._offset = 0  # bytes written, for the archive's closing padding
         self._keys: list[str] = []
+        self._key_set: set[str] = set()
         self._closed = False
 
     def write(self, key: str, fields: dict[str, bytes]) -> None:
         check_key(key)
-        if key in self._keys:
+        if key in self._key_set:
             raise ValueError(f"duplicate sample key {key!r} in shard {self.path}")
         for name in sorted(fields, key=_field_rank):
             data = fields[name]
-            info = tarfile.TarInfo(f"{key}.{name}")
-            info.size = len(data)
-            info.mode = 0o444
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            self._tar.addfile(info, io.BytesIO(data))
+            header = member_header(f"{key}.{name}", len(data))
+            padding = -len(data) % _BLOCK
+            self._file.write(header)
+            self._file.write(data)
+            if padding:
+                self._file.write(_ZERO_BLOCK[:padding])
+            self._offset += len(header) + len(data) + padding
         self._keys.append(key)
+        self._key_set.add(key)
 
     def close(self) -> ShardInfo:
         """Finish the tar, fsync it, rename it into place and return its size and sha256."""
         if self._closed:
             raise RuntimeError(f"shard writer for {self.path} is already closed")
-        self._tar.close()
+        self._file.write(_end_of_archive(self._offset))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -260,9 +266,8 @@ class ShardWriter:
             return
         self._closed = True
         try:
-            self._tar.close()
-        finally:
             self._file.close()
+        finally:
             self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> ShardWriter:
@@ -271,6 +276,40 @@ class ShardWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+
+
+# The tar header of a shard member, as tarfile writes it in GNU format for a regular file with
+# mode 0444, owner 0/0, no owner names and mtime 0: the same bytes, built from one template (a
+# shard write took 0.54-0.70 CPU ms per 256-px pair through tarfile.addfile, 0.27-0.30 so).
+# Only the name, the size and the checksum differ between members; names of 100 bytes or more
+# (a GNU long-name block) and sizes beyond 11 octal digits go through tarfile itself.
+def _tarfile_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = size, 0o444, 0, 0, 0, "", ""
+    return info.tobuf(tarfile.GNU_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+_HEADER_TEMPLATE = _tarfile_header("", 0)
+_MAX_OCTAL_SIZE = 8**11 - 1
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The 512-byte tar header of a shard member ``name`` of ``size`` bytes (longer for long names)."""
+    if not name.isascii() or len(name) >= 100 or size > _MAX_OCTAL_SIZE:
+        return _tarfile_header(name, size)
+    header = bytearray(_HEADER_TEMPLATE)
+    header[: len(name)] = name.encode("ascii")
+    header[124:136] = b"%011o\0" % size
+    header[148:156] = b"        "  # the checksum counts its own field as spaces
+    header[148:155] = b"%06o\0" % sum(header)
+    return bytes(header)
+
+
+def _end_of_archive(offset: int) -> bytes:
+    """What tarfile writes on close after ``offset`` bytes: two zero blocks, then zeros up to a
+    whole record of 20 blocks."""
+    end = offset + 2 * _BLOCK
+    return bytes(2 * _BLOCK + (-end % tarfile.RECORDSIZE))
 
 
 def _field_rank(name: str) -> tuple[int, str]:
@@ -282,8 +321,6 @@ def _field_rank(name: str) -> tuple[int, str]:
 # Reading
 
 
-_BLOCK = 512
-_ZERO_BLOCK = bytes(_BLOCK)
 _REGULAR_TYPES = (b"0", b"\0")
 _LONG_NAME_TYPE = b"L"  # GNU: the next member's name is this member's data
 _PAX_TYPES = (b"x", b"g")  # POSIX extended headers (path=..., size=...)

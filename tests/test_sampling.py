@@ -10,6 +10,7 @@ import trimesh
 from rendering.backend import SceneSpec
 from rendering.backends import create_renderer
 from rendering.covisibility import compute_covisibility
+from rendering.pair import image_information
 from rendering.navigable import NavigableGrid
 from rendering.sampling import (
     CANDIDATE_LOW_VALID,
@@ -154,6 +155,8 @@ def test_accepted_pairs_satisfy_every_invariant(pairs, navigable):
         # Every rendered view is either the accepted pair or a recorded rejection.
         assert p.attempts == 2 + sum(p.rejections.get(r, 0) for r in RENDERED_REASONS)
         assert p.renderer == "embedded" and p.seed == 11 and p.scene_id == SCENE.scene_id
+        # The sampler's view checks hand meta.json their scores: the same as computing them again.
+        assert p.information == (image_information(p.img1), image_information(p.img2))
 
 
 def test_reference_orientation_noise_stays_within_bounds(pairs):

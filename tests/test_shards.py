@@ -416,3 +416,37 @@ def test_valid_meta_variants_are_accepted():
                     {**good, "K1": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "extra_field": [1, "x"]},
                     {**good, "cam2world1": [[1e308, 1e308, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}):
         assert meta_problems(variant) == [], variant
+
+
+def _tarfile_shard(samples: list[tuple[str, dict[str, bytes]]]) -> bytes:
+    """The bytes tarfile itself writes for these samples with the shard's header fields."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for key, fields in samples:
+            for name, data in fields.items():
+                info = tarfile.TarInfo(f"{key}.{name}")
+                info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = (
+                    len(data), 0o444, 0, 0, 0, "", "")
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("sizes", [[0], [1, 511, 512, 513], [10240 - 3 * 512], [123_457, 7, 0, 4096]])
+def test_shard_writer_writes_the_bytes_tarfile_writes(tmp_path, sizes):
+    # Short and long (GNU long-name) keys, empty and block-sized members, and archive ends on
+    # both sides of a 20-block record boundary: the writer builds headers itself.
+    rng = np.random.default_rng(len(sizes))
+    samples = []
+    for i, key in enumerate(["a", "room-a-00000007", "s" * 88, "x" * 95 + "-long"]):
+        fields = {f"img{j + 1}.jpg": rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+                  for j, size in enumerate(sizes[i % len(sizes):][:2])}
+        fields["meta.json"] = json.dumps({"i": i}).encode()
+        samples.append((key, fields))
+    path = tmp_path / "pairs-000000.tar"
+    with ShardWriter(path) as writer:
+        for key, fields in samples:
+            writer.write(key, fields)
+        info = writer.close()
+    assert path.read_bytes() == _tarfile_shard(samples)
+    assert info.size == path.stat().st_size
+    assert [k for k, _ in samples] == list(info.keys)
