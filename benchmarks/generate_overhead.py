@@ -1,6 +1,9 @@
 """End-to-end pairs/s of the generate flow vs the raw sampler on the same scenes.
 
   raw sampler    one process: each scene loaded once, sample_pair x N (render + co-visibility only)
+  raw, w at once the raw sampler in w processes at the same time (the flow's render-process settings),
+                 each taking every w-th unit's pairs: the peer of a w-process flow, since two
+                 processes on two cores share caches and memory bandwidth
   units, 1 proc  the unit body without Prefect: + JPEG/PNG encoding, tar, parquet, fsync
   flow, w=1/2    run_generate through Prefect with 1 and 2 render processes, each run starting
                  and stopping its own embedded Prefect server as the CLI does
@@ -8,7 +11,8 @@
                  subprocesses in new run folders: what a user meets, imports and server start
                  (overlapping the command's own start) included
 
-Overhead = 1 - (pairs/s) / (raw pairs/s x workers), in wall time (needs an idle machine to mean
+Overhead = 1 - (pairs/s) / (raw pairs/s x workers), in wall time; a flow row of w workers also
+shows its overhead against the "raw, w at once" row. Both in wall time (needs an idle machine to mean
 anything) and in CPU time (process + children: the render processes and the Prefect server),
 which other jobs on the machine inflate far less. The fixed cost is a 1-pair flow run, split
 into the embedded server's start + stop and the rest.
@@ -44,6 +48,41 @@ def cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def raw_part(config_path: str, units: list[dict]) -> tuple[float, float, float]:
+    """Sample the pairs of ``units`` with no encoding or writing; (start, end, CPU s) of the work."""
+    from pipeline.config import load_run_config
+    from pipeline.corpus.plan import WorkUnit
+    from pipeline.corpus.unit import process_renderer, process_scene
+    from rendering.sampling import sample_pair
+
+    corpus = load_run_config(Path(config_path)).corpus
+    renderer = process_renderer(corpus.backend, corpus.backend_options)
+    start, cpu = time.time(), time.process_time()
+    for fields in units:
+        unit = WorkUnit(**fields)
+        navigable = process_scene(renderer, unit.scene)
+        for k in unit.pair_indices:
+            sample_pair(renderer, navigable, unit.scene, k, corpus.seed, corpus.sampler)
+    return start, time.time(), time.process_time() - cpu
+
+
+def raw_at_once(config_path: Path, units: list, workers: int) -> tuple[float, float]:
+    """(wall s, CPU s) of :func:`raw_part` in ``workers`` render processes at once, unit i on
+    process i mod workers; process start-up is not counted."""
+    from pipeline.corpus.unit import render_process_pool, warm_up_render_process
+
+    pool = render_process_pool(workers, "embedded")
+    try:
+        for done in [pool.submit(warm_up_render_process, "embedded") for _ in range(workers)]:
+            done.result()
+        parts = [pool.submit(raw_part, str(config_path), [u.as_dict() for u in units[i::workers]])
+                 for i in range(workers)]
+        spans = [part.result() for part in parts]
+    finally:
+        pool.shutdown()
+    return max(s[1] for s in spans) - min(s[0] for s in spans), sum(s[2] for s in spans)
 
 
 def main() -> None:
@@ -83,6 +122,11 @@ def main() -> None:
             sample_pair(renderer, navigable, scene, i, base.corpus.seed, base.corpus.sampler)
     rows = [("raw sampler", 1, time.perf_counter() - wall, cpu_seconds() - cpu)]
     renderer.close()
+
+    for workers in sorted({w for w in args.flows if w > 1}):
+        cfg = config(tmp / f"raw{workers}", workers)
+        rows.append((f"raw, {workers} at once", workers, *raw_at_once(tmp / f"raw{workers}" / "run.toml",
+                                                                       plan_units(cfg.corpus), workers)))
 
     if not args.no_units:
         cfg = config(tmp / "units", 1)
@@ -129,11 +173,15 @@ def main() -> None:
         rows.append((f"flow, {workers} worker(s)", workers, *flow_run(tmp / f"flow{workers}", workers)))
     print(f"{args.scenes} procedural scenes x {args.pairs} pairs at {args.size} px, {args.pairs_per_shard} pairs "
           f"per unit; {os.cpu_count()} CPUs; raw sampler {rows[0][2]:.1f} s wall for {n} pairs")
-    print(f"{'path':<22} {'pairs/s':>8} {'wall overhead vs raw x workers':>31} {'CPU s':>7} {'CPU overhead vs raw':>20}")
+    print(f"{'path':<22} {'pairs/s':>8} {'wall overhead vs raw x workers':>31} {'vs raw, w at once':>18} "
+          f"{'CPU s':>7} {'CPU overhead vs raw':>20}")
     raw_rate, raw_cpu = n / rows[0][2], rows[0][3]
+    at_once = {workers: n / seconds for name, workers, seconds, _ in rows if name.startswith("raw, ")}
     for name, workers, seconds, cpu_s in rows:
         rate = n / seconds
-        print(f"{name:<22} {rate:>8.2f} {100 * (1 - rate / (raw_rate * workers)):>30.1f}% {cpu_s:>7.1f} "
+        peer = at_once.get(workers) if name.startswith("flow") else None
+        versus = "" if peer is None else f"{100 * (1 - rate / peer):.1f}%"
+        print(f"{name:<22} {rate:>8.2f} {100 * (1 - rate / (raw_rate * workers)):>30.1f}% {versus:>18} {cpu_s:>7.1f} "
               f"{100 * (cpu_s / raw_cpu - 1):>19.1f}%")
 
 
