@@ -71,6 +71,12 @@ def test_rgb_roundtrip_keeps_channel_order():
     assert np.array_equal(back, img)
     jpg = decode_rgb(encode_rgb(img, "jpg", 95))
     assert jpg[..., 0].mean() > 240 and jpg[..., 2].mean() < 15
+    # A strided view (as a renderer's flipped read-back can be) encodes as its contents.
+    varied = np.random.default_rng(1).integers(0, 256, size=(16, 12, 3), dtype=np.uint8)
+    view = varied[::-1, ::2]
+    assert np.array_equal(decode_rgb(encode_rgb(view, "png")), view)
+    assert encode_rgb(view, "jpg", 90) == cv2.imencode(".jpg", np.ascontiguousarray(view[..., ::-1]),
+                                                       [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
 def test_shard_roundtrip_and_determinism(tmp_path):

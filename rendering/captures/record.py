@@ -123,7 +123,7 @@ def load_rgb(frame: CaptureFrame) -> np.ndarray:
     bgr = cv2.imread(str(frame.image_path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise CaptureError(f"frame {frame.frame_id}: image file {frame.image_path} cannot be read")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def rgb_in_depth_camera(frame: CaptureFrame, rgb: np.ndarray) -> np.ndarray:
