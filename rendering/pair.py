@@ -105,7 +105,9 @@ class PairRecord:
 
     def meta(self, depth_scale: float = 0.001) -> dict:
         """The JSON-serialisable ``meta.json`` of the shard schema."""
-        information = self.information or (image_information(self.img1), image_information(self.img2))
+        information = self.information
+        if information is None:
+            information = image_information(self.img1), image_information(self.img2)
         return {
             "schema_version": SCHEMA_VERSION,
             "scene_id": self.scene_id,

@@ -226,14 +226,12 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_name(self.path)
         self._file = open(self._tmp, "wb")
-        self._offset = 0  # bytes written, for the archive's closing padding
-        self._keys: list[str] = []
-        self._key_set: set[str] = set()
+        self._keys: dict[str, None] = {}  # in writing order
         self._closed = False
 
     def write(self, key: str, fields: dict[str, bytes]) -> None:
         check_key(key)
-        if key in self._key_set:
+        if key in self._keys:
             raise ValueError(f"duplicate sample key {key!r} in shard {self.path}")
         for name in sorted(fields, key=_field_rank):
             data = fields[name]
@@ -243,15 +241,13 @@ class ShardWriter:
             self._file.write(data)
             if padding:
                 self._file.write(_ZERO_BLOCK[:padding])
-            self._offset += len(header) + len(data) + padding
-        self._keys.append(key)
-        self._key_set.add(key)
+        self._keys[key] = None
 
     def close(self) -> ShardInfo:
         """Finish the tar, fsync it, rename it into place and return its size and sha256."""
         if self._closed:
             raise RuntimeError(f"shard writer for {self.path} is already closed")
-        self._file.write(_end_of_archive(self._offset))
+        self._file.write(_end_of_archive(self._file.tell()))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
